@@ -1,0 +1,3 @@
+from botlite.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""One running botlite: settings, the app database, the task runner, the token.
+
+``Botlite.open(settings)`` is what `serve`, `worker`, the CLI commands and the
+tests start from.
+"""
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit, urlunsplit
+
+import peewee
+
+from botlite import db as dbmod
+from botlite.auth import admin_token
+from botlite.models import DEFAULT_BOT_ID, Chatbot
+from botlite.runner import Runtime, TaskRunner
+from botlite.settings import Settings, ensure_data_dir
+from botlite.tasks import register_all
+
+logger = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """botlite cannot start: a database or the queue is unreachable."""
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def ensure_default_bot() -> None:
+    Chatbot.get_or_create(id=DEFAULT_BOT_ID, defaults={
+        "name": "Default bot",
+        "description": "The bot that answers POST /chatbot/message/ when no chatbot_id is given.",
+    })
+
+
+class Botlite:
+    def __init__(self, settings: Settings, database: peewee.Database,
+                 runner: TaskRunner, token: str) -> None:
+        self.settings = settings
+        self.database = database
+        self.runner = runner
+        self.token = token
+
+    @classmethod
+    def open(cls, settings: Settings) -> "Botlite":
+        ensure_data_dir(settings)
+        token = admin_token(settings)
+        database = dbmod.bind(dbmod.open_database(settings.database_url))
+        try:
+            dbmod.migrate(database)
+            with database.connection_context():
+                ensure_default_bot()
+        except peewee.PeeweeException as exc:
+            raise StartupError("cannot open the database %s: %s" % (
+                redact(settings.database_url), str(exc).strip().splitlines()[0])) from None
+        try:
+            runner = TaskRunner(settings.broker_url)
+        except Exception as exc:
+            raise StartupError("cannot open the task queue %s: %s" % (
+                redact(settings.broker_url), str(exc).strip().splitlines()[0])) from None
+        register_all(runner)
+        # Each task gets its own connection, opened and closed around it.
+        runner.huey.pre_execute("open-db")(lambda task: database.connect(reuse_if_open=True))
+        runner.huey.post_execute("close-db")(lambda task, value, exc: database.close())
+        return cls(settings, database, runner, token)
+
+    def runtime(self, workers: int | None = None) -> Runtime:
+        return Runtime(self.runner, self.settings.workers if workers is None else workers,
+                       shutdown_timeout=self.settings.shutdown_timeout)
+
+    def close(self) -> None:
+        self.runner.close()
+        self.database.close()

@@ -1,0 +1,90 @@
+"""Creating, changing and deleting chatbots."""
+from __future__ import annotations
+
+import json
+import re
+
+import peewee
+
+from botlite.errors import BadRequest, Conflict, NotFound
+from botlite.models import DEFAULT_BOT_ID, Chatbot
+from botlite.timeutil import utcnow
+from botlite import validate
+
+BOT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+EDITABLE = {"name", "description", "greeting", "fallback_message", "allowed_domains",
+            "rate_limit_per_minute"}
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48].strip("-")
+    return slug or "bot"
+
+
+def get_bot(bot_id: str) -> Chatbot:
+    bot = Chatbot.get_or_none(Chatbot.id == bot_id)
+    if bot is None:
+        raise NotFound("no chatbot with id %r" % bot_id)
+    return bot
+
+
+def _changes(data: dict, *, creating: bool) -> dict:
+    changes = {
+        "name": validate.text(data, "name", required=creating, max_length=200,
+                              allow_blank=False),
+        "description": validate.text(data, "description", max_length=2000),
+        "greeting": validate.text(data, "greeting", max_length=2000),
+        "fallback_message": validate.text(data, "fallback_message", max_length=2000),
+        "rate_limit_per_minute": validate.integer(data, "rate_limit_per_minute",
+                                                  minimum=0, maximum=10000),
+    }
+    domains = validate.string_list(data, "allowed_domains")
+    if domains is not None:
+        changes["allowed_domains"] = json.dumps(domains)
+    return {key: value for key, value in changes.items() if value is not None}
+
+
+def create_bot(data: dict) -> Chatbot:
+    validate.reject_unknown(data, EDITABLE | {"id"})
+    fields = _changes(data, creating=True)
+    wanted = validate.text(data, "id", max_length=64)
+    if wanted is not None:
+        if not BOT_ID.match(wanted):
+            raise BadRequest("field 'id' must be lowercase letters, digits, '-' or '_' "
+                             "(at most 64, starting with a letter or digit)",
+                             code="invalid_field")
+        candidates = [wanted]
+    else:
+        base = _slug(fields["name"])
+        candidates = [base] + ["%s-%d" % (base, n) for n in range(2, 1000)]
+    for bot_id in candidates:
+        if Chatbot.get_or_none(Chatbot.id == bot_id) is not None:
+            continue
+        try:
+            return Chatbot.create(id=bot_id, **fields)
+        except peewee.IntegrityError:
+            continue  # created concurrently; try the next id
+    raise Conflict("a chatbot with id %r already exists" % candidates[0])
+
+
+def update_bot(bot_id: str, data: dict) -> Chatbot:
+    validate.reject_unknown(data, EDITABLE)
+    changes = _changes(data, creating=False)
+    bot = get_bot(bot_id)
+    if changes:
+        changes["updated_at"] = utcnow()
+        Chatbot.update(**changes).where(Chatbot.id == bot.id).execute()
+        bot = get_bot(bot_id)
+    return bot
+
+
+def delete_bot(bot_id: str) -> Chatbot:
+    if bot_id == DEFAULT_BOT_ID:
+        raise Conflict("the default chatbot answers /chatbot/message/ and cannot be deleted")
+    bot = get_bot(bot_id)
+    bot.delete_instance()
+    return bot
+
+
+def list_bots() -> list[Chatbot]:
+    return list(Chatbot.select().order_by(Chatbot.created_at, Chatbot.id))

@@ -1,0 +1,89 @@
+"""The app database from a URL: SQLite (default) or PostgreSQL, through peewee.
+
+Models are bound to ``database`` (a proxy) so the URL is chosen at start-up.
+peewee keeps one connection per thread; web requests and tasks each open one
+on entry and close it on exit (see web/app.py and app.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+from urllib.parse import urlsplit
+
+import peewee
+from playhouse.db_url import connect as connect_url
+from playhouse.migrations import Runner
+
+logger = logging.getLogger(__name__)
+
+database = peewee.DatabaseProxy()
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 5000,
+    "foreign_keys": 1,
+    "synchronous": "normal",
+    "cache_size": -16000,
+}
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a sqlite:/// URL, or None for other schemes."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return os.path.abspath(url[len("sqlite:///"):])
+
+
+def open_database(url: str) -> peewee.Database:
+    """A peewee database for ``url`` (not yet connected)."""
+    path = sqlite_path(url)
+    if path is not None:
+        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=5)
+    scheme = urlsplit(url).scheme
+    if scheme in ("postgresql", "postgres"):
+        return connect_url(url)
+    raise ValueError("unsupported database URL scheme %r" % scheme)
+
+
+def bind(db: peewee.Database) -> peewee.Database:
+    database.initialize(db)
+    return db
+
+
+@contextlib.contextmanager
+def _migration_lock(db: peewee.Database):
+    """Serialise schema changes between processes starting at the same time."""
+    if isinstance(db, peewee.SqliteDatabase):
+        with open(db.database + ".migrate.lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        key = int.from_bytes(hashlib.sha256(b"botlite-migrate").digest()[:7], "big")
+        db.execute_sql("select pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            db.execute_sql("select pg_advisory_unlock(%s)", (key,))
+
+
+def migrate(db: peewee.Database, target: str | None = None) -> list[str]:
+    """Apply pending migrations in order (up to ``target``); return their names."""
+    runner = Runner(db, MIGRATIONS_DIR, table_name="botlite_migration")
+    with db.connection_context(), _migration_lock(db):
+        applied = runner.up(target)
+    return applied
+
+
+def schema_version(db: peewee.Database) -> str | None:
+    runner = Runner(db, MIGRATIONS_DIR, table_name="botlite_migration")
+    with db.connection_context():
+        names = sorted(runner.applied())
+    return names[-1] if names else None

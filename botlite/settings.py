@@ -1,0 +1,249 @@
+"""Every setting declared once: name, environment variable, default, help.
+
+Precedence is flag > environment > default. A bad value raises SettingsError
+with one sentence that names the setting, which the CLI prints as one line.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """A setting has a value botlite cannot use."""
+
+
+def _text(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _optional_text(value: str) -> str | None:
+    return value.strip() or None
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise ValueError("%r is not a port number (1-65535, or 0 for any free port)"
+                         % value) from None
+    if not 0 <= port <= 65535:
+        raise ValueError("%r is not a port number (1-65535, or 0 for any free port)" % value)
+    return port
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("%r is not a whole number" % value) from None
+    if number < 0:
+        raise ValueError("%r must be 0 or more" % value)
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("%r is not a number of seconds" % value) from None
+    if number < 0:
+        raise ValueError("%r must be 0 or more" % value)
+    return number
+
+
+def _megabytes(value: str) -> int:
+    number = _count(value)
+    if number == 0:
+        raise ValueError("must be at least 1")
+    return number
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("%r is not one of 1/0, true/false, yes/no, on/off" % value)
+
+
+def _host(value: str) -> str:
+    value = _text(value)
+    if any(ch.isspace() or ch in "/@?#" for ch in value):
+        raise ValueError("%r is not a host name or IP address" % value)
+    return value
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("%r is not one of DEBUG, INFO, WARNING, ERROR" % value)
+    return level
+
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
+BROKER_SCHEMES = ("sqlite", "redis", "rediss", "postgresql", "postgres")
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        value = _text(value)
+        scheme = urlsplit(value).scheme
+        if scheme not in schemes:
+            raise ValueError("%r has an unknown scheme %r (use %s)" % (
+                value, scheme, ", ".join(s + "://" for s in schemes)))
+        if scheme == "sqlite" and not value.startswith("sqlite:///"):
+            raise ValueError("%r: SQLite URLs look like sqlite:///path/to/file.db" % value)
+        return value
+    return parse
+
+
+def _http_url(value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    if urlsplit(value).scheme not in ("http", "https"):
+        raise ValueError("%r is not an http:// or https:// URL" % value)
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = _text
+    flag: str | None = None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", "BOTLITE_DATA_DIR", "./botlite-data",
+            "Where the SQLite files, uploads, backups and the admin token live.",
+            _text, "--data-dir"),
+    Setting("host", "BOTLITE_HOST", "127.0.0.1", "Address the web server binds to.",
+            _host, "--host"),
+    Setting("port", "BOTLITE_PORT", 8000, "Port the web server listens on (0: any free port).",
+            _port, "--port"),
+    Setting("workers", "BOTLITE_WORKERS", 2, "Task worker threads in this process.",
+            _count, "--workers"),
+    Setting("database_url", "BOTLITE_DATABASE_URL", None,
+            "App database: sqlite:///path or postgresql://user@host/db. "
+            "Default: botlite.db in the data dir.",
+            _url(DATABASE_SCHEMES), "--database-url"),
+    Setting("broker_url", "BOTLITE_BROKER_URL", None,
+            "Task queue: sqlite:///path, redis://host:port/db or postgresql://... "
+            "Default: queue.db in the data dir.",
+            _url(BROKER_SCHEMES), "--broker-url"),
+    Setting("admin_token", "BOTLITE_ADMIN_TOKEN", None,
+            "Admin bearer token. Default: generated once and kept in "
+            "<data dir>/admin_token (mode 0600).",
+            _optional_text),
+    Setting("allow_private_urls", "BOTLITE_ALLOW_PRIVATE_URLS", False,
+            "1 lets website sources fetch loopback and private addresses.",
+            _flag),
+    Setting("llm_url", "BOTLITE_LLM_URL", None,
+            "Optional OpenAI-compatible endpoint (base URL or .../v1/chat/completions). "
+            "Unset: offline answers.",
+            _http_url),
+    Setting("llm_model", "BOTLITE_LLM_MODEL", None, "Model name sent to the LLM endpoint.",
+            _optional_text),
+    Setting("llm_api_key", "BOTLITE_LLM_API_KEY", None,
+            "Bearer key sent to the LLM endpoint.", _optional_text),
+    Setting("max_upload_mb", "BOTLITE_MAX_UPLOAD_MB", 50,
+            "Largest accepted upload, in megabytes (larger: 413).", _megabytes),
+    Setting("shutdown_timeout", "BOTLITE_SHUTDOWN_TIMEOUT", 10.0,
+            "Seconds in-flight tasks get to finish on SIGINT/SIGTERM before "
+            "they are released for a re-run.",
+            _seconds, "--shutdown-timeout"),
+    Setting("log_level", "BOTLITE_LOG_LEVEL", "INFO",
+            "DEBUG, INFO, WARNING or ERROR.", _log_level, "--log-level"),
+)
+
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass
+class Settings:
+    data_dir: str
+    host: str
+    port: int
+    workers: int
+    database_url: str
+    broker_url: str
+    admin_token: str | None
+    allow_private_urls: bool
+    llm_url: str | None
+    llm_model: str | None
+    llm_api_key: str | None
+    max_upload_mb: int
+    shutdown_timeout: float
+    log_level: str
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def admin_token_path(self) -> str:
+        return os.path.join(self.data_dir, "admin_token")
+
+
+def load_settings(flags: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every setting: a flag (not None) beats the environment beats the default.
+
+    Flag values may be strings (parsed like environment values) or already typed.
+    """
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        raw, origin = flags.get(setting.name), setting.flag or setting.name
+        if raw is None and setting.env in environ:
+            raw, origin = environ[setting.env], setting.env
+        if raw is None:
+            values[setting.name], sources[setting.name] = setting.default, "default"
+            continue
+        try:
+            values[setting.name] = setting.parse(raw) if isinstance(raw, str) else raw
+        except ValueError as exc:
+            raise SettingsError("%s: %s" % (origin, exc)) from None
+        sources[setting.name] = origin
+
+    data_dir = os.path.abspath(os.path.expanduser(values["data_dir"]))
+    values["data_dir"] = data_dir
+    if values["database_url"] is None:
+        values["database_url"] = "sqlite:///" + os.path.join(data_dir, "botlite.db")
+    if values["broker_url"] is None:
+        values["broker_url"] = "sqlite:///" + os.path.join(data_dir, "queue.db")
+    return Settings(sources=sources, **values)
+
+
+def ensure_data_dir(settings: Settings) -> None:
+    """Create the data dir (and the folders of SQLite files) or say why not."""
+    paths = [settings.data_dir]
+    for url in (settings.database_url, settings.broker_url):
+        if url.startswith("sqlite:///"):
+            paths.append(os.path.dirname(os.path.abspath(url[len("sqlite:///"):])))
+    for path in paths:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise SettingsError("cannot create data directory %s: %s" % (
+                path, exc.strerror or exc)) from None
+        try:
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as exc:
+            raise SettingsError("data directory %s is not writable: %s" % (
+                path, exc.strerror or exc)) from None

@@ -1,0 +1,60 @@
+"""Field checks for JSON bodies: each failure is a 400 naming the field."""
+from __future__ import annotations
+
+from typing import Any
+
+from botlite.errors import BadRequest
+
+
+def reject_unknown(data: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise BadRequest("unknown field(s): %s (allowed: %s)" % (
+            ", ".join(unknown), ", ".join(sorted(allowed))), code="invalid_field")
+
+
+def text(data: dict, name: str, *, required: bool = False, max_length: int = 4000,
+         allow_blank: bool = True) -> str | None:
+    if name not in data or data[name] is None:
+        if required:
+            raise BadRequest("field %r is required" % name, code="invalid_field")
+        return None
+    value = data[name]
+    if not isinstance(value, str):
+        raise BadRequest("field %r must be a string" % name, code="invalid_field")
+    value = value.strip()
+    if not value and not allow_blank:
+        raise BadRequest("field %r must not be blank" % name, code="invalid_field")
+    if len(value) > max_length:
+        raise BadRequest("field %r is longer than %d characters" % (name, max_length),
+                         code="invalid_field")
+    return value
+
+
+def integer(data: dict, name: str, *, minimum: int, maximum: int) -> int | None:
+    if name not in data or data[name] is None:
+        return None
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest("field %r must be a whole number" % name, code="invalid_field")
+    if not minimum <= value <= maximum:
+        raise BadRequest("field %r must be between %d and %d" % (name, minimum, maximum),
+                         code="invalid_field")
+    return value
+
+
+def string_list(data: dict, name: str, *, max_items: int = 50,
+                max_length: int = 253) -> list[str] | None:
+    if name not in data or data[name] is None:
+        return None
+    value: Any = data[name]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest("field %r must be a list of strings" % name, code="invalid_field")
+    if len(value) > max_items:
+        raise BadRequest("field %r has more than %d items" % (name, max_items),
+                         code="invalid_field")
+    cleaned = [v.strip() for v in value if v.strip()]
+    if any(len(v) > max_length for v in cleaned):
+        raise BadRequest("field %r has an item longer than %d characters" % (name, max_length),
+                         code="invalid_field")
+    return cleaned

@@ -1,0 +1,141 @@
+"""The WSGI app: bottle routes behind one plugin that does auth, connections, errors."""
+from __future__ import annotations
+
+import json
+import logging
+
+import bottle
+
+from botlite import errors
+from botlite.auth import token_matches
+
+logger = logging.getLogger(__name__)
+
+MAX_JSON_BYTES = 1024 * 1024
+
+SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    ("Content-Security-Policy",
+     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+]
+
+
+def json_response(payload: dict, status: int = 200) -> bottle.HTTPResponse:
+    return bottle.HTTPResponse(json.dumps(payload), status=status,
+                               headers={"Content-Type": "application/json"})
+
+
+def error_response(error: errors.BotliteError) -> bottle.HTTPResponse:
+    return json_response(error.to_dict(), error.status)
+
+
+def bearer_token() -> str | None:
+    header = bottle.request.get_header("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+class ApiPlugin:
+    """Around every route: admin auth unless the route is public, a database
+    connection for the request (unless db=False), and client errors as JSON. Unexpected
+    exceptions are logged with their traceback and answered with a bare 500.
+    """
+    name = "botlite-api"
+    api = 2
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def apply(self, callback, route):
+        public = route.config.get("public", False)
+        database = self.app.database if route.config.get("db", True) else None
+        token = self.app.token
+
+        def wrapper(*args, **kwargs):
+            try:
+                if not public and not token_matches(bearer_token(), token):
+                    raise errors.Unauthorized(
+                        "this endpoint needs the header Authorization: Bearer <admin token> "
+                        "(python -m botlite token prints it)")
+                if database is None:
+                    return callback(*args, **kwargs)
+                with database.connection_context():
+                    return callback(*args, **kwargs)
+            except errors.BotliteError as exc:
+                return error_response(exc)
+            except bottle.HTTPResponse:
+                raise
+            except Exception:
+                logger.exception("unhandled error in %s %s", bottle.request.method,
+                                 bottle.request.path)
+                return error_response(errors.InternalError(
+                    "internal error; the server log has the details"))
+        return wrapper
+
+
+def default_error_handler(res: bottle.HTTPError) -> str:
+    """Errors bottle raises itself (no route, wrong method, bad body)."""
+    if res.status_code >= 500 and res.exception is not None:
+        logger.error("unhandled error: %s", res.traceback or res.exception)
+    code = errors.STATUS_CODES.get(res.status_code, "error")
+    if res.status_code == 404:
+        message = "no such endpoint: %s %s" % (bottle.request.method, bottle.request.path)
+    elif res.status_code == 405:
+        message = "method %s is not allowed here (allowed: %s)" % (
+            bottle.request.method, res.get_header("Allow", ""))
+    elif res.status_code >= 500:
+        message = "internal error; the server log has the details"
+    else:
+        message = str(res.body) or res.status_line
+    bottle.response.content_type = "application/json"
+    return json.dumps({"error": {"code": code, "message": message}})
+
+
+def json_body() -> dict:
+    """The request body as a JSON object, or a 400/413 saying what is wrong."""
+    length = bottle.request.content_length
+    if length > MAX_JSON_BYTES:
+        raise errors.PayloadTooLarge("request body is larger than %d bytes" % MAX_JSON_BYTES)
+    raw = bottle.request.body.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise errors.PayloadTooLarge("request body is larger than %d bytes" % MAX_JSON_BYTES)
+    if not raw.strip():
+        raise errors.BadRequest("request body must be a JSON object", code="invalid_json")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.BadRequest("request body is not valid JSON: %s" % exc,
+                                code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise errors.BadRequest("request body must be a JSON object", code="invalid_json")
+    return data
+
+
+class SecurityHeaders:
+    """WSGI middleware adding the security headers to every response."""
+
+    def __init__(self, wsgi) -> None:
+        self.wsgi = wsgi
+
+    def __call__(self, environ, start_response):
+        def start(status, headers, exc_info=None):
+            present = {name.lower() for name, _ in headers}
+            extra = [(n, v) for n, v in SECURITY_HEADERS if n.lower() not in present]
+            return start_response(status, headers + extra, exc_info)
+        return self.wsgi(environ, start)
+
+
+def create_app(app):
+    """The WSGI application for a ``botlite.app.Botlite``."""
+    from botlite.web import api, pages
+
+    bottle.BaseRequest.MEMFILE_MAX = MAX_JSON_BYTES
+    web = bottle.Bottle(catchall=True)
+    web.default_error_handler = default_error_handler
+    web.install(ApiPlugin(app))
+    api.install(web, app)
+    pages.install(web, app)
+    return SecurityHeaders(web)

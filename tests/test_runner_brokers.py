@@ -1,0 +1,89 @@
+"""The same task path on every broker URL: SQLite always, Redis and PostgreSQL
+on this machine's services."""
+import datetime
+import json
+import uuid
+
+import pytest
+
+from botlite.runner import Runtime, TaskRunner, UnknownTask, task
+from botlite.runner.serializer import JSONSerializer
+
+
+@task(retries=1)
+def add(a, b):
+    return {"sum": a + b, "at": "done"}
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+def broker_url(request, tmp_path):
+    if request.param == "sqlite":
+        return "sqlite:///%s" % (tmp_path / "queue.db")
+    return request.getfixturevalue(request.param.replace("postgresql", "postgres") + "_url")
+
+
+@pytest.fixture
+def runner(broker_url):
+    runner = TaskRunner(broker_url, name="test-%s" % uuid.uuid4().hex[:8])
+    runner.register(add)
+    yield runner
+    runner.huey.flush()
+    runner.close()
+
+
+def test_a_task_is_enqueued_and_run_step_by_step(runner):
+    task_id = runner.enqueue("add", [2, 3])
+    assert runner.queue_depth()["pending"] == 1
+    queued = runner.huey.dequeue()
+    assert queued.id == task_id and queued.args == [2, 3]
+    runner.huey.execute(queued)
+    assert runner.huey.result(task_id) == {"sum": 5, "at": "done"}
+    assert runner.queue_depth() == {"pending": 0, "scheduled": 0}
+
+
+def test_a_task_runs_on_worker_threads(runner):
+    runtime = Runtime(runner, workers=2, heartbeat_interval=60)
+    runtime.start()
+    try:
+        result = runner.tasks["add"](20, 22)
+        assert result.get(blocking=True, timeout=10) == {"sum": 42, "at": "done"}
+        assert [w["id"] for w in runner.ledger.workers(30)] == [runtime.worker_id]
+    finally:
+        assert runtime.stop()
+    assert runner.ledger.workers(30) == []
+
+
+def test_queue_payloads_are_json_not_pickle(runner):
+    runner.enqueue("add", [1, 2], delay=3600)
+    stored = runner.huey.dequeue()
+    runner.huey.add_schedule(stored)
+    raw = bytes(runner.huey.storage.scheduled_items()[0])
+    fields = json.loads(raw)["__huey_message__"]
+    assert fields[1].endswith(".add") and fields[6] == [1, 2]
+
+
+def test_non_json_arguments_are_refused_at_enqueue(runner):
+    with pytest.raises(TypeError, match="not JSON serialisable"):
+        runner.enqueue("add", [object(), 1])
+    with pytest.raises(TypeError):
+        runner.enqueue("add", [b"bytes", 1])
+    assert runner.queue_depth()["pending"] == 0
+
+
+def test_unknown_task_names_are_refused(runner):
+    with pytest.raises(UnknownTask):
+        runner.enqueue("rm_rf", [])
+
+
+def test_serializer_round_trips_huey_messages_and_errors():
+    from huey.registry import Message
+    from huey.utils import Error
+    serializer = JSONSerializer()
+    eta = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    inner = Message("id2", "t.b", None, 0, 0, None, [1], {}, None, None, None, None,
+                    None, None, None)
+    message = Message("id1", "t.a", eta, 3, 1.5, 10, ["x"], {"k": [1, 2]}, inner, None,
+                      datetime.timedelta(seconds=30), eta, 60, None, 2)
+    assert serializer.deserialize(serializer.serialize(message)) == message
+    error = Error({"error": "boom", "retries": 0})
+    assert serializer.deserialize(serializer.serialize(error)) == error

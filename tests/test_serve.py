@@ -1,0 +1,123 @@
+"""A real `python -m botlite serve` process on a free port."""
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import requests
+
+from conftest import wait_for
+
+
+class ServeProcess:
+    def __init__(self, *args, env=None):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "botlite", "serve", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, **(env or {})))
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def ready_url(self, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    raise AssertionError("serve exited: %s" % self.proc.stderr.read())
+                continue
+            match = re.search(r"is ready: (http://\S+)", line)
+            if match:
+                return match.group(1)
+        raise AssertionError("serve printed no URL within %ss" % timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+
+
+def test_serve_answers_healthz_and_stops_cleanly_on_sigterm(data_dir):
+    server = ServeProcess("--port", "0", "--data-dir", data_dir)
+    try:
+        url = server.ready_url()
+        base, token = re.match(r"(http://127\.0\.0\.1:\d+)/\?token=(\S+)$", url).groups()
+        assert token == open(os.path.join(data_dir, "admin_token")).read().strip()
+
+        health = wait_for(lambda: _get(base + "/healthz"), message="/healthz 200")
+        assert health.json()["workers"]["alive"] == 1
+        bots = requests.get(base + "/api/chatbots", timeout=5,
+                            headers={"Authorization": "Bearer " + token}).json()
+        assert [b["id"] for b in bots["chatbots"]] == ["default"]
+        # The printed URL logs a browser in and lands on the dashboard.
+        session = requests.Session()
+        assert "Default bot" in session.get(url, timeout=5).text
+
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=5) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        server.stop()
+
+
+def test_serve_no_worker_serves_http_only(data_dir):
+    server = ServeProcess("--port", "0", "--data-dir", data_dir, "--no-worker")
+    try:
+        base = server.ready_url().split("/?")[0]
+        health = requests.get(base + "/healthz", timeout=5)
+        assert health.status_code == 503 and health.json()["workers"]["alive"] == 0
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(timeout=5) == 0
+    finally:
+        server.stop()
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(data_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "botlite", "serve", "--port", str(port),
+                               "--data-dir", data_dir], capture_output=True, text=True,
+                              timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "botlite: error: port %d on 127.0.0.1 is already in use: stop the other program "
+        "or pick another port with --port" % port)
+
+
+def test_worker_runs_tasks_for_a_web_only_server(data_dir):
+    server = ServeProcess("--port", "0", "--data-dir", data_dir, "--no-worker")
+    worker = subprocess.Popen([sys.executable, "-m", "botlite", "worker", "--data-dir",
+                               data_dir, "--workers", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = server.ready_url().split("/?")[0]
+        wait_for(lambda: _get(base + "/healthz"), timeout=15,
+                 message="the worker's heartbeat to make /healthz 200")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=5) == 0
+        health = requests.get(base + "/healthz", timeout=5)
+        assert health.status_code == 503
+    finally:
+        worker.kill() if worker.poll() is None else None
+        server.stop()
+
+
+def _get(url):
+    try:
+        response = requests.get(url, timeout=2)
+    except requests.ConnectionError:
+        return None
+    return response if response.status_code == 200 else None
