@@ -164,8 +164,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_upload_mb", "BOTLITE_MAX_UPLOAD_MB", 50,
             "Largest accepted upload, in megabytes (larger: 413).", _megabytes),
     Setting("shutdown_timeout", "BOTLITE_SHUTDOWN_TIMEOUT", 10.0,
-            "Seconds in-flight tasks get to finish on SIGINT/SIGTERM before "
-            "they are released for a re-run.",
+            "Seconds running tasks get to finish after SIGINT/SIGTERM.",
             _seconds, "--shutdown-timeout"),
     Setting("log_level", "BOTLITE_LOG_LEVEL", "INFO",
             "DEBUG, INFO, WARNING or ERROR.", _log_level, "--log-level"),

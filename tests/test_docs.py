@@ -1,0 +1,67 @@
+"""The docs list every setting, command, flag and endpoint the code has."""
+import os
+import re
+
+import pytest
+
+from botlite.cli import build_parser
+from botlite.settings import SETTINGS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _read(*parts):
+    with open(os.path.join(ROOT, *parts)) as handle:
+        return handle.read()
+
+
+def _subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return action.choices
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.env)
+def test_every_setting_is_documented(setting):
+    operations, readme = _read("docs", "operations.md"), _read("README.md")
+    assert "`%s`" % setting.env in operations
+    assert setting.env in readme
+    if setting.flag:
+        assert "`%s`" % setting.flag in operations
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
+def test_every_command_and_its_flags_are_documented(command):
+    operations = _read("docs", "operations.md")
+    assert "### `python -m botlite %s`" % command in operations
+    assert "`python -m botlite %s`" % command in _read("README.md")
+    section = operations.split("### `python -m botlite %s`" % command)[1].split("\n## ")[0]
+    for action in _subcommands()[command]._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help":
+                assert flag in section, "%s %s is not documented" % (command, flag)
+
+
+def test_every_route_is_documented(app):
+    from botlite.web.app import create_app
+    wsgi = create_app(app)
+    api = _read("docs", "api.md")
+    for route in wsgi.wsgi.routes:
+        documented = re.sub(r"<(\w+)(:[^>]*)?>", lambda m: "{%s}" % ("bot" if m.group(1) == "bot_id" else m.group(1)), route.rule)
+        documented = documented.replace("{filename}", "…")
+        assert "%s %s" % (route.method, documented) in api or \
+            ("`%s %s" % (route.method, documented)) in api, \
+            "%s %s is not in docs/api.md" % (route.method, route.rule)
+
+
+def test_readme_first_screen_has_the_two_commands():
+    first_screen = "\n".join(_read("README.md").splitlines()[:25])
+    assert "pip install -e . && python -m botlite serve" in first_screen
+    assert 'pip install -e ".[test]" && python -m pytest' in first_screen
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = _read(".ci", "run")
+    assert "BOTLITE_TEST_SERVICES=required" in ci
+    assert 'pip install --quiet -e ".[test]"' in ci
+    assert ci.strip().splitlines()[-1] == "python -m pytest"
