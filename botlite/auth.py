@@ -27,7 +27,15 @@ def admin_token(settings: Settings) -> str:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(token + "\n")
-        os.link(temp, path)
+        try:
+            os.link(temp, path)
+        except OSError as exc:
+            if isinstance(exc, FileExistsError):
+                raise
+            # No hard links on this filesystem: exclusive create instead.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(token + "\n")
     except FileExistsError:
         return _read_token(path)
     except OSError as exc:
@@ -42,8 +50,12 @@ def admin_token(settings: Settings) -> str:
 def _read_token(path: str) -> str:
     mode = stat.S_IMODE(os.stat(path).st_mode)
     if mode & 0o077:
-        os.chmod(path, 0o600)
-        logger.warning("%s was readable by others; its mode is now 0600", path)
+        try:
+            os.chmod(path, 0o600)
+            logger.warning("%s was readable by others; its mode is now 0600", path)
+        except OSError:
+            logger.warning("%s is readable by others (mode %o) and cannot be changed",
+                           path, mode)
     with open(path) as handle:
         token = handle.read().strip()
     if not token:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 
 import peewee
 
@@ -16,8 +17,19 @@ EDITABLE = {"name", "description", "greeting", "fallback_message", "allowed_doma
             "rate_limit_per_minute"}
 
 
+HOST_PATTERN = re.compile(r"^(https?://)?(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+                          r"(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$")
+
+
+# Letters that Unicode does not decompose into an ASCII base letter.
+_LATIN = str.maketrans({"ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE",
+                        "ß": "ss", "đ": "d", "Đ": "D", "ł": "l", "Ł": "L", "þ": "th"})
+
+
 def _slug(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48].strip("-")
+    ascii_name = (unicodedata.normalize("NFKD", name.translate(_LATIN))
+                  .encode("ascii", "ignore").decode())
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:48].strip("-")
     return slug or "bot"
 
 
@@ -40,6 +52,12 @@ def _changes(data: dict, *, creating: bool) -> dict:
     }
     domains = validate.string_list(data, "allowed_domains")
     if domains is not None:
+        domains = [d.lower().rstrip("/") for d in domains]
+        bad = [d for d in domains if not HOST_PATTERN.match(d)]
+        if bad:
+            raise BadRequest("field 'allowed_domains' must hold host names like example.com, "
+                             "*.example.com or https://example.com:8443 (not %r)" % bad[0],
+                             code="invalid_field")
         changes["allowed_domains"] = json.dumps(domains)
     return {key: value for key, value in changes.items() if value is not None}
 

@@ -22,6 +22,9 @@ def text(data: dict, name: str, *, required: bool = False, max_length: int = 400
     value = data[name]
     if not isinstance(value, str):
         raise BadRequest("field %r must be a string" % name, code="invalid_field")
+    if "\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise BadRequest("field %r contains characters that are not valid text" % name,
+                         code="invalid_field")
     value = value.strip()
     if not value and not allow_blank:
         raise BadRequest("field %r must not be blank" % name, code="invalid_field")

@@ -210,3 +210,39 @@ def test_token_url_logs_in_and_names_are_escaped(client, app):
 def test_a_wrong_token_url_does_not_log_in(client):
     response = client.get("/?token=wrong", auth=False)
     assert response.status == 401 and "set-cookie" not in response.headers
+
+
+def test_names_become_readable_ascii_ids(client):
+    assert client.post("/api/chatbots", {"name": "Ünïcødé Bot"}).json["id"] == "unicode-bot"
+    assert client.post("/api/chatbots", {"name": "!!!"}).json["id"] == "bot"
+
+
+@pytest.mark.parametrize("domain, ok", [
+    ("example.com", True), ("*.example.com", True), ("https://shop.example.com:8443", True),
+    ("localhost:3000", True), ("not a domain!", False), ("http://x.com/path", False),
+])
+def test_allowed_domains_must_be_hosts(client, domain, ok):
+    response = client.post("/api/chatbots", {"name": "w", "allowed_domains": [domain]})
+    assert response.status == (201 if ok else 400), response.body
+
+
+@pytest.mark.parametrize("body", [
+    {"name": "nul\u0000byte"}, {"name": "lone \ud800 surrogate"},
+])
+def test_text_that_cannot_be_stored_is_a_400(client, body):
+    import json
+    raw = json.dumps(body).encode()
+    response = client.post("/api/chatbots", body=raw, headers={"Content-Type": "application/json"})
+    _is_error(response, 400, "invalid_field")
+
+
+def test_deeply_nested_json_is_a_400(client):
+    raw = b"[" * 100000 + b"]" * 100000
+    _is_error(client.post("/api/chatbots", body=raw, headers={"Content-Type": "application/json"}),
+              400, "invalid_json")
+
+
+def test_a_non_ascii_authorization_header_is_a_401(client):
+    response = client.get("/api/chatbots", headers={"Authorization": "Bearer \u00e9\u00e9"},
+                          auth=False)
+    assert response.status == 401

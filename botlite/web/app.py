@@ -33,7 +33,8 @@ def error_response(error: errors.BotliteError) -> bottle.HTTPResponse:
 
 
 def bearer_token() -> str | None:
-    header = bottle.request.get_header("Authorization", "")
+    # Raw environ value: bottle's decoding raises on non-ASCII bytes.
+    header = bottle.request.environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" else None
 
@@ -59,7 +60,8 @@ class ApiPlugin:
                 if not public and not token_matches(bearer_token(), token):
                     raise errors.Unauthorized(
                         "this endpoint needs the header Authorization: Bearer <admin token> "
-                        "(python -m botlite token prints it)")
+                        "(`python -m botlite token --data-dir DIR`, with the server's data "
+                        "dir, prints it)")
                 if database is None:
                     return callback(*args, **kwargs)
                 with database.connection_context():
@@ -109,6 +111,8 @@ def json_body() -> dict:
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.BadRequest("request body is not valid JSON: %s" % exc,
                                 code="invalid_json") from None
+    except RecursionError:
+        raise errors.BadRequest("request body is nested too deeply", code="invalid_json") from None
     if not isinstance(data, dict):
         raise errors.BadRequest("request body must be a JSON object", code="invalid_json")
     return data

@@ -48,11 +48,11 @@ def install(web: bottle.Bottle, app) -> None:
             bottle.redirect("/login")
         return render("home.tpl", bots=chatbots.list_bots())
 
-    @web.get("/login", public=True)
+    @web.get("/login", public=True, db=False)
     def login_form():
         return render("login.tpl", error=None)
 
-    @web.post("/login", public=True)
+    @web.post("/login", public=True, db=False)
     def login():
         if token_matches(bottle.request.forms.getunicode("token", ""), app.token):
             log_in()
@@ -60,11 +60,11 @@ def install(web: bottle.Bottle, app) -> None:
         bottle.response.status = 401
         return render("login.tpl", error="That token is not valid.")
 
-    @web.post("/logout", public=True)
+    @web.post("/logout", public=True, db=False)
     def logout():
         bottle.response.delete_cookie(SESSION_COOKIE, path="/")
         bottle.redirect("/login")
 
-    @web.get("/static/<filename:path>", public=True)
+    @web.get("/static/<filename:path>", public=True, db=False)
     def static(filename):
         return bottle.static_file(filename, root=STATIC)
