@@ -24,6 +24,12 @@ class StartupError(RuntimeError):
     """botlite cannot start: a database or the queue is unreachable."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line of text, or its type when it has none."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def redact(url: str) -> str:
     """``url`` without its password, for messages and logs."""
     parts = urlsplit(url)
@@ -38,6 +44,11 @@ def ensure_default_bot() -> None:
         "name": "Default bot",
         "description": "The bot that answers POST /chatbot/message/ when no chatbot_id is given.",
     })
+
+
+def init_child(options: dict) -> None:
+    """Prepare a child process that runs one hard-time-limited task."""
+    dbmod.bind(dbmod.open_database(options["database_url"]))
 
 
 class Botlite:
@@ -59,21 +70,23 @@ class Botlite:
                 ensure_default_bot()
         except peewee.PeeweeException as exc:
             raise StartupError("cannot open the database %s: %s" % (
-                redact(settings.database_url), str(exc).strip().splitlines()[0])) from None
+                redact(settings.database_url), first_line(exc))) from None
         try:
-            runner = TaskRunner(settings.broker_url)
+            runner = TaskRunner(settings.broker_url, child_setup=(
+                "botlite.app:init_child", {"database_url": settings.database_url}))
+            runner.queue_depth()  # Redis connects lazily: prove it answers now
         except Exception as exc:
             raise StartupError("cannot open the task queue %s: %s" % (
-                redact(settings.broker_url), str(exc).strip().splitlines()[0])) from None
+                redact(settings.broker_url), first_line(exc))) from None
         register_all(runner)
         # Each task gets its own connection, opened and closed around it.
         runner.huey.pre_execute("open-db")(lambda task: database.connect(reuse_if_open=True))
         runner.huey.post_execute("close-db")(lambda task, value, exc: database.close())
         return cls(settings, database, runner, token)
 
-    def runtime(self, workers: int | None = None) -> Runtime:
+    def runtime(self, workers: int | None = None, lanes=None) -> Runtime:
         return Runtime(self.runner, self.settings.workers if workers is None else workers,
-                       shutdown_timeout=self.settings.shutdown_timeout)
+                       lanes=lanes, shutdown_timeout=self.settings.shutdown_timeout)
 
     def close(self) -> None:
         self.runner.close()

@@ -49,11 +49,12 @@ def _configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(noisy)
 
 
-def _open_app(args):
+def _open_app(args, quiet: bool = False):
     from botlite.app import Botlite
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    _configure_logging("WARNING" if quiet and settings.sources["log_level"] == "default"
+                       else settings.log_level)
     return Botlite.open(settings)
 
 
@@ -63,75 +64,136 @@ def _url_host(host: str) -> str:
     return "[%s]" % host if ":" in host else host
 
 
-def _raise_stop(signum, frame):
-    raise KeyboardInterrupt
+class _StopSignals:
+    """SIGINT/SIGTERM handling for serve and worker.
+
+    The first signal calls ``on_first`` (a graceful stop). A second one, at any
+    moment after, stops the waiting: running tasks are released for a re-run and
+    the exit code is 1.
+    """
+
+    def __init__(self, on_first) -> None:
+        self.on_first = on_first
+        self.stopping = False
+        self.forced = False
+
+    def install(self) -> None:
+        # Explicitly, also for SIGINT: a shell starts background jobs with it ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.stopping:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.stopping = True
+        self.on_first()
+
+    def stop_runtime(self, runtime) -> int:
+        if runtime is not None:
+            try:
+                runtime.stop()
+            except KeyboardInterrupt:
+                self.forced = True
+                runtime.abandon()
+        if self.forced:
+            logger.warning("second stop signal: stopped without waiting for running tasks")
+        return 1 if self.forced else 0
+
+
+def _interrupt():
+    raise KeyboardInterrupt  # ends waitress's loop, which closes the server
+
+
+class _DeferredApp:
+    """Lets the port be bound (and a busy port reported) before anything is opened."""
+    target = None
+
+    def __call__(self, environ, start_response):
+        return self.target(environ, start_response)
 
 
 def cmd_serve(args) -> int:
     import waitress
 
+    from botlite.app import Botlite
     from botlite.web.app import create_app
 
-    app = _open_app(args)
-    settings = app.settings
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+    deferred = _DeferredApp()
     try:
         server = waitress.create_server(
-            create_app(app), host=settings.host, port=settings.port, threads=8,
+            deferred, host=settings.host, port=settings.port, threads=8,
             ident="botlite", clear_untrusted_proxy_headers=True,
             max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024)
     except OSError as exc:
-        app.close()
         if exc.errno == errno.EADDRINUSE:
             raise CliError("port %d on %s is already in use: stop the other program or "
                            "pick another port with --port" % (settings.port, settings.host))
         raise CliError("cannot listen on %s:%d: %s" % (settings.host, settings.port,
                                                        exc.strerror or exc))
-    runtime = None
-    if not args.no_worker and settings.workers > 0:
-        runtime = app.runtime()
-        runtime.start()
-    signal.signal(signal.SIGTERM, _raise_stop)
-    url = "http://%s:%d/?token=%s" % (_url_host(settings.host), int(server.effective_port),
-                                       app.token)
-    print("botlite %s is ready: %s" % (__version__, url), flush=True)
-    logger.info("serving on %s:%d with %s", settings.host, int(server.effective_port),
-                "%d worker thread(s)" % settings.workers if runtime else "no workers")
+    except ValueError:
+        raise CliError("cannot listen on %s:%d: not an address of this machine"
+                       % (settings.host, settings.port))
     try:
-        server.run()  # returns after SIGINT/SIGTERM closed the listening socket
-        logger.info("stopping: no new requests; waiting up to %ss for running tasks",
+        app = Botlite.open(settings)
+    except BaseException:
+        server.close()
+        raise
+    deferred.target = create_app(app)
+    signals = _StopSignals(_interrupt)
+    signals.install()
+    runtime = None
+    try:
+        if not args.no_worker and settings.workers > 0:
+            runtime = app.runtime()
+            runtime.start()
+        port = int(server.effective_port)
+        print("botlite %s is ready: http://%s:%d/?token=%s" % (
+            __version__, _url_host(settings.host), port, app.token), flush=True)
+        logger.info("serving on %s:%d with %s", settings.host, port,
+                    "%d worker thread(s)" % settings.workers if runtime else "no workers")
+        server.run()  # returns once a signal closed the server
+        logger.info("stopping: no new requests; up to %ss for running tasks",
                     settings.shutdown_timeout)
-        server.task_dispatcher.shutdown(timeout=5)
-        if runtime is not None:
-            runtime.stop()
-    except KeyboardInterrupt:
-        logger.warning("second stop signal: exiting without waiting")
-        return 1
+        return signals.stop_runtime(runtime)
+    except KeyboardInterrupt:  # a signal before the server ran
+        return signals.stop_runtime(runtime)
     finally:
         app.close()
-    return 0
+
+
+def _lanes(value: str | None):
+    if not value:
+        return None
+    lanes = [lane.strip() for lane in value.split(",") if lane.strip()]
+    if not lanes:
+        raise CliError("--queues needs queue names separated by commas")
+    return lanes
 
 
 def cmd_worker(args) -> int:
+    lanes = _lanes(args.queues)
+    settings = _settings(args)
+    if settings.workers < 1:
+        raise CliError("worker needs at least 1 worker thread (--workers)")
     app = _open_app(args)
-    runtime = app.runtime(app.settings.workers)
+    runtime = app.runtime(app.settings.workers, lanes=lanes)
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    signals = _StopSignals(stop.set)
+    signals.install()
     runtime.start()
-    print("botlite %s worker is running with %d thread(s) (Ctrl-C to stop)"
-          % (__version__, runtime.workers), flush=True)
+    print("botlite %s worker is running with %d thread(s) on %s (Ctrl-C to stop)"
+          % (__version__, runtime.workers, ",".join(lanes) if lanes else "all queues"),
+          flush=True)
     try:
         while not stop.wait(1.0):
             pass
-        signal.signal(signal.SIGINT, _raise_stop)
-        signal.signal(signal.SIGTERM, _raise_stop)
-        runtime.stop()
-    except KeyboardInterrupt:
-        logger.warning("second stop signal: exiting without waiting")
-        return 1
+        logger.info("stopping: up to %ss for running tasks", app.settings.shutdown_timeout)
+        return signals.stop_runtime(runtime)
     finally:
         app.close()
-    return 0
 
 
 def cmd_token(args) -> int:
@@ -142,6 +204,59 @@ def cmd_token(args) -> int:
     ensure_data_dir(settings)
     print(admin_token(settings))
     return 0
+
+
+def _print_json(value) -> None:
+    import json
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _task_action(args, action, render=_print_json) -> int:
+    from botlite import task_control
+    from botlite.errors import BotliteError
+
+    app = _open_app(args, quiet=True)
+    try:
+        render(action(task_control, app.runner))
+    except BotliteError as exc:
+        raise CliError(exc.message) from None
+    finally:
+        app.close()
+    return 0
+
+
+def _print_task_table(tasks) -> None:
+    if not tasks:
+        print("no tasks")
+    for t in tasks:
+        print("%-36s  %-8s  %-26s  %-13s  %s" % (t["task_id"], t["status"], t["name"],
+                                                 t["queue"], t["enqueued_at"] or ""))
+
+
+def cmd_tasks_list(args) -> int:
+    return _task_action(
+        args, lambda tc, runner: tc.list_tasks(runner, args.status, args.name, args.limit),
+        render=_print_json if getattr(args, "json", False) else _print_task_table)
+
+
+def cmd_tasks_show(args) -> int:
+    return _task_action(args, lambda tc, runner: tc.show(runner, args.task_id))
+
+
+def cmd_tasks_revoke(args) -> int:
+    return _task_action(args, lambda tc, runner: tc.revoke(runner, args.task_id))
+
+
+def cmd_tasks_retry(args) -> int:
+    return _task_action(args, lambda tc, runner: tc.retry(runner, args.task_id))
+
+
+def cmd_tasks_purge(args) -> int:
+    return _task_action(args, lambda tc, runner: tc.purge(runner, args.queue))
+
+
+def cmd_queues(args) -> int:
+    return _task_action(args, lambda tc, runner: runner.queues())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +284,43 @@ def build_parser() -> argparse.ArgumentParser:
                     "worker processes or machines.")
     _add_setting_flags(worker, "workers", "data_dir", "database_url", "broker_url",
                        "shutdown_timeout", "log_level")
+    worker.add_argument("--queues", metavar="A,B",
+                        help="claim tasks from these queues only (default: all), "
+                             "e.g. documents,websites")
     worker.set_defaults(run=cmd_worker)
+
+    tasks = commands.add_parser(
+        "tasks", help="list, show, revoke, retry or purge background tasks",
+        description="Inspect and control background tasks. Task states are kept with "
+                    "the queue (see --broker-url).")
+    actions = tasks.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    listing = actions.add_parser("list", help="recent tasks, newest first")
+    listing.add_argument("--status", help="PENDING, STARTED, RETRY, SUCCESS, FAILURE "
+                                          "(the dead letters) or REVOKED")
+    listing.add_argument("--name", help="only tasks of this name")
+    listing.add_argument("--limit", default="50", help="at most this many (default 50)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=cmd_tasks_list)
+    for action, helptext, handler in (
+            ("show", "one task's state, result, error and traceback", cmd_tasks_show),
+            ("revoke", "revoke a queued task, or ask a running one to stop", cmd_tasks_revoke),
+            ("retry", "run a failed or revoked task again", cmd_tasks_retry)):
+        sub = actions.add_parser(action, help=helptext)
+        sub.add_argument("task_id", metavar="TASK_ID")
+        sub.set_defaults(run=handler)
+    purge = actions.add_parser("purge", help="drop every queued (not running) task of a queue")
+    purge.add_argument("queue", metavar="QUEUE")
+    purge.set_defaults(run=cmd_tasks_purge)
+    for sub in actions.choices.values():
+        _add_setting_flags(sub, "data_dir", "database_url", "broker_url")
+
+    queues = commands.add_parser(
+        "queues", help="queued, scheduled and running tasks per queue, and dead letters",
+        description="Show each queue's pending, scheduled and running tasks, and the "
+                    "number of dead (failed) tasks.")
+    _add_setting_flags(queues, "data_dir", "database_url", "broker_url")
+    queues.set_defaults(run=cmd_queues)
 
     token = commands.add_parser(
         "token", help="print the admin token",

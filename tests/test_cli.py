@@ -62,3 +62,92 @@ def test_bad_environment_value_is_reported(monkeypatch, capsys):
     monkeypatch.setenv("BOTLITE_PORT", "eighty")
     assert main(["serve"]) == 2
     assert "BOTLITE_PORT: 'eighty'" in capsys.readouterr().err
+
+
+def _enqueue(data_dir, name, **kw):
+    from botlite.app import Botlite
+    from botlite.settings import load_settings
+    app = Botlite.open(load_settings({"data_dir": data_dir}, environ={}))
+    try:
+        return app.runner.enqueue(name, **kw)
+    finally:
+        app.close()
+
+
+def test_tasks_list_show_revoke_retry_purge_and_queues(data_dir, capsys):
+    import json
+    delayed = _enqueue(data_dir, "health_check", delay=3600)
+    waiting = _enqueue(data_dir, "health_check")
+    assert main(["tasks", "list", "--data-dir", data_dir]) == 0
+    out = capsys.readouterr().out
+    assert delayed in out and waiting in out and "PENDING" in out
+
+    assert main(["tasks", "show", waiting, "--data-dir", data_dir]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["task_id"] == waiting and shown["name"] == "health_check"
+
+    assert main(["queues", "--data-dir", data_dir]) == 0
+    queues = json.loads(capsys.readouterr().out)
+    assert queues["queues"]["default"]["pending"] == 1
+    assert queues["queues"]["default"]["scheduled"] == 1
+
+    assert main(["tasks", "revoke", delayed, "--data-dir", data_dir]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "REVOKED"
+    assert main(["tasks", "retry", delayed, "--data-dir", data_dir]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "PENDING"
+
+    assert main(["tasks", "purge", "default", "--data-dir", data_dir]) == 0
+    assert json.loads(capsys.readouterr().out)["purged"] == 2
+    assert main(["tasks", "list", "--status", "revoked", "--json", "--data-dir", data_dir]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["tasks", "show", "nope"], "no task with id 'nope'"),
+    (["tasks", "list", "--status", "LOST"], "status must be one of"),
+    (["worker", "--workers", "0"], "at least 1 worker thread"),
+    (["worker", "--queues", ","], "--queues needs queue names"),
+    (["serve", "--host", "256.1.1.1"], "cannot listen on 256.1.1.1"),
+])
+def test_task_commands_report_bad_input_in_one_line(argv, fragment, data_dir, capsys):
+    assert main(argv + ["--data-dir", data_dir]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+
+
+def test_tasks_needs_an_action(capsys):
+    assert main(["tasks"]) == 2
+    assert "the following arguments are required: ACTION" in capsys.readouterr().err
+
+
+def test_a_second_stop_signal_forces_the_stop(monkeypatch):
+    import signal
+    from botlite.cli import _StopSignals
+    first = []
+    signals = _StopSignals(lambda: first.append(True))
+
+    class SlowRuntime:
+        abandoned = False
+
+        def stop(self):
+            signals._handle(signal.SIGTERM, None)  # a second signal while waiting
+
+        def abandon(self):
+            self.abandoned = True
+
+    signals._handle(signal.SIGTERM, None)
+    assert first == [True] and not signals.forced
+    runtime = SlowRuntime()
+    assert signals.stop_runtime(runtime) == 1
+    assert signals.forced and runtime.abandoned
+
+
+def test_one_stop_signal_exits_0():
+    from botlite.cli import _StopSignals
+    signals = _StopSignals(lambda: None)
+
+    class Runtime:
+        def stop(self):
+            return True
+
+    assert signals.stop_runtime(Runtime()) == 0

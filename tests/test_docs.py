@@ -30,16 +30,26 @@ def test_every_setting_is_documented(setting):
         assert "`%s`" % setting.flag in operations
 
 
+def _flags(parser):
+    return [flag for action in parser._actions for flag in action.option_strings
+            if flag.startswith("--") and flag != "--help"]
+
+
 @pytest.mark.parametrize("command", sorted(_subcommands()))
 def test_every_command_and_its_flags_are_documented(command):
     operations = _read("docs", "operations.md")
-    assert "### `python -m botlite %s`" % command in operations
-    assert "`python -m botlite %s`" % command in _read("README.md")
-    section = operations.split("### `python -m botlite %s`" % command)[1].split("\n## ")[0]
-    for action in _subcommands()[command]._actions:
-        for flag in action.option_strings:
-            if flag.startswith("--") and flag != "--help":
-                assert flag in section, "%s %s is not documented" % (command, flag)
+    heading = "### `python -m botlite %s`" % command
+    assert heading in operations
+    assert "`python -m botlite %s" % command in _read("README.md")
+    section = operations.split(heading)[1].split("\n### ")[0].split("\n## ")[0]
+    parser = _subcommands()[command]
+    for flag in _flags(parser):
+        assert flag in section, "%s %s is not documented" % (command, flag)
+    nested = [a for a in parser._actions if a.dest == "action"]
+    for action, sub in (nested[0].choices.items() if nested else ()):
+        assert "python -m botlite %s %s" % (command, action) in section
+        for flag in _flags(sub):
+            assert flag in section, "%s %s %s is not documented" % (command, action, flag)
 
 
 def test_every_route_is_documented(app):

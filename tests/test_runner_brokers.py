@@ -5,6 +5,7 @@ import json
 import uuid
 
 import pytest
+from conftest import wait_for
 
 from botlite.runner import Runtime, TaskRunner, UnknownTask, task
 from botlite.runner.serializer import JSONSerializer
@@ -35,9 +36,9 @@ def test_a_task_is_enqueued_and_run_step_by_step(runner):
     task_id = runner.enqueue("add", [2, 3])
     assert runner.queue_depth()["pending"] == 1
     queued = runner.huey.dequeue()
-    assert queued.id == task_id and queued.args == [2, 3]
+    assert queued.id == task_id and list(queued.args) == [2, 3]
     runner.huey.execute(queued)
-    assert runner.huey.result(task_id) == {"sum": 5, "at": "done"}
+    assert runner.state(task_id)["result"] == {"sum": 5, "at": "done"}
     assert runner.queue_depth() == {"pending": 0, "scheduled": 0}
 
 
@@ -45,18 +46,18 @@ def test_a_task_runs_on_worker_threads(runner):
     runtime = Runtime(runner, workers=2, heartbeat_interval=60)
     runtime.start()
     try:
-        result = runner.tasks["add"](20, 22)
-        assert result.get(blocking=True, timeout=10) == {"sum": 42, "at": "done"}
-        assert [w["id"] for w in runner.ledger.workers(30)] == [runtime.worker_id]
+        task_id = runner.enqueue("add", [20, 22])
+        state = wait_for(lambda: runner.state(task_id)["status"] == "SUCCESS" and
+                         runner.state(task_id), message="the task to succeed")
+        assert state["result"] == {"sum": 42, "at": "done"}
+        assert [w["id"] for w in runner.storage.workers(30)] == [runtime.worker_id]
     finally:
         assert runtime.stop()
-    assert runner.ledger.workers(30) == []
+    assert runner.storage.workers(30) == []
 
 
 def test_queue_payloads_are_json_not_pickle(runner):
-    runner.enqueue("add", [1, 2], delay=3600)
-    stored = runner.huey.dequeue()
-    runner.huey.add_schedule(stored)
+    runner.enqueue("add", [1, 2], delay=3600)  # waits in the schedule
     raw = bytes(runner.huey.storage.scheduled_items()[0])
     fields = json.loads(raw)["__huey_message__"]
     assert fields[1].endswith(".add") and fields[6] == [1, 2]
@@ -80,10 +81,19 @@ def test_serializer_round_trips_huey_messages_and_errors():
     from huey.utils import Error
     serializer = JSONSerializer()
     eta = datetime.datetime(2026, 1, 2, 3, 4, 5)
-    inner = Message("id2", "t.b", None, 0, 0, None, [1], {}, None, None, None, None,
+    inner = Message("id2", "t.b", None, 0, 0, None, (1,), {}, None, None, None, None,
                     None, None, None)
-    message = Message("id1", "t.a", eta, 3, 1.5, 10, ["x"], {"k": [1, 2]}, inner, None,
+    message = Message("id1", "t.a", eta, 3, 1.5, 10, ("x",), {"k": [1, 2]}, inner, None,
                       datetime.timedelta(seconds=30), eta, 60, None, 2)
     assert serializer.deserialize(serializer.serialize(message)) == message
     error = Error({"error": "boom", "retries": 0})
     assert serializer.deserialize(serializer.serialize(error)) == error
+
+
+@pytest.mark.parametrize("value", [
+    {"__skipped__": True}, {"__datetime__": "not a date"}, {"__huey_message__": [1]},
+    {"__escaped__": {"__skipped__": 1}}, {"outer": {"__timedelta__": "x"}},
+])
+def test_user_data_that_looks_like_a_tag_round_trips_unchanged(value):
+    serializer = JSONSerializer()
+    assert serializer.deserialize(serializer.serialize(value)) == value

@@ -1,74 +1,392 @@
-"""The task runner: a Huey instance from a URL, its registered tasks, its ledger.
+"""The task runner: Huey from a URL, registered tasks with their options, durable
+task states, deduplication, revoke/retry/purge. It knows nothing about chat.
 
-It knows nothing about chat or knowledge; the app registers task functions on it.
+Task options (``@task(...)``):
+
+- ``queue``: the lane (``default``, ``documents``, ``websites``, ``notifications``,
+  ``high_priority``, ``low_priority``…); ``priority`` adds to the lane's priority.
+- ``retries`` (default 0, never infinite), ``retry_delay``, ``retry_backoff``,
+  ``retry_jitter``, ``retry_max_delay``: see ``RetryPolicy``. ``autoretry_for``:
+  the exception classes that are retried (default: any ``Exception``); a
+  ``PermanentError`` is never retried.
+- ``soft_time_limit``: seconds, then ``SoftTimeLimitExceeded`` is raised inside
+  the task (catchable). ``hard_time_limit``: seconds, then the attempt is
+  abandoned; such tasks run in a child process that is killed (see limits.py).
+- ``dedup``: True (key = SHA-256 of name + canonical JSON arguments) or a function
+  of the arguments returning a key; ``dedup_ttl`` seconds (default 3600).
+- ``expires``: seconds after enqueue after which a not-yet-started task is dropped.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from huey import signals as S
 from huey.api import TaskWrapper
+from huey.constants import EmptyData
+from huey.exceptions import CancelExecution, RetryTask, TaskLockedException
 
-from botlite.runner.broker import build_huey
-from botlite.runner.ledger import Ledger, ledger_for
+from botlite.runner import limits
+from botlite.runner.broker import LANE_PRIORITIES, RetryPolicy, build_huey
 from botlite.runner.serializer import to_json
+from botlite.runner.storage import ACTIVE, FINISHED, LOCK_MARK
 
 logger = logging.getLogger(__name__)
 
 TASK_OPTIONS = "_botlite_task_options"
+RESULT_EXPIRES = 3600.0
+STATE_RETENTION = 7 * 86400.0
 
 
-def task(**options: Any) -> Callable[[Callable], Callable]:
-    """Mark a plain function as a task with Huey options (retries, priority...).
-
-    The function stays callable as is; ``TaskRunner.register`` binds it to a
-    Huey instance under its own name.
-    """
-    def mark(fn: Callable) -> Callable:
-        setattr(fn, TASK_OPTIONS, options)
-        return fn
-    return mark
+class PermanentError(Exception):
+    """Raised by a task when retrying cannot help (bad input, missing object)."""
 
 
 class UnknownTask(LookupError):
     """No task of that name is registered."""
 
 
+class TaskNotFound(LookupError):
+    """No state is recorded for that task id."""
+
+
+class InvalidTransition(ValueError):
+    """The task is not in a state that allows the requested action."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    fn: Callable
+    queue: str = "default"
+    priority: int = 0
+    retries: int = 0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    autoretry_for: tuple[type[BaseException], ...] = (Exception,)
+    soft_time_limit: float | None = None
+    hard_time_limit: float | None = None
+    dedup: bool | Callable[..., str] = False
+    dedup_ttl: float = 3600.0
+    expires: float | None = None
+
+
+def task(**options: Any) -> Callable[[Callable], Callable]:
+    """Mark a plain function as a task. ``TaskRunner.register`` binds it."""
+    def mark(fn: Callable) -> Callable:
+        setattr(fn, TASK_OPTIONS, options)
+        return fn
+    return mark
+
+
+def _spec_from(fn: Callable) -> TaskSpec:
+    options = dict(getattr(fn, TASK_OPTIONS, {}))
+    retry = RetryPolicy(
+        delay=options.pop("retry_delay", RetryPolicy.delay),
+        backoff=options.pop("retry_backoff", RetryPolicy.backoff),
+        jitter=options.pop("retry_jitter", RetryPolicy.jitter),
+        max_delay=options.pop("retry_max_delay", RetryPolicy.max_delay))
+    if "autoretry_for" in options:
+        options["autoretry_for"] = tuple(options["autoretry_for"])
+    retries = options.get("retries", 0)
+    if not isinstance(retries, int) or retries < 0:
+        raise ValueError("%s: retries must be a whole number >= 0 (never infinite)"
+                         % fn.__name__)
+    return TaskSpec(name=fn.__name__, fn=fn, retry=retry, **options)
+
+
+def dedup_key(name: str, args: list, kwargs: dict) -> str:
+    canonical = json.dumps([name, args, kwargs], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class _Current(threading.local):
+    task_id: str | None = None
+    runner: "TaskRunner | None" = None
+    revoked: Callable[[], bool] | None = None
+
+
+_current = _Current()
+
+
+def report_progress(done: int, total: int | None = None) -> None:
+    """Record the running task's progress (shown in its state). No-op outside a task."""
+    runner, task_id = _current.runner, _current.task_id
+    if runner is not None and task_id is not None:
+        runner.huey.storage.save_state(task_id, progress={"done": done, "total": total})
+
+
+def stop_requested() -> bool:
+    """True when the running task was revoked: it should stop at a safe point."""
+    runner, task_id = _current.runner, _current.task_id
+    return bool(runner and task_id and runner.revoke_requested(task_id))
+
+
 class TaskRunner:
-    def __init__(self, url: str, name: str = "botlite") -> None:
+    def __init__(self, url: str, name: str = "botlite", *,
+                 child_setup: tuple[str, Any] | None = None,
+                 result_expires: float = RESULT_EXPIRES,
+                 state_retention: float = STATE_RETENTION) -> None:
         self.url = url
+        self.name = name
         self.huey = build_huey(url, name)
-        self.ledger: Ledger = ledger_for(url, self.huey)
+        self.storage = self.huey.storage
+        self.specs: dict[str, TaskSpec] = {}
         self.tasks: dict[str, TaskWrapper] = {}
+        self.child_setup = child_setup
+        self.result_expires = result_expires
+        self.state_retention = state_retention
+        self.wake = threading.Event()  # set by every enqueue in this process
+        self._connect_signals()
+
+    # -- registration ----------------------------------------------------------------
 
     def register(self, fn: Callable) -> TaskWrapper:
-        options = getattr(fn, TASK_OPTIONS, {})
-        wrapper = self.huey.task(name=fn.__name__, **options)(fn)
-        self.tasks[fn.__name__] = wrapper
+        spec = _spec_from(fn)
+        runner = self
+
+        def run(*args, task=None, **kwargs):
+            return runner._run_attempt(spec, task, list(args), kwargs)
+        run.__name__ = spec.name
+        run.__module__ = fn.__module__
+        run.__doc__ = fn.__doc__
+
+        wrapper = self.huey.task(
+            name=spec.name, context=True, retries=spec.retries, retry_delay=0,
+            priority=LANE_PRIORITIES.get(spec.queue, 0) + spec.priority,
+            expires=spec.expires, retry_policy=spec.retry)(run)
+        self.huey.routes[self.huey._registry.task_to_string(wrapper.task_class)] = spec.queue
+        self.specs[spec.name] = spec
+        self.tasks[spec.name] = wrapper
         return wrapper
+
+    def _run_attempt(self, spec: TaskSpec, task, args: list, kwargs: dict):
+        _current.runner, _current.task_id = self, task.id
+        lock_key = None
+        try:
+            if spec.dedup:
+                lock_key = self._lock_key("run", self._dedup_key(spec, args, kwargs))
+                ttl = spec.hard_time_limit or spec.dedup_ttl
+                if not self.storage.put_if_empty(lock_key, b"1", ttl):
+                    lock_key = None
+                    raise TaskLockedException("an identical task is running")
+            if spec.hard_time_limit:
+                return limits.run_in_child(self, spec, task.id, args, kwargs)
+            with limits.soft_time_limit(spec.soft_time_limit):
+                value = spec.fn(*args, **kwargs)
+            return to_json(value)  # a result that is not JSON fails the task here
+        except (RetryTask, CancelExecution, TaskLockedException):
+            raise
+        except Exception as exc:
+            if not self._retryable(spec, exc):
+                task.retries = 0
+            raise
+        finally:
+            if lock_key is not None:
+                self.storage.delete_data(lock_key)
+            _current.runner = _current.task_id = None
+
+    @staticmethod
+    def _retryable(spec: TaskSpec, exc: BaseException) -> bool:
+        if isinstance(exc, PermanentError) or getattr(exc, "permanent", False):
+            return False
+        return isinstance(exc, spec.autoretry_for)
+
+    # -- states from Huey's signals ----------------------------------------------
+
+    def _connect_signals(self) -> None:
+        huey = self.huey
+
+        @huey.signal(S.SIGNAL_EXECUTING)
+        def started(signal, task):
+            self.storage.save_state(task.id, status="STARTED", started_at=time.time(),
+                                    next_attempt_at=None, attempts_increment=1,
+                                    worker=getattr(task, "worker_id", None))
+
+        @huey.post_execute("botlite-states")
+        def finished(task, value, exc):
+            spec = self.specs.get(type(task).__name__)
+            now = time.time()
+            if exc is None:
+                task.outcome.update(status="SUCCESS", result=value, error=None,
+                                    traceback=None, finished_at=now, progress=None)
+                if spec is not None and spec.dedup:
+                    self._keep_dedup(spec, task, now)
+                return
+            error = "%s: %s" % (type(exc).__name__, exc)
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            if task.retries:
+                task.outcome.update(status="RETRY", error=error, traceback=tb,
+                                    retries=task.retries - 1)
+            else:
+                task.outcome.update(status="FAILURE", error=error, traceback=tb,
+                                    finished_at=now)
+                self._drop_dedup(spec, task)
+
+        @huey.signal(S.SIGNAL_REVOKED, S.SIGNAL_EXPIRED)
+        def dropped(signal, task):
+            task.outcome.update(status="REVOKED", finished_at=time.time(),
+                                error="expired before it started" if signal == S.SIGNAL_EXPIRED
+                                else "revoked")
+            self._drop_dedup(self.specs.get(type(task).__name__), task)
+
+        @huey.signal(S.SIGNAL_ENQUEUED)
+        def enqueued(signal, task):
+            self.wake.set()
+
+    # -- enqueue, dedup ------------------------------------------------------------
+
+    def _dedup_key(self, spec: TaskSpec, args: list, kwargs: dict) -> str:
+        if callable(spec.dedup):
+            return str(spec.dedup(*args, **kwargs))
+        return dedup_key(spec.name, args, kwargs)
+
+    def _lock_key(self, kind: str, key: str) -> str:
+        return "%s%s:%s" % (LOCK_MARK, kind, key)
+
+    def _keep_dedup(self, spec: TaskSpec, task, now: float) -> None:
+        key = self._dedup_key(spec, list(task.args), task.kwargs)
+        self.storage.extend_lock(self._lock_key("dedup", key), spec.dedup_ttl)
+
+    def _drop_dedup(self, spec: TaskSpec | None, task) -> None:
+        if spec is not None and spec.dedup:
+            key = self._dedup_key(spec, list(task.args), task.kwargs)
+            self.storage.delete_data(self._lock_key("dedup", key))
 
     def enqueue(self, name: str, args: list | tuple = (), kwargs: dict | None = None,
                 delay: float | None = None) -> str:
-        """Put task ``name`` on the queue; return its id.
+        """Queue task ``name``; return its id.
 
-        Raises UnknownTask for a name that is not registered and TypeError
-        when the arguments are not JSON.
+        With ``dedup``, an identical task that is pending, running, or succeeded
+        within ``dedup_ttl`` is not queued again: its id is returned.
+        Raises UnknownTask, or TypeError when the arguments are not JSON.
         """
         try:
-            wrapper = self.tasks[name]
+            wrapper, spec = self.tasks[name], self.specs[name]
         except KeyError:
             raise UnknownTask(name) from None
         args, kwargs = to_json(list(args)), to_json(kwargs or {})
+        new = wrapper.s(*args, **kwargs)
+        key = None
+        if spec.dedup:
+            key = self._dedup_key(spec, args, kwargs)
+            lock = self._lock_key("dedup", key)
+            if not self.storage.put_if_empty(lock, new.id.encode(), spec.dedup_ttl):
+                holder = self.storage.peek_data(lock)
+                if holder is not EmptyData:
+                    existing = bytes(holder).decode()
+                    state = self.storage.get_state(existing)
+                    # No state yet: the holder is between taking the key and queueing.
+                    if state is None or state["status"] not in ("FAILURE", "REVOKED"):
+                        return existing
+                self.storage.delete_data(lock)
+                if not self.storage.put_if_empty(lock, new.id.encode(), spec.dedup_ttl):
+                    return bytes(self.storage.peek_data(lock)).decode()
         if delay:
-            result = wrapper.schedule(args=args, kwargs=kwargs, delay=delay)
+            new.eta = _eta(delay)
+            self.huey.add_schedule(new)  # the scheduler queues it when due
+            self.storage.save_state(
+                new.id, status="PENDING", name=spec.name, lane=spec.queue, args=args,
+                kwargs=kwargs, retries=spec.retries, enqueued_at=time.time(),
+                next_attempt_at=time.time() + delay)
         else:
-            result = wrapper(*args, **kwargs)
-        return result.id
+            self.huey.enqueue(new)
+        if key is not None:
+            self.storage.save_state(new.id, dedup_key=key)
+        return new.id
+
+    # -- queries -----------------------------------------------------------------
+
+    def state(self, task_id: str) -> dict:
+        state = self.storage.get_state(task_id)
+        if state is None:
+            raise TaskNotFound(task_id)
+        return state
+
+    def states(self, status: str | None = None, name: str | None = None,
+               limit: int = 50) -> list[dict]:
+        return self.storage.list_states(status=status, name=name, limit=limit)
 
     def queue_depth(self) -> dict[str, int]:
         return {"pending": self.huey.pending_count(),
                 "scheduled": self.huey.scheduled_count()}
 
+    def queues(self) -> dict:
+        lanes = {lane: {"pending": 0, "scheduled": 0, "running": 0}
+                 for lane in sorted(set(LANE_PRIORITIES) | {s.queue for s in self.specs.values()})}
+        for lane, counts in self.storage.lane_counts().items():
+            lanes.setdefault(lane, {"pending": 0, "scheduled": 0, "running": 0}).update(counts)
+        for scheduled in self.huey.scheduled():
+            lane = self.specs.get(type(scheduled).__name__)
+            lane = lane.queue if lane else "default"
+            lanes.setdefault(lane, {"pending": 0, "scheduled": 0, "running": 0})
+            lanes[lane]["scheduled"] += 1
+        return {"queues": lanes, "dead": self.storage.count_states("FAILURE")}
+
+    # -- actions -----------------------------------------------------------------
+
+    def revoke(self, task_id: str) -> dict:
+        """Revoke a pending, scheduled or retrying task; ask a running one to stop."""
+        state = self.state(task_id)
+        if state["status"] in FINISHED:
+            raise InvalidTransition("task %s already finished (%s)" % (task_id, state["status"]))
+        self.huey.revoke_by_id(task_id)
+        if state["status"] == "STARTED":
+            self.storage.save_state(task_id, error="stop requested")
+        else:
+            self.storage.remove_queued(task_id)
+            self.storage.save_state(task_id, status="REVOKED", finished_at=time.time(),
+                                    error="revoked")
+        return self.state(task_id)
+
+    def revoke_requested(self, task_id: str) -> bool:
+        return self.huey.is_revoked(task_id)
+
+    def retry(self, task_id: str) -> dict:
+        """Run a failed (dead) or revoked task again, with its retries restored."""
+        state = self.state(task_id)
+        if state["status"] not in ("FAILURE", "REVOKED"):
+            raise InvalidTransition("only failed or revoked tasks can be retried; %s is %s"
+                                    % (task_id, state["status"]))
+        try:
+            wrapper, spec = self.tasks[state["name"]], self.specs[state["name"]]
+        except KeyError:
+            raise UnknownTask(state["name"]) from None
+        self.huey.restore_by_id(task_id)
+        again = wrapper.s(*(state["args"] or []), **(state["kwargs"] or {}))
+        again.id = task_id
+        self.storage.save_state(task_id, status="PENDING", finished_at=None, error=None,
+                                traceback=None, next_attempt_at=None, retries=spec.retries)
+        self.huey.enqueue(again)
+        return self.state(task_id)
+
+    def purge(self, lane: str) -> int:
+        """Drop every queued (not running) task of a lane; they become REVOKED."""
+        removed = self.storage.purge_lane(lane)
+        now = time.time()
+        for task_id in removed:
+            self.storage.save_state(task_id, status="REVOKED", finished_at=now,
+                                    error="purged from queue %s" % lane)
+        return len(removed)
+
+    def prune(self) -> dict:
+        """Forget results older than result_expires and finished states older
+        than state_retention."""
+        now = time.time()
+        results, states = self.storage.prune_states(now - self.result_expires,
+                                                    now - self.state_retention)
+        return {"results": results, "states": states}
+
     def close(self) -> None:
-        self.ledger.close()
         self.huey.storage.close()
+
+
+def _eta(delay: float):
+    import datetime
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + \
+        datetime.timedelta(seconds=delay)

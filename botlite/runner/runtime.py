@@ -1,8 +1,16 @@
 """Worker threads and the scheduler inside the calling process.
 
-Huey's consumer runs the workers; this module starts it without taking over the
-process's signal handlers (the CLI owns those), keeps a heartbeat in the
-ledger, restarts dead worker threads, and stops gracefully.
+Huey's consumer runs the threads; this module gives it a worker that claims
+tasks (optionally from some lanes only), wakes at once on an in-process enqueue,
+and polls the queue at a bounded interval otherwise (Redis and PostgreSQL block on
+their own wake-up signal). It keeps a heartbeat, releases the claims of dead
+worker processes, prunes old results, and on stop releases the claims of tasks
+that did not finish within the shutdown timeout so another worker runs them.
+
+Starvation: every ``FAIR_EVERY``-th claim of a worker takes the oldest queued
+task instead of the highest-priority one, so under a continuous flood of
+high-priority tasks a low-priority task still starts after at most about
+``FAIR_EVERY`` x (tasks queued before it) claims.
 """
 from __future__ import annotations
 
@@ -13,7 +21,7 @@ import threading
 import time
 import uuid
 
-from huey.consumer import Consumer
+from huey.consumer import Consumer, Worker
 
 from botlite.runner.core import TaskRunner
 
@@ -21,64 +29,182 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_MAX_AGE = 30.0
+POLL_INTERVAL = 0.05
+BLOCKING_WAIT = 1.0
+FAIR_EVERY = 4
+PRUNE_INTERVAL = 600.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ClaimingWorker(Worker):
+    def __init__(self, huey, stop_flag, runtime: "Runtime", **kwargs):
+        super().__init__(huey, stop_flag, **kwargs)
+        self.runtime = runtime
+        self.claims = 0
+
+    def loop(self, now=None):
+        runtime = self.runtime
+        try:
+            task = self.huey.dequeue(runtime.worker_id, runtime.lanes,
+                                     oldest_first=self.claims % FAIR_EVERY == FAIR_EVERY - 1)
+        except Exception:
+            self._logger.exception("error claiming from the queue")
+            self.stop_flag.wait(1.0)
+            return
+        if task is None:
+            runtime.wait_for_work()
+            return
+        self.claims += 1
+        task.worker_id = runtime.worker_id
+        try:
+            self.huey.execute(task, now)
+        except Exception:
+            self._logger.exception("unhandled error executing task %s", task.id)
 
 
 class _EmbeddedConsumer(Consumer):
+    def __init__(self, huey, runtime: "Runtime", **options):
+        self.runtime = runtime
+        super().__init__(huey, **options)
+
+    def _create_worker(self):
+        return ClaimingWorker(self.huey, self.stop_flag, self.runtime,
+                              default_delay=self.default_delay, max_delay=self.max_delay,
+                              backoff=self.backoff, max_tasks=self.max_tasks)
+
     def _set_signal_handlers(self) -> None:
         """The embedding process decides what signals do."""
 
 
 class Runtime:
-    def __init__(self, runner: TaskRunner, workers: int = 2, *, periodic: bool = True,
-                 shutdown_timeout: float = 10.0,
-                 heartbeat_interval: float = HEARTBEAT_INTERVAL) -> None:
+    def __init__(self, runner: TaskRunner, workers: int = 2, *, lanes=None,
+                 periodic: bool = True, shutdown_timeout: float = 10.0,
+                 heartbeat_interval: float = HEARTBEAT_INTERVAL,
+                 poll_interval: float = POLL_INTERVAL) -> None:
         self.runner = runner
+        self.storage = runner.storage
         self.workers = workers
+        self.lanes = tuple(lanes) if lanes else None
         self.shutdown_timeout = shutdown_timeout
         self.heartbeat_interval = heartbeat_interval
-        self.worker_id = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
+        self.poll_interval = poll_interval
+        self.hostname = socket.gethostname()
+        self.worker_id = "%s:%d:%s" % (self.hostname, os.getpid(), uuid.uuid4().hex[:8])
         self.started_at = time.time()
         self.consumer = _EmbeddedConsumer(
-            runner.huey, workers=workers, periodic=periodic, initial_delay=0.05,
-            backoff=1.15, max_delay=1.0, shutdown_timeout=shutdown_timeout)
+            runner.huey, self, workers=workers, periodic=periodic,
+            shutdown_timeout=shutdown_timeout)
+        self._blocking_wait = getattr(self.storage, "wait_for_work", None)
         self._stopping = threading.Event()
+        self._last_prune = 0.0
         self._heartbeat = threading.Thread(target=self._heartbeat_loop,
                                            name="botlite-heartbeat", daemon=True)
 
     def info(self) -> dict:
-        return {"hostname": socket.gethostname(), "pid": os.getpid(),
-                "workers": self.workers, "started_at": self.started_at}
+        return {"hostname": self.hostname, "pid": os.getpid(), "workers": self.workers,
+                "lanes": list(self.lanes) if self.lanes else None,
+                "started_at": self.started_at}
+
+    def wait_for_work(self) -> None:
+        """Sleep until an enqueue (in this process, or anywhere for Redis and
+        PostgreSQL) or the poll interval passes."""
+        if self._blocking_wait is not None:
+            self._blocking_wait(BLOCKING_WAIT)
+        elif self.runner.wake.wait(self.poll_interval):
+            self.runner.wake.clear()
 
     def beat(self) -> None:
-        self.runner.ledger.beat(self.worker_id, self.info())
+        self.storage.beat(self.worker_id, self.info())
+
+    def recover(self) -> int:
+        """Release claims held by worker processes that are gone: no heartbeat
+        within HEARTBEAT_MAX_AGE, or (on this host) a process that no longer exists."""
+        alive = {w["id"] for w in self.storage.workers(HEARTBEAT_MAX_AGE)}
+        alive.add(self.worker_id)
+        dead = set()
+        for owner in self.storage.claim_owners():
+            if owner in alive:
+                host, pid = owner.split(":")[:2]
+                if host == self.hostname and pid.isdigit() and not _pid_alive(int(pid)):
+                    dead.add(owner)
+            else:
+                dead.add(owner)
+        dead.discard(self.worker_id)
+        if not dead:
+            return 0
+        released = self.storage.release_claims(worker_ids=dead)
+        for owner in dead:
+            self.storage.forget(owner)
+        if released:
+            logger.warning("released %d task(s) claimed by stopped worker(s) %s",
+                           released, ", ".join(sorted(dead)))
+        return released
 
     def start(self) -> None:
         self.beat()
+        self.recover()
         self.consumer.start()
         self._heartbeat.start()
-        logger.info("started %d worker thread(s) as %s", self.workers, self.worker_id)
+        logger.info("started %d worker thread(s) as %s%s", self.workers, self.worker_id,
+                    " on queues %s" % ",".join(self.lanes) if self.lanes else "")
 
     def _heartbeat_loop(self) -> None:
         while not self._stopping.wait(self.heartbeat_interval):
             try:
                 self.consumer.check_worker_health()
                 self.beat()
+                self.recover()
+                if time.monotonic() - self._last_prune > PRUNE_INTERVAL:
+                    self._last_prune = time.monotonic()
+                    pruned = self.runner.prune()
+                    if any(pruned.values()):
+                        logger.info("pruned %(results)d result(s), %(states)d task state(s)",
+                                    pruned)
             except Exception:
                 logger.exception("heartbeat failed; trying again in %ss",
                                  self.heartbeat_interval)
 
     def stop(self) -> bool:
-        """Stop taking tasks; wait up to the shutdown timeout for running ones.
+        """Stop claiming; wait up to the shutdown timeout for running tasks, then
+        release the ones still running so another worker runs them again.
 
         Returns True when every worker finished in time.
         """
         self._stopping.set()
-        self.consumer.stop(graceful=True)
-        finished = not any(thread.is_alive() for _, thread in self.consumer.worker_threads)
-        if not finished:
-            logger.warning("workers still busy after %ss", self.shutdown_timeout)
+        self.runner.wake.set()
         try:
-            self.runner.ledger.forget(self.worker_id)
+            self.consumer.stop(graceful=True)
+        except KeyboardInterrupt:
+            pass  # asked to stop waiting: release what is still running
+        self._heartbeat.join(timeout=self.heartbeat_interval + 5)
+        finished = not any(t.is_alive() for _, t in self.consumer.worker_threads)
+        if not finished:
+            released = self.storage.release_claims(worker_ids=[self.worker_id])
+            logger.warning("workers still busy after %ss: released %d task(s) for a re-run",
+                           self.shutdown_timeout, released)
+        self._forget()
+        return finished
+
+    def abandon(self) -> None:
+        """Stop without waiting: release this process's claims for a re-run."""
+        self._stopping.set()
+        self.consumer.stop_flag.set()
+        released = self.storage.release_claims(worker_ids=[self.worker_id])
+        if released:
+            logger.warning("released %d running task(s) for a re-run", released)
+        self._forget()
+
+    def _forget(self) -> None:
+        try:
+            self.storage.forget(self.worker_id)
         except Exception:
             logger.exception("could not remove worker %s from the ledger", self.worker_id)
-        return finished

@@ -14,8 +14,10 @@ from huey.registry import Message
 from huey.serializer import Serializer
 from huey.utils import SKIPPED, Error
 
-_MESSAGE, _ERROR, _DATETIME, _TIMEDELTA, _SKIPPED = (
-    "__huey_message__", "__huey_error__", "__datetime__", "__timedelta__", "__skipped__")
+_MESSAGE, _ERROR, _DATETIME, _TIMEDELTA, _SKIPPED, _EXCEPTION, _ESCAPED = (
+    "__huey_message__", "__huey_error__", "__datetime__", "__timedelta__", "__skipped__",
+    "__exception__", "__escaped__")
+_TAGS = frozenset((_MESSAGE, _ERROR, _DATETIME, _TIMEDELTA, _SKIPPED, _EXCEPTION, _ESCAPED))
 
 
 def _encode(value: Any) -> Any:
@@ -33,6 +35,8 @@ def _encode(value: Any) -> Any:
             if not isinstance(key, str):
                 raise TypeError("task data must be JSON: dict key %r is not a string" % (key,))
             encoded[key] = _encode(item)
+        if len(encoded) == 1 and next(iter(encoded)) in _TAGS:
+            return {_ESCAPED: encoded}  # a user's dict that looks like one of our tags
         return encoded
     if isinstance(value, datetime.datetime):
         return {_DATETIME: value.isoformat()}
@@ -40,24 +44,53 @@ def _encode(value: Any) -> Any:
         return {_TIMEDELTA: value.total_seconds()}
     if value is SKIPPED:
         return {_SKIPPED: True}
+    if isinstance(value, BaseException):
+        # on_error handlers receive the exception: pass its type and message.
+        return {_EXCEPTION: {"type": type(value).__name__, "message": str(value)}}
     raise TypeError("task data must be JSON: %s is not JSON serialisable"
                     % type(value).__name__)
 
 
-def _decode_object(obj: dict) -> Any:
-    if len(obj) == 1:
-        key, value = next(iter(obj.items()))
+def _decode(value: Any) -> Any:
+    """Undo _encode, top-down (so an escaped dict's own keys stay as they are)."""
+    if isinstance(value, list):
+        return [_decode(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        key, inner = next(iter(value.items()))
         if key == _MESSAGE:
-            return Message(*value)
+            message = Message(*[_decode(item) for item in inner])
+            # Huey appends pipeline results to args with tuple concatenation.
+            return message._replace(args=tuple(message.args or ()))
+        if key == _ESCAPED:
+            return {k: _decode(v) for k, v in inner.items()}
         if key == _ERROR:
-            return Error(value)
+            return Error(_decode(inner))
         if key == _DATETIME:
-            return datetime.datetime.fromisoformat(value)
+            return datetime.datetime.fromisoformat(inner)
         if key == _TIMEDELTA:
-            return datetime.timedelta(seconds=value)
+            return datetime.timedelta(seconds=inner)
         if key == _SKIPPED:
             return SKIPPED
-    return obj
+        if key == _EXCEPTION:
+            return TaskError(inner["type"], inner["message"])
+    return {k: _decode(v) for k, v in value.items()}
+
+
+class TaskError(Exception):
+    """An exception as an on_error handler receives it: its type name and message."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__("%s: %s" % (type_name, message))
+        self.type_name = type_name
+        self.message = message
+
+    def __eq__(self, other):
+        return isinstance(other, TaskError) and (self.type_name, self.message) == (
+            other.type_name, other.message)
+
+    __hash__ = Exception.__hash__
 
 
 class JSONSerializer(Serializer):
@@ -68,7 +101,7 @@ class JSONSerializer(Serializer):
                           allow_nan=False).encode("utf-8")
 
     def _deserialize(self, data: bytes) -> Any:
-        return json.loads(data, object_hook=_decode_object)
+        return _decode(json.loads(data))
 
 
 def to_json(value: Any) -> Any:

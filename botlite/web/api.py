@@ -1,9 +1,9 @@
 """JSON API routes. A route parses, calls one function, renders."""
 from __future__ import annotations
 
-from bottle import Bottle, response
+from bottle import Bottle, request, response
 
-from botlite import chatbots, health
+from botlite import chatbots, health, task_control
 from botlite.web.app import json_body, json_response
 
 
@@ -34,3 +34,34 @@ def install(web: Bottle, app) -> None:
     @web.delete("/api/chatbots/<bot_id>")
     def delete_chatbot(bot_id):
         return chatbots.delete_bot(bot_id).to_dict()
+
+    @web.get("/api/tasks")
+    def list_tasks():
+        query = request.query
+        return {"tasks": task_control.list_tasks(app.runner, query.get("status"),
+                                                 query.get("name"), query.get("limit"))}
+
+    @web.post("/api/tasks")
+    def submit_task():
+        response.status = 202
+        return task_control.submit(app.runner, json_body())
+
+    @web.get("/api/tasks/<task_id>")
+    def show_task(task_id):
+        return task_control.show(app.runner, task_id)
+
+    @web.post("/api/tasks/<task_id>/revoke")
+    def revoke_task(task_id):
+        return task_control.revoke(app.runner, task_id)
+
+    @web.post("/api/tasks/<task_id>/retry")
+    def retry_task(task_id):
+        return task_control.retry(app.runner, task_id)
+
+    @web.get("/api/queues")
+    def queues():
+        return app.runner.queues()
+
+    @web.post("/api/queues/<queue>/purge")
+    def purge_queue(queue):
+        return task_control.purge(app.runner, queue)

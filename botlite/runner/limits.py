@@ -1,0 +1,146 @@
+"""Time limits for tasks.
+
+Soft limit: after ``soft_time_limit`` seconds ``SoftTimeLimitExceeded`` is raised
+inside the task, which may catch it to clean up. In a worker thread this uses
+``PyThreadState_SetAsyncExc``, which takes effect at the next Python bytecode: a
+task blocked inside one long C call sees it when that call returns.
+
+Hard limit: threads cannot be killed, so a task with ``hard_time_limit`` runs in
+a child process (multiprocessing "forkserver": forked from a clean, single-threaded
+server, not from the threaded worker). The worker thread waits for its answer and
+kills it when the hard limit passes; the attempt then fails with
+``HardTimeLimitExceeded`` and is retried or marked failed like any other error,
+whatever the task code did with its soft limit. Inside the child the soft limit is
+a SIGALRM in its main thread.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import multiprocessing
+import signal
+import threading
+import traceback
+from typing import Any
+
+
+class SoftTimeLimitExceeded(Exception):
+    """The task ran past its soft time limit."""
+
+
+class HardTimeLimitExceeded(Exception):
+    """The task ran past its hard time limit and its process was killed."""
+
+
+class ChildTaskError(Exception):
+    """A task that ran in a child process failed there."""
+
+    def __init__(self, type_name: str, message: str, child_traceback: str, permanent: bool):
+        super().__init__("%s: %s" % (type_name, message))
+        self.type_name = type_name
+        self.child_traceback = child_traceback
+        self.permanent = permanent
+
+
+def _raise_in_thread(thread_id: int, exc_type: type) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id),
+                                               ctypes.py_object(exc_type))
+
+
+@contextlib.contextmanager
+def soft_time_limit(seconds: float | None):
+    """Raise SoftTimeLimitExceeded in this thread after ``seconds``."""
+    if not seconds:
+        yield
+        return
+    guard = threading.Lock()
+    state = {"running": True}
+    thread_id = threading.get_ident()
+
+    def expire():
+        with guard:
+            if state["running"]:
+                _raise_in_thread(thread_id, SoftTimeLimitExceeded)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with guard:
+            state["running"] = False
+        timer.cancel()
+
+
+_context = None
+_context_lock = threading.Lock()
+
+
+def _mp_context():
+    global _context
+    with _context_lock:
+        if _context is None:
+            _context = multiprocessing.get_context("forkserver")
+            _context.set_forkserver_preload(["botlite.runner"])
+        return _context
+
+
+def run_in_child(runner, spec, task_id: str, args: list, kwargs: dict) -> Any:
+    """Run ``spec.fn`` in a child process; kill it after ``spec.hard_time_limit``."""
+    ctx = _mp_context()
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    process = ctx.Process(
+        target=_child_main, daemon=True,
+        args=(child_end, runner.url, runner.name, runner.child_setup, spec.fn.__module__,
+              spec.fn.__name__, task_id, args, kwargs, spec.soft_time_limit))
+    process.start()
+    child_end.close()
+    try:
+        if not parent_end.poll(spec.hard_time_limit):
+            process.kill()
+            raise HardTimeLimitExceeded("killed after the hard time limit of %ss"
+                                        % spec.hard_time_limit)
+        try:
+            kind, payload = parent_end.recv()
+        except EOFError:
+            raise ChildTaskError("ChildDied", "the task's process exited with code %s"
+                                 % process.exitcode, "", False) from None
+    finally:
+        parent_end.close()
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+    if kind == "ok":
+        return payload
+    raise ChildTaskError(*payload)
+
+
+def _child_main(conn, url, name, child_setup, module, fn_name, task_id, args, kwargs,
+                soft_limit):
+    from botlite.runner import core
+
+    def on_alarm(signum, frame):
+        raise SoftTimeLimitExceeded("soft time limit of %ss exceeded" % soft_limit)
+
+    try:
+        if child_setup is not None:
+            setup_path, setup_arg = child_setup
+            setup_module, setup_name = setup_path.split(":")
+            getattr(importlib.import_module(setup_module), setup_name)(setup_arg)
+        runner = core.TaskRunner(url, name)
+        core._current.runner, core._current.task_id = runner, task_id
+        fn = getattr(importlib.import_module(module), fn_name)
+        if soft_limit:
+            signal.signal(signal.SIGALRM, on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, soft_limit)
+        value = fn(*args, **kwargs)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        conn.send(("ok", core.to_json(value)))
+    except BaseException as exc:
+        permanent = isinstance(exc, core.PermanentError) or getattr(exc, "permanent", False)
+        conn.send(("error", (type(exc).__name__, str(exc), traceback.format_exc(),
+                             permanent)))
+    finally:
+        conn.close()

@@ -1,0 +1,50 @@
+"""A worker process for the crash test: runs `record_effect` tasks on a broker URL.
+
+    python tests/crash_worker.py BROKER_URL EFFECTS_DB QUEUE_NAME
+"""
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+
+from botlite.runner import Runtime, TaskRunner, task
+
+EFFECTS_DB = sys.argv[2]
+
+
+def _db():
+    conn = sqlite3.connect(EFFECTS_DB, timeout=30)
+    conn.execute("pragma journal_mode=wal")
+    return conn
+
+
+@task(retries=3, retry_delay=0.1)
+def record_effect(item):
+    with _db() as conn:
+        conn.execute("insert into attempts (item, pid) values (?, ?)", (item, os.getpid()))
+    time.sleep(0.1)  # the work; a kill here leaves an attempt without an effect
+    with _db() as conn:
+        # Idempotent by the item's key: a re-run after a crash changes nothing.
+        conn.execute("insert or ignore into effects (item, pid) values (?, ?)",
+                     (item, os.getpid()))
+    return item
+
+
+def main():
+    import crash_worker  # register it under its module name, not __main__
+
+    runner = TaskRunner(sys.argv[1], name=sys.argv[3])
+    runner.register(crash_worker.record_effect)
+    runtime = Runtime(runner, workers=2, periodic=False, heartbeat_interval=1)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    runtime.start()
+    print("ready", flush=True)
+    stop.wait()
+    runtime.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,438 @@
+"""The task runner, step by step, on SQLite, Redis and PostgreSQL alike."""
+import datetime
+import threading
+import time
+import uuid
+
+import pytest
+
+import runner_tasks as rt
+from botlite.runner import (HardTimeLimitExceeded, InvalidTransition, RetryPolicy,
+                            Runtime, TaskRunner, UnknownTask)
+from botlite.runner.runtime import FAIR_EVERY, ClaimingWorker
+from conftest import wait_for
+
+# Due retries (delays of ~0.01 s) run at once; tasks delayed by an hour do not.
+FUTURE = datetime.datetime.utcnow() + datetime.timedelta(seconds=60)
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+def broker_url(request, tmp_path):
+    if request.param == "sqlite":
+        return "sqlite:///%s" % (tmp_path / "queue.db")
+    return request.getfixturevalue({"redis": "redis_url", "postgresql": "postgres_url"}
+                                   [request.param])
+
+
+@pytest.fixture
+def runner(broker_url):
+    rt.calls.clear()
+    rt.release.clear()
+    rt.started.clear()
+    rt.flaky_fails_left["count"] = 0
+    runner = _open(broker_url, "test-%s" % uuid.uuid4().hex[:8])
+    yield runner
+    rt.release.set()
+    runner.huey.flush()
+    runner.close()
+
+
+def _open(url, name):
+    runner = TaskRunner(url, name=name)
+    for fn in rt.ALL:
+        runner.register(fn)
+    return runner
+
+
+def run_next(runner, worker_id="local"):
+    """Claim and run one task, as a worker thread does. Returns the task or None."""
+    task = runner.huey.dequeue(worker_id)
+    if task is not None:
+        runner.huey.execute(task, FUTURE)
+    return task
+
+
+def run_all(runner, limit=100):
+    """Run queued tasks and due retries until nothing is left."""
+    for _ in range(limit):
+        due = runner.huey.read_schedule(FUTURE)
+        for scheduled in due:
+            runner.huey.enqueue(scheduled)
+        if run_next(runner) is None and not due:
+            return
+    raise AssertionError("tasks still queued after %d steps" % limit)
+
+
+# --- states ---------------------------------------------------------------------
+
+def test_states_go_pending_started_success_with_times_and_result(runner):
+    task_id = runner.enqueue("add", [2, 3])
+    pending = runner.state(task_id)
+    assert pending["status"] == "PENDING" and pending["name"] == "add"
+    assert pending["lane"] == "default" and pending["args"] == [2, 3]
+    assert pending["enqueued_at"] and pending["started_at"] is None
+
+    seen = []
+    runner.huey.signal()(lambda signal, task: seen.append(runner.state(task.id)["status"])
+                         if signal == "executing" else None)
+    run_next(runner)
+    assert "STARTED" in seen
+    done = runner.state(task_id)
+    assert done["status"] == "SUCCESS" and done["result"] == 5 and done["attempts"] == 1
+    assert done["enqueued_at"] <= done["started_at"] <= done["finished_at"]
+    assert runner.states(name="add")[0]["task_id"] == task_id
+
+
+def test_progress_is_recorded(runner):
+    task_id = runner.enqueue("progress_steps", [3])
+    assert runner.state(task_id)["lane"] == "documents"
+    run_next(runner)
+    state = runner.state(task_id)
+    assert state["status"] == "SUCCESS" and state["result"] == "done 3"
+
+
+def test_states_survive_a_restart(runner, broker_url):
+    done_id = runner.enqueue("add", [1, 1])
+    run_next(runner)
+    waiting_id = runner.enqueue("add", [4, 4])
+    runner.close()
+    reopened = _open(broker_url, runner.name)
+    try:
+        assert reopened.state(done_id)["status"] == "SUCCESS"
+        assert reopened.state(waiting_id)["status"] == "PENDING"
+        run_next(reopened)
+        assert reopened.state(waiting_id)["result"] == 8
+    finally:
+        reopened.close()
+
+
+def test_a_result_that_is_not_json_fails_the_task(runner):
+    task_id = runner.enqueue("returns_bytes")
+    run_next(runner)
+    state = runner.state(task_id)
+    assert state["status"] == "FAILURE" and "not JSON serialisable" in state["error"]
+
+
+# --- retries ----------------------------------------------------------------------
+
+def test_a_transient_error_is_retried_then_succeeds(runner):
+    rt.flaky_fails_left["count"] = 1
+    task_id = runner.enqueue("flaky", ["k"])
+    run_next(runner)
+    retry = runner.state(task_id)
+    assert retry["status"] == "RETRY" and "temporary outage" in retry["error"]
+    assert retry["next_attempt_at"] is not None and retry["retries"] == 1
+    run_all(runner)
+    done = runner.state(task_id)
+    assert done["status"] == "SUCCESS" and done["attempts"] == 2 and done["error"] is None
+    assert rt.calls["flaky"] == ["k", "k"]
+
+
+def test_retries_are_never_more_than_configured(runner):
+    rt.flaky_fails_left["count"] = 99
+    task_id = runner.enqueue("flaky", ["x"])
+    run_all(runner)
+    state = runner.state(task_id)
+    assert state["status"] == "FAILURE" and state["attempts"] == 3  # 1 + retries=2
+    assert "ConnectionError" in state["traceback"]
+
+
+def test_permanent_errors_and_unlisted_exceptions_are_not_retried(runner):
+    a = runner.enqueue("bad_input", [1])
+    b = runner.enqueue("wrong_type", [2])
+    run_all(runner)
+    assert runner.state(a)["status"] == "FAILURE" and runner.state(a)["attempts"] == 1
+    assert runner.state(b)["status"] == "FAILURE" and runner.state(b)["attempts"] == 1
+    assert "PermanentError" in runner.state(a)["error"]
+
+
+def test_backoff_delays_stay_within_their_jitter_bounds():
+    policy = RetryPolicy(delay=60, backoff=2, jitter=0.25, max_delay=200)
+    for attempt, base in ((1, 60), (2, 120), (3, 200), (4, 200)):
+        samples = [policy.delay_for(attempt) for _ in range(500)]
+        assert all(min(base * 0.75, 200) <= s <= min(base * 1.25, 200) for s in samples)
+        assert max(samples) - min(samples) > base * 0.1  # it really is jittered
+
+
+def test_the_retry_time_follows_the_policy(runner):
+    rt.flaky_fails_left["count"] = 1
+    task_id = runner.enqueue("flaky", ["t"])
+    before = time.time()
+    run_next(runner)
+    delay = runner.state(task_id)["next_attempt_at"] - before
+    assert 0 <= delay < 1  # retry_delay=0.01 with no jitter
+
+
+# --- dedup, result cache, locks -----------------------------------------------------------
+
+def test_ten_concurrent_submitters_get_one_task_that_runs_once(runner):
+    ids, barrier = [], threading.Barrier(10)
+
+    def submit():
+        barrier.wait(5)
+        ids.append(runner.enqueue("dedup_once", [21]))
+
+    threads = [threading.Thread(target=submit) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(ids) == 10 and len(set(ids)) == 1
+    assert runner.queue_depth()["pending"] == 1
+    run_all(runner)
+    assert rt.calls["dedup_once"] == [21]
+    assert runner.state(ids[0])["result"] == 42
+
+
+def test_a_cached_result_is_returned_within_the_ttl(runner):
+    first = runner.enqueue("dedup_once", [5])
+    run_all(runner)
+    again = runner.enqueue("dedup_once", [5])
+    assert again == first and runner.state(again)["status"] == "SUCCESS"
+    assert runner.queue_depth()["pending"] == 0 and rt.calls["dedup_once"] == [5]
+    other = runner.enqueue("dedup_once", [6])
+    assert other != first
+
+
+def test_after_the_ttl_the_task_runs_again(runner):
+    first = runner.enqueue("dedup_short", [1])
+    run_all(runner)
+    second = wait_for(lambda: (lambda tid: tid if tid != first else None)(
+        runner.enqueue("dedup_short", [1])), timeout=5, message="the dedup TTL to pass")
+    run_all(runner)
+    assert second != first and rt.calls["dedup_short"] == [1, 1]
+
+
+def test_a_failed_task_does_not_block_a_new_submission(runner):
+    first = runner.enqueue("bad_input", [9])
+    run_all(runner)
+    assert runner.state(first)["status"] == "FAILURE"
+    # bad_input has no dedup; a dedup task that failed must not be "cached" either
+    spec_failed = runner.enqueue("dedup_once", [77])
+    runner.revoke(spec_failed)
+    assert runner.enqueue("dedup_once", [77]) != spec_failed
+
+
+def test_a_lock_left_by_a_crashed_run_expires_by_itself(runner):
+    from botlite.runner.core import dedup_key
+    key = runner._lock_key("run", dedup_key("dedup_short", [3], {}))
+    assert runner.storage.put_if_empty(key, b"1", 0.5)  # a run that died holding it
+    task_id = runner.enqueue("dedup_short", [3])
+    run_next(runner)
+    assert runner.state(task_id)["status"] in ("FAILURE", "RETRY")
+    assert "identical task is running" in runner.state(task_id)["error"]
+    wait_for(lambda: runner.storage.put_if_empty(key + "-probe", b"1", 0.5) and
+             not runner.storage.has_data_for_key(key), timeout=5,
+             message="the crashed run's lock to expire")
+    assert runner.retry(task_id)["status"] == "PENDING"
+    run_all(runner)
+    assert runner.state(task_id)["status"] == "SUCCESS"
+
+
+# --- time limits ----------------------------------------------------------------------
+
+def test_soft_limit_raises_inside_the_task(runner):
+    task_id = runner.enqueue("polite_overrun")
+    started = time.monotonic()
+    run_next(runner)
+    assert time.monotonic() - started < 3
+    assert runner.state(task_id)["result"] == "cleaned up"
+
+
+def test_hard_limit_abandons_a_task_that_ignores_the_soft_one(runner):
+    task_id = runner.enqueue("stubborn_overrun")
+    started = time.monotonic()
+    run_next(runner)
+    elapsed = time.monotonic() - started
+    state = runner.state(task_id)
+    assert state["status"] == "FAILURE" and HardTimeLimitExceeded.__name__ in state["error"]
+    assert 1.4 <= elapsed < 6
+
+
+def test_hard_limited_tasks_return_results_from_their_child(runner):
+    task_id = runner.enqueue("child_add", [40, 2])
+    run_next(runner)
+    assert runner.state(task_id)["result"] == 42
+
+
+# --- queues, priorities, starvation ---------------------------------------------------
+
+def test_high_priority_runs_first_and_a_low_one_is_not_starved(runner):
+    runtime = Runtime(runner, workers=1, periodic=False)
+    worker = ClaimingWorker(runner.huey, threading.Event(), runtime, default_delay=0.01,
+                            max_delay=0.01, backoff=1)
+    runner.enqueue("low", ["L"])
+    for i in range(5):
+        runner.enqueue("high", [i])
+    flood = 5
+    for step in range(60):  # a continuous flood: one new high task per task run
+        worker.loop(FUTURE)
+        runner.enqueue("high", [flood])
+        flood += 1
+        if ("low", "L") in rt.calls.get("order", []):
+            break
+    order = rt.calls["order"]
+    assert order[0] == ("high", 0)
+    position = order.index(("low", "L"))
+    assert position < FAIR_EVERY * 2, order  # the bound: one oldest-first claim in FAIR_EVERY
+
+
+def test_a_worker_can_be_restricted_to_some_queues(runner):
+    a = runner.enqueue("progress_steps", [1])   # documents
+    b = runner.enqueue("add", [1, 2])            # default
+    task = runner.huey.dequeue("w", lanes=["documents"])
+    assert task.id == a
+    assert runner.huey.dequeue("w", lanes=["documents"]) is None
+    runner.huey.execute(task, FUTURE)
+    assert runner.state(b)["status"] == "PENDING"
+
+
+def test_queues_report_depths_and_dead_letters(runner):
+    runner.enqueue("add", [1, 1])
+    runner.enqueue("progress_steps", [1])
+    runner.enqueue("add", [1, 1], delay=3600)
+    report = runner.queues()
+    assert report["queues"]["default"]["pending"] == 1
+    assert report["queues"]["default"]["scheduled"] == 1
+    assert report["queues"]["documents"]["pending"] == 1
+    assert report["dead"] == 0
+    runner.enqueue("bad_input", [1])
+    run_all(runner)
+    report = runner.queues()
+    assert report["dead"] == 1 and report["queues"]["default"]["scheduled"] == 1
+
+
+# --- revoke, purge, dead letters -------------------------------------------------
+
+def test_revoking_a_pending_task_means_it_never_runs(runner):
+    task_id = runner.enqueue("add", [7, 7])
+    assert runner.revoke(task_id)["status"] == "REVOKED"
+    run_all(runner)
+    assert "add" not in rt.calls and runner.state(task_id)["status"] == "REVOKED"
+    with pytest.raises(InvalidTransition):
+        runner.revoke(task_id)
+
+
+def test_revoking_a_scheduled_task_means_it_never_runs(runner):
+    task_id = runner.enqueue("add", [8, 8], delay=3600)
+    assert runner.huey.scheduled_count() == 1
+    assert runner.revoke(task_id)["status"] == "REVOKED"
+    run_all(runner)
+    assert "add" not in rt.calls
+
+
+def test_revoking_a_running_task_asks_it_to_stop(runner):
+    runtime = Runtime(runner, workers=1, periodic=False)
+    runtime.start()
+    try:
+        task_id = runner.enqueue("cooperative")
+        assert rt.started.wait(5)
+        runner.revoke(task_id)
+        state = wait_for(lambda: runner.state(task_id)["status"] == "FAILURE" and
+                         runner.state(task_id), timeout=5, message="the task to stop")
+        assert "stopped on request" in state["error"]
+    finally:
+        runtime.stop()
+
+
+def test_purge_drops_a_queues_waiting_tasks(runner):
+    ids = [runner.enqueue("progress_steps", [i]) for i in range(3)]
+    kept = runner.enqueue("add", [1, 2])
+    assert runner.purge("documents") == 3
+    assert all(runner.state(i)["status"] == "REVOKED" for i in ids)
+    run_all(runner)
+    assert runner.state(kept)["status"] == "SUCCESS"
+
+
+def test_dead_letters_keep_their_traceback_and_can_be_retried(runner):
+    rt.flaky_fails_left["count"] = 1
+    task_id = runner.enqueue("always_fails", ["job"])
+    run_all(runner)
+    dead = runner.states(status="FAILURE")
+    assert [d["task_id"] for d in dead] == [task_id]
+    assert "RuntimeError: broken job" in dead[0]["traceback"] and dead[0]["attempts"] == 2
+    with pytest.raises(InvalidTransition):
+        runner.retry(runner.enqueue("add", [1, 1]))
+    rt.flaky_fails_left["count"] = 0
+    assert runner.retry(task_id)["status"] == "PENDING"
+    run_all(runner)
+    state = runner.state(task_id)
+    assert state["status"] == "SUCCESS" and state["result"] == "fixed job"
+
+
+def test_unknown_task_names_are_refused(runner):
+    with pytest.raises(UnknownTask):
+        runner.enqueue("rm_rf")
+
+
+# --- expiry ------------------------------------------------------------------------
+
+def test_old_results_and_states_are_pruned(runner):
+    done = runner.enqueue("add", [2, 2])
+    waiting = runner.enqueue("add", [3, 3], delay=3600)
+    run_next(runner)
+    runner.result_expires = 3600
+    assert runner.prune() == {"results": 0, "states": 0}
+    runner.result_expires = -1
+    assert runner.prune()["results"] == 1
+    assert runner.state(done)["status"] == "SUCCESS" and runner.state(done)["result"] is None
+    runner.state_retention = -1
+    assert runner.prune()["states"] == 1
+    assert runner.storage.get_state(done) is None
+    assert runner.state(waiting)["status"] == "PENDING"  # unfinished states are kept
+
+
+# --- claims, crash recovery, shutdown ------------------------------------------------
+
+def test_a_claimed_task_stays_queued_until_its_attempt_ends(runner):
+    task_id = runner.enqueue("add", [1, 2])
+    task = runner.huey.dequeue("crashing-host:1:w")
+    assert task.id == task_id
+    assert runner.queues()["queues"]["default"]["running"] == 1
+    assert runner.huey.dequeue("other") is None  # claimed: not given twice
+    runner.huey.execute(task, FUTURE)
+    assert runner.queues()["queues"]["default"] == {"pending": 0, "scheduled": 0, "running": 0}
+
+
+def test_claims_of_a_dead_worker_are_released_and_run_again(runner):
+    task_id = runner.enqueue("add", [20, 22])
+    runner.huey.dequeue("gone-host:12345:dead")   # claimed by a process that died
+    runner.storage.save_state(task_id, status="STARTED")
+    runtime = Runtime(runner, workers=1, periodic=False)
+    assert runtime.recover() == 1
+    assert runner.state(task_id)["status"] == "PENDING"
+    run_all(runner)
+    assert runner.state(task_id)["result"] == 42
+
+
+def test_a_live_workers_claims_are_left_alone(runner):
+    runner.enqueue("add", [1, 1])
+    other = Runtime(runner, workers=1, periodic=False)
+    other.beat()
+    runner.huey.dequeue(other.worker_id)
+    assert Runtime(runner, workers=1, periodic=False).recover() == 0
+
+
+def test_an_enqueue_wakes_an_idle_worker_at_once(runner):
+    runtime = Runtime(runner, workers=1, periodic=False, poll_interval=5)
+    runtime.start()
+    try:
+        time.sleep(0.2)  # let the worker go idle (this measures idleness)
+        sent = time.time()
+        task_id = runner.enqueue("add", [1, 1])
+        state = wait_for(lambda: runner.state(task_id)["status"] == "SUCCESS" and
+                         runner.state(task_id), timeout=5, message="the task to run")
+        assert state["started_at"] - sent < 1.0  # not the 5 s poll interval
+    finally:
+        runtime.stop()
+
+
+def test_shutdown_releases_a_task_that_outlives_the_timeout(runner):
+    runtime = Runtime(runner, workers=1, periodic=False, shutdown_timeout=0.2)
+    runtime.start()
+    task_id = runner.enqueue("blocking", ["slow"])
+    assert rt.started.wait(5)
+    assert runtime.stop() is False
+    assert runner.state(task_id)["status"] == "PENDING"
+    assert runner.queue_depth()["pending"] == 1
+    rt.release.set()
