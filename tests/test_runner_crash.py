@@ -50,9 +50,11 @@ def test_sigkill_mid_batch_then_restart_runs_every_task_exactly_once(broker_url,
     name = "crash-%s" % uuid.uuid4().hex[:8]
     runner = TaskRunner(broker_url, name=name)
     runner.register(crash_worker.record_effect)
+    workers = []
     try:
         ids = [runner.enqueue("record_effect", [i]) for i in range(N)]
         first = _start_worker(broker_url, effects, name)
+        workers.append(first)
         # Kill while an attempt is in progress: started (attempt row) but no effect yet.
         in_flight = ("select (select count(*) from effects) >= %d and "
                      "(select count(distinct item) from attempts) > "
@@ -65,6 +67,7 @@ def test_sigkill_mid_batch_then_restart_runs_every_task_exactly_once(broker_url,
         assert done_at_kill < N, "the kill came too late to test anything"
 
         second = _start_worker(broker_url, effects, name)
+        workers.append(second)
         try:
             try:
                 wait_for(lambda: _count(effects, "select count(*) from effects")[0][0] == N,
@@ -80,6 +83,10 @@ def test_sigkill_mid_batch_then_restart_runs_every_task_exactly_once(broker_url,
             second.send_signal(signal.SIGTERM)
             assert second.wait(15) == 0
     finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
         runner.huey.flush()
         runner.close()
 

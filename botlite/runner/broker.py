@@ -85,8 +85,11 @@ class BotliteHuey(Huey):
                 "lane": self.routes.get(name, "default"), "args": args, "kwargs": kwargs,
                 "retries": retries}
 
-    def dequeue(self, worker_id: str = "local", lanes=None, oldest_first: bool = False):
-        claimed = self.storage.claim(worker_id, lanes, oldest_first)
+    def dequeue(self, worker_id: str = "local", lanes=None, oldest_first: bool = False,
+                finish: tuple | None = None):
+        """Claim the next task (and record ``finish``, a previous attempt's
+        outcome, in the same write)."""
+        claimed = self.storage.claim(worker_id, lanes, oldest_first, finish)
         if claimed is None:
             return None
         claim_id, data = claimed
@@ -107,11 +110,19 @@ class BotliteHuey(Huey):
         return task
 
     def execute(self, task, timestamp=None):
+        """Run a claimed task, then ack it with its outcome."""
+        finish = self.execute_deferred(task, timestamp)
+        self.storage.finish(finish[0], finish[1], **finish[2])
+
+    def execute_deferred(self, task, timestamp=None) -> tuple:
+        """Run a claimed task; return (claim_id, task_id, outcome) for the caller
+        to write, usually together with its next claim."""
         task.outcome = {}
         try:
-            return super().execute(task, timestamp)
-        finally:
-            self.storage.finish(getattr(task, "claim_id", None), task.id, **task.outcome)
+            super().execute(task, timestamp)
+        except Exception:
+            logger.exception("error running task %s", task.id)
+        return getattr(task, "claim_id", None), task.id, task.outcome
 
     def _requeue_task(self, task, timestamp, retry_eta=None):
         policy = getattr(task, "retry_policy", None)

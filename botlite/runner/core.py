@@ -202,11 +202,15 @@ class TaskRunner:
     def _connect_signals(self) -> None:
         huey = self.huey
 
-        @huey.signal(S.SIGNAL_EXECUTING)
-        def started(signal, task):
-            self.storage.save_state(task.id, status="STARTED", started_at=time.time(),
-                                    next_attempt_at=None, attempts_increment=1,
-                                    worker=getattr(task, "worker_id", None))
+        # STARTED is written by the claim itself (same transaction).
+
+        @huey.signal(S.SIGNAL_SCHEDULED)
+        def not_due_yet(signal, task):
+            outcome = getattr(task, "outcome", None)
+            # Claimed but not due yet (a retry's schedule already has its status).
+            if outcome is not None and "status" not in outcome:
+                outcome.update(status="PENDING", attempts_increment=-1,
+                               next_attempt_at=_timestamp(task.eta))
 
         @huey.post_execute("botlite-states")
         def finished(task, value, exc):
@@ -384,6 +388,11 @@ class TaskRunner:
 
     def close(self) -> None:
         self.huey.storage.close()
+
+
+def _timestamp(eta) -> float | None:
+    import datetime
+    return None if eta is None else eta.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def _eta(delay: float):

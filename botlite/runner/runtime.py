@@ -50,12 +50,15 @@ class ClaimingWorker(Worker):
         super().__init__(huey, stop_flag, **kwargs)
         self.runtime = runtime
         self.claims = 0
+        self.pending = None  # the last attempt's outcome, written with the next claim
 
     def loop(self, now=None):
         runtime = self.runtime
         try:
             task = self.huey.dequeue(runtime.worker_id, runtime.lanes,
-                                     oldest_first=self.claims % FAIR_EVERY == FAIR_EVERY - 1)
+                                     oldest_first=self.claims % FAIR_EVERY == FAIR_EVERY - 1,
+                                     finish=self.pending)
+            self.pending = None
         except Exception:
             self._logger.exception("error claiming from the queue")
             self.stop_flag.wait(1.0)
@@ -66,9 +69,23 @@ class ClaimingWorker(Worker):
         self.claims += 1
         task.worker_id = runtime.worker_id
         try:
-            self.huey.execute(task, now)
+            self.pending = self.huey.execute_deferred(task, now)
         except Exception:
             self._logger.exception("unhandled error executing task %s", task.id)
+        if self.stop_flag.is_set():
+            self.write_pending()
+
+    def write_pending(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            self.huey.storage.finish(pending[0], pending[1], **pending[2])
+
+    def shutdown(self):
+        try:
+            self.write_pending()
+        except Exception:
+            self._logger.exception("could not record the last task's outcome")
+        super().shutdown()
 
 
 class _EmbeddedConsumer(Consumer):

@@ -71,8 +71,9 @@ class SqlRunnerMixin:
         """SQL written with ? placeholders, in this driver's style."""
         return sql if self.ph == "?" else sql.replace("?", self.ph)
 
-    def _exec(self, sql: str, params=(), fetch: bool = False, commit: bool = True):
-        return self.sql(self.q(sql), params, commit=commit, results=fetch)
+    def _exec(self, sql: str, params=(), fetch: bool = False):
+        """One statement, in autocommit mode (atomic on its own)."""
+        return self.sql(self.q(sql), params, results=fetch)
 
     # -- the queue, with claims ------------------------------------------------
 
@@ -98,9 +99,12 @@ class SqlRunnerMixin:
              _json(meta["kwargs"]), meta["retries"], now, now))
 
     def claim(self, worker_id: str, lanes: Iterable[str] | None = None,
-              oldest_first: bool = False):
-        """Take the next task: highest priority first (or the oldest, when asked).
+              oldest_first: bool = False, finish: tuple | None = None):
+        """Take the next task: highest priority first (or the oldest, when asked),
+        and mark it STARTED (attempts + 1) in the same transaction.
 
+        ``finish`` = (claim_id, task_id, fields) of the worker's previous attempt is
+        written in that same transaction: one write per task in steady state.
         Returns (claim_id, data) or None when nothing is queued.
         """
         lanes = tuple(lanes or ())
@@ -109,13 +113,23 @@ class SqlRunnerMixin:
         sql = ("update {t} set claimed_by = ?, claimed_at = ? where id = ("
                "select id from {t} where queue = ? and claimed_by is null{lanes} "
                "order by {order} limit 1{lock}) and claimed_by is null "
-               "returning id, data").format(t=self.t_queue, lanes=lane_filter, order=order,
-                                            lock=self.skip_locked)
-        rows = self._exec(sql, (worker_id, time.time(), self.name) + lanes, fetch=True)
-        if rows:
-            claim_id, data = rows[0]
-            return claim_id, bytes(data)
-        return None
+               "returning id, data, task_id").format(t=self.t_queue, lanes=lane_filter,
+                                                     order=order, lock=self.skip_locked)
+        now = time.time()
+        with self.db(commit=True) as curs:
+            if finish is not None:
+                self._write_finish(curs, *finish)
+            curs.execute(self.q(sql), (worker_id, now, self.name) + lanes)
+            row = curs.fetchone()
+            if row is None:
+                return None
+            claim_id, data, task_id = row[0], bytes(row[1]), row[2]
+            curs.execute(self.q(
+                "update %s set status = 'STARTED', started_at = ?, updated_at = ?, "
+                "attempts = attempts + 1, worker = ?, next_attempt_at = null "
+                "where queue = ? and task_id = ?" % self.t_state),
+                (now, now, worker_id, self.name, task_id))
+        return claim_id, data
 
     def ack(self, claim_id) -> None:
         self._exec("delete from %s where id = ?" % self.t_queue, (claim_id,))
@@ -224,19 +238,25 @@ class SqlRunnerMixin:
 
     def finish(self, claim_id, task_id: str | None, **fields) -> None:
         """Ack a claim and record the attempt's outcome in one transaction."""
-        now = time.time()
-        fields["updated_at"] = now
+        with self.db(commit=True) as curs:
+            self._write_finish(curs, claim_id, task_id, fields)
+
+    def _write_finish(self, curs, claim_id, task_id, fields: dict) -> None:
+        fields = dict(fields)
+        increment = int(fields.pop("attempts_increment", 0))
+        fields["updated_at"] = time.time()
         for column in JSON_COLUMNS:
             if column in fields:
                 fields[column] = _json(fields[column])
         names = sorted(fields)
-        with self.db(commit=True) as curs:
-            if claim_id is not None:
-                curs.execute(self.q("delete from %s where id = ?" % self.t_queue), (claim_id,))
-            if task_id is not None and fields:
-                curs.execute(self.q("update %s set %s where queue = ? and task_id = ?" % (
-                    self.t_state, ", ".join("%s = ?" % n for n in names))),
-                    tuple(fields[n] for n in names) + (self.name, task_id))
+        sets = ", ".join("%s = ?" % n for n in names)
+        if increment:
+            sets += ", attempts = attempts + %d" % increment
+        if claim_id is not None:
+            curs.execute(self.q("delete from %s where id = ?" % self.t_queue), (claim_id,))
+        if task_id is not None:
+            curs.execute(self.q("update %s set %s where queue = ? and task_id = ?" % (
+                self.t_state, sets)), tuple(fields[n] for n in names) + (self.name, task_id))
 
     def get_state(self, task_id: str) -> dict | None:
         rows = self._exec("select %s from %s where queue = ? and task_id = ?" % (
@@ -309,8 +329,11 @@ class SqlRunnerMixin:
         return super().has_data_for_key(key) or self._lock_value(key) is not EmptyData
 
     def pop_data(self, key):
-        # One statement instead of Huey's exclusive select-then-delete: this
-        # runs after every task (to clear its revoke flag).
+        # Huey pops every task's revoke flag after it runs; almost always there
+        # is none, so read first and write only when there is something to pop.
+        if not self._exec("select 1 from %s where queue = ? and key = ?" % self.t_kv,
+                          (self.name, key), fetch=True):
+            return EmptyData
         rows = self._exec("delete from %s where queue = ? and key = ? returning value"
                           % self.t_kv, (self.name, key), fetch=True)
         return bytes(rows[0][0]) if rows else EmptyData
@@ -350,6 +373,9 @@ class SqlRunnerMixin:
             self._exec("delete from %s where queue = ?" % table, (self.name,))
 
 
+# Few indexes on purpose: every index is written on every claim and ack. Claims
+# by owner, revoke by task id and state filters by status are rare or bounded
+# by a LIMIT, so they scan.
 _SQLITE_DDL = [
     "create table if not exists botlite_queue (id integer primary key autoincrement, "
     "queue text not null, lane text not null, priority real not null default 0, "
@@ -357,23 +383,19 @@ _SQLITE_DDL = [
     "claimed_by text, claimed_at real)",
     "create index if not exists botlite_queue_ready on botlite_queue "
     "(queue, priority desc, id) where claimed_by is null",
-    "create index if not exists botlite_queue_claimed on botlite_queue (claimed_by) "
-    "where claimed_by is not null",
-    "create index if not exists botlite_queue_task on botlite_queue (queue, task_id)",
     "create table if not exists botlite_state (queue text not null, task_id text not null, "
     "name text not null, lane text not null, status text not null, args text, kwargs text, "
     "result text, error text, traceback text, retries integer, "
     "attempts integer not null default 0, progress text, next_attempt_at real, "
     "enqueued_at real, started_at real, finished_at real, updated_at real not null, "
-    "dedup_key text, worker text, primary key (queue, task_id))",
+    "dedup_key text, worker text, primary key (queue, task_id)) without rowid",
     "create index if not exists botlite_state_recent on botlite_state (queue, enqueued_at)",
-    "create index if not exists botlite_state_status on botlite_state (queue, status, finished_at)",
     "create index if not exists botlite_state_dedup on botlite_state (queue, dedup_key) "
     "where dedup_key is not null",
     "create table if not exists botlite_lock (queue text not null, key text not null, "
-    "value blob not null, expires_at real not null, primary key (queue, key))",
+    "value blob not null, expires_at real not null, primary key (queue, key)) without rowid",
     "create table if not exists botlite_worker (queue text not null, id text not null, "
-    "info text not null, beat_at real not null, primary key (queue, id))",
+    "info text not null, beat_at real not null, primary key (queue, id)) without rowid",
 ]
 
 
@@ -395,40 +417,39 @@ class SqliteQueueStorage(SqlRunnerMixin, SqliteStorage):
     def __init__(self, name="huey", filename="huey.db", describe: Describe | None = None,
                  **kwargs):
         self.describe = describe
-        kwargs.setdefault("fsync", False)
         super().__init__(name, filename, **kwargs)
+
+    def _create_connection(self):
+        conn = super()._create_connection()
+        conn.execute("pragma synchronous=normal")
+        return conn
 
     def _blob(self, value):
         return self.to_blob(value)
 
 
 _POSTGRES_DDL = [
-        "create table if not exists botlite_queue (id bigserial primary key, "
-        "queue text not null, lane text not null, priority double precision not null default 0, "
-        "task_id text not null, data bytea not null, enqueued_at double precision not null, "
-        "claimed_by text, claimed_at double precision)",
-        "create index if not exists botlite_queue_ready on botlite_queue "
-        "(queue, priority desc, id) where claimed_by is null",
-        "create index if not exists botlite_queue_claimed on botlite_queue (claimed_by) "
-        "where claimed_by is not null",
-        "create index if not exists botlite_queue_task on botlite_queue (queue, task_id)",
-        "create table if not exists botlite_state (queue text not null, task_id text not null, "
-        "name text not null, lane text not null, status text not null, args text, kwargs text, "
-        "result text, error text, traceback text, retries integer, "
-        "attempts integer not null default 0, progress text, "
-        "next_attempt_at double precision, enqueued_at double precision, "
-        "started_at double precision, finished_at double precision, "
-        "updated_at double precision not null, dedup_key text, worker text, "
-        "primary key (queue, task_id))",
-        "create index if not exists botlite_state_recent on botlite_state (queue, enqueued_at)",
-        "create index if not exists botlite_state_status on botlite_state "
-        "(queue, status, finished_at)",
-        "create index if not exists botlite_state_dedup on botlite_state (queue, dedup_key) "
-        "where dedup_key is not null",
-        "create table if not exists botlite_lock (queue text not null, key text not null, "
-        "value bytea not null, expires_at double precision not null, primary key (queue, key))",
-        "create table if not exists botlite_worker (queue text not null, id text not null, "
-        "info text not null, beat_at double precision not null, primary key (queue, id))",
+    "create table if not exists botlite_queue (id bigserial primary key, "
+    "queue text not null, lane text not null, priority double precision not null default 0, "
+    "task_id text not null, data bytea not null, enqueued_at double precision not null, "
+    "claimed_by text, claimed_at double precision)",
+    "create index if not exists botlite_queue_ready on botlite_queue "
+    "(queue, priority desc, id) where claimed_by is null",
+    "create table if not exists botlite_state (queue text not null, task_id text not null, "
+    "name text not null, lane text not null, status text not null, args text, kwargs text, "
+    "result text, error text, traceback text, retries integer, "
+    "attempts integer not null default 0, progress text, "
+    "next_attempt_at double precision, enqueued_at double precision, "
+    "started_at double precision, finished_at double precision, "
+    "updated_at double precision not null, dedup_key text, worker text, "
+    "primary key (queue, task_id))",
+    "create index if not exists botlite_state_recent on botlite_state (queue, enqueued_at)",
+    "create index if not exists botlite_state_dedup on botlite_state (queue, dedup_key) "
+    "where dedup_key is not null",
+    "create table if not exists botlite_lock (queue text not null, key text not null, "
+    "value bytea not null, expires_at double precision not null, primary key (queue, key))",
+    "create table if not exists botlite_worker (queue text not null, id text not null, "
+    "info text not null, beat_at double precision not null, primary key (queue, id))",
 ]
 
 
@@ -614,7 +635,9 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
         names = lanes or sorted(n.decode() for n in self.conn.smembers(self.k_lanes))
         return [self.k_lane % lane for lane in names]
 
-    def claim(self, worker_id, lanes=None, oldest_first=False):
+    def claim(self, worker_id, lanes=None, oldest_first=False, finish=None):
+        if finish is not None:
+            self.finish(finish[0], finish[1], **finish[2])
         keys = self._lane_keys(tuple(lanes or ()))
         if not keys:
             return None
@@ -623,7 +646,19 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
         if claim_id is None:
             return None
         claim_id = claim_id.decode()
-        data = self.conn.hget(self.k_msg, claim_id)
+        pipe = self.conn.pipeline()
+        pipe.hget(self.k_msg, claim_id)
+        pipe.hget(self.k_meta, claim_id)
+        data, meta = pipe.execute()
+        task_id = (meta or b"|").decode().split("|", 1)[0]
+        if task_id:
+            now = time.time()
+            pipe = self.conn.pipeline()
+            pipe.hset(self.k_state % task_id, mapping={
+                "status": "STARTED", "started_at": now, "updated_at": now,
+                "worker": worker_id, "next_attempt_at": ""})
+            pipe.hincrby(self.k_state % task_id, "attempts", 1)
+            pipe.execute()
         return claim_id, data
 
     def wait_for_work(self, timeout: float) -> None:
@@ -759,12 +794,15 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
         pipe.execute()
 
     def finish(self, claim_id, task_id, **fields):
+        increment = int(fields.pop("attempts_increment", 0))
         pipe = self.conn.pipeline()
         if claim_id is not None:
             self._drop_message(pipe, claim_id)
         if task_id is not None and fields:
             fields["updated_at"] = time.time()
             pipe.hset(self.k_state % task_id, mapping=self._encode_fields(fields))
+            if increment:
+                pipe.hincrby(self.k_state % task_id, "attempts", increment)
         pipe.execute()
 
     def get_state(self, task_id):
