@@ -1,0 +1,1151 @@
+"""Turn an uploaded file or a fetched web page into text with structure.
+
+The result is a `Document`: a title, a description and `Section`s, each holding
+paragraphs separated by a blank line plus the heading and the place in the file
+(page, sheet, rows) it came from. Every problem with the file itself becomes an
+`ExtractionError` whose ``reason`` can be shown to the person who uploaded it;
+only genuine I/O errors (a missing file) escape as something else.
+
+The parsers (pypdf, python-docx, openpyxl, beautifulsoup4) are imported inside
+the functions that use them: importing this module must stay cheap for the web
+process, which only needs `detect_kind`.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import functools
+import io
+import logging
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Callable, Iterable
+
+log = logging.getLogger(__name__)
+
+SUPPORTED: dict[str, str] = {
+    "pdf": "PDF",
+    "docx": "Word (.docx)",
+    "xlsx": "Excel (.xlsx)",
+    "csv": "CSV",
+    "txt": "plain text",
+    "md": "Markdown",
+    "html": "HTML",
+}
+"""Every kind of file botlite can read, with the label shown to people."""
+
+SUPPORTED_EXTENSIONS: dict[str, str] = {
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".xlsx": "xlsx",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "txt",
+    ".text": "txt",
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
+}
+"""File name extension (lower case, with the dot) -> kind."""
+
+HEAD_BYTES = 8192
+"""How much of the start of a file `detect_kind` should be given."""
+
+MAX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
+"""A .docx or .xlsx whose members add up to more than this is refused."""
+
+MAX_COMPRESSION_RATIO = 100
+"""A zip member of at least `RATIO_CHECK_MIN_BYTES` compressed more than this is refused."""
+
+RATIO_CHECK_MIN_BYTES = 1024 * 1024
+
+TABLE_SECTION_CHARS = 4000
+"""Spreadsheet and CSV rows are grouped into sections of about this many characters."""
+
+_NOUNS = {
+    "pdf": "PDF",
+    "docx": "Word document",
+    "xlsx": "Excel workbook",
+    "csv": "CSV file",
+    "txt": "text file",
+    "md": "Markdown file",
+    "html": "web page",
+}
+
+
+class ExtractionError(Exception):
+    """The file itself is the problem: encrypted, damaged, empty, unsupported or
+    expanding to too much data. Retrying will not help.
+
+    ``reason`` is one sentence a non-technical person understands.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnsupportedType(ExtractionError):
+    """botlite does not read this kind of file; the reason lists what it reads."""
+
+    def __init__(self, reason: str = "botlite can't read this kind of file.") -> None:
+        labels = list(SUPPORTED.values())
+        listed = ", ".join(labels[:-1]) + " and " + labels[-1]
+        super().__init__("%s It reads %s files." % (reason, listed))
+
+
+@dataclass
+class Section:
+    """A run of paragraphs under one heading at one place in the file."""
+
+    text: str
+    """The paragraphs, separated by a blank line ("\\n\\n"), whitespace collapsed."""
+    heading: str | None = None
+    """The nearest heading above the text, for context."""
+    locator: str | None = None
+    """Where in the file: "page 3", "sheet Prices", "rows 12-40", a URL with #anchor."""
+
+
+@dataclass
+class Document:
+    """What was read from one file or page."""
+
+    title: str | None
+    """From the file's metadata, else its first heading, else None."""
+    description: str | None
+    """The HTML meta description, else None."""
+    sections: list[Section]
+
+    @property
+    def text(self) -> str:
+        """All section texts, separated by a blank line."""
+        return "\n\n".join(section.text for section in self.sections)
+
+
+# --- detecting the kind -------------------------------------------------------
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_UTF_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE: it starts the same way
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+# Bytes that never occur in text; what is left after deleting the text bytes is "binary".
+_TEXT_BYTES = bytes({7, 8, 9, 10, 12, 13, 27} | set(range(0x20, 0x100)) - {0x7F})
+_HTML_START = re.compile(
+    rb"\s*(?:<!--.*?-->\s*|<\?xml[^>]*>\s*)*<(?:!doctype\s+html|html|head|body)[\s>]",
+    re.IGNORECASE | re.DOTALL)
+
+
+def detect_kind(filename: str, head: bytes) -> str:
+    """Decide which `SUPPORTED` kind a file is, from its name and its first bytes.
+
+    ``head`` should be the first `HEAD_BYTES` of the file (fewer works, less
+    surely). The extension names the kind; the content must not contradict it:
+    a ``.pdf`` that is a zip, or a ``.txt`` full of NUL bytes, raises
+    `UnsupportedType`. A name without a known extension is judged by content
+    alone (PDF, Word, Excel, HTML; plain text only when there is no extension).
+    """
+    extension = os.path.splitext(filename)[1].lower()
+    named = SUPPORTED_EXTENSIONS.get(extension)
+    content = _sniff(head)
+    if named is None:
+        return _kind_from_content(extension, content, head)
+    if content is None:
+        return named  # an empty file: extraction says so in plain words
+    if named == "pdf":
+        if content != "pdf":
+            raise _mismatch(extension, "PDF")
+        return named
+    if named in ("docx", "xlsx"):
+        if content == "ole":
+            raise UnsupportedType(
+                "This is an older Office file (.doc/.xls) or a password-protected one; "
+                "save it as an unprotected .docx or .xlsx and upload that.")
+        if content != "zip":
+            raise _mismatch(extension, SUPPORTED[named])
+        office = _office_kind(head)
+        if office is not None and office != named:
+            raise _mismatch(extension, SUPPORTED[named])
+        return named
+    if content in ("pdf", "zip", "ole", "binary"):
+        raise _mismatch(extension, SUPPORTED[named])
+    return named
+
+
+def _kind_from_content(extension: str, content: str | None, head: bytes) -> str:
+    if content == "pdf":
+        return "pdf"
+    if content == "zip":
+        office = _office_kind(head)
+        if office in ("docx", "xlsx"):
+            return office
+    if content == "html":
+        return "html"
+    if content == "text" and not extension:
+        return "txt"
+    if extension:
+        raise UnsupportedType("botlite can't read %s files." % extension)
+    raise UnsupportedType()
+
+
+def _mismatch(extension: str, label: str) -> UnsupportedType:
+    return UnsupportedType(
+        "The file is named %s but its contents are not %s; upload the original file."
+        % (extension, label))
+
+
+def _sniff(head: bytes) -> str | None:
+    """What the first bytes look like: pdf, zip, ole, binary, html, text; None if empty."""
+    if not head:
+        return None
+    marker = head.find(b"%PDF-", 0, 1024)
+    if marker == 0 or (marker > 0 and not head[:marker].strip(b" \t\r\n\x00\xef\xbb\xbf")):
+        return "pdf"
+    if head.startswith(_ZIP_MAGICS):
+        return "zip"
+    if head.startswith(_OLE_MAGIC):
+        return "ole"
+    if _looks_binary(head):
+        return "binary"
+    if _HTML_START.match(_strip_utf8_bom(head)):
+        return "html"
+    return "text"
+
+
+def _looks_binary(head: bytes) -> bool:
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)):
+        return False
+    if b"\x00" in head:
+        return _utf16_without_bom(head) is None
+    return len(head.translate(None, _TEXT_BYTES)) > len(head) // 10
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """UTF-16 text without a BOM (mostly ASCII) has NULs at every other byte."""
+    sample = data[:4096]
+    half = len(sample) // 2
+    if half < 2:
+        return None
+    zeros_even = sample[0::2].count(0)
+    zeros_odd = sample[1::2].count(0)
+    if zeros_odd > 0.7 * half and zeros_even < 0.05 * half:
+        return "utf-16-le"
+    if zeros_even > 0.7 * half and zeros_odd < 0.05 * half:
+        return "utf-16-be"
+    return None
+
+
+def _strip_utf8_bom(data: bytes) -> bytes:
+    return data[3:] if data.startswith(codecs.BOM_UTF8) else data
+
+
+def _office_kind(head: bytes) -> str | None:
+    """The Office format named by the zip member names visible in ``head``."""
+    position = head.find(b"PK\x03\x04")
+    while position != -1 and position + 30 <= len(head):
+        name_length = int.from_bytes(head[position + 26:position + 28], "little")
+        name = head[position + 30:position + 30 + name_length]
+        if name.startswith(b"word/"):
+            return "docx"
+        if name.startswith(b"xl/"):
+            return "xlsx"
+        if name.startswith(b"ppt/"):
+            return "pptx"
+        if name == b"mimetype":
+            return "odf"
+        position = head.find(b"PK\x03\x04", position + 30)
+    return None
+
+
+# --- extracting ---------------------------------------------------------------
+
+def extract_file(path: str, kind: str) -> Document:
+    """Read the file at ``path`` as ``kind`` (one of `SUPPORTED`, see `detect_kind`).
+
+    Raises `ExtractionError` (or `UnsupportedType`) when the file can't be used;
+    OSError when it can't be read at all.
+    """
+    extractor = _EXTRACTORS.get(kind)
+    if extractor is None:
+        raise UnsupportedType()
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if not data:
+        raise ExtractionError("The file is empty; upload a file that has some text in it.")
+    return _extract(kind, extractor, data)
+
+
+def extract_html(html: str | bytes, url: str | None = None) -> Document:
+    """Read an HTML page, uploaded or crawled.
+
+    Bytes are decoded by BOM, then the declared charset, then by guessing. When
+    ``url`` is given, sections are located by it (with ``#id`` for headings
+    that have one).
+    """
+    return _extract("html", _extract_html, html, url)
+
+
+def _extract(kind: str, extractor: Callable[..., Document], *args) -> Document:
+    try:
+        document = extractor(*args)
+    except (ExtractionError, ImportError):  # a missing parser is not the file's fault
+        raise
+    except Exception as exc:  # parsers raise anything on malformed input
+        log.debug("could not read a %s file", kind, exc_info=True)
+        raise _damaged(kind) from exc
+    if not document.sections:
+        raise ExtractionError("The %s contains no text." % _NOUNS[kind])
+    return document
+
+
+def _damaged(kind: str) -> ExtractionError:
+    return ExtractionError(
+        "The %s could not be read; it may be damaged. Try saving it again and "
+        "re-uploading." % _NOUNS[kind])
+
+
+def _clean(text: str) -> str:
+    """Collapse whitespace; drop soft hyphens and zero-width spaces."""
+    text = " ".join(text.split())
+    if "\u00ad" in text:
+        text = text.replace("\u00ad", "")
+    if "\u200b" in text:
+        text = text.replace("\u200b", "")
+    return text
+
+
+class _SectionBuilder:
+    """Collects paragraphs into sections that start at headings.
+
+    A heading opens a new section and is its first paragraph; headings with no
+    text between them stay together, under the last one.
+    """
+
+    def __init__(self, locator: str | None = None) -> None:
+        self.sections: list[Section] = []
+        self.first_heading: str | None = None
+        self._base_locator = locator
+        self._locator = locator
+        self._heading: str | None = None
+        self._paragraphs: list[str] = []
+        self._has_body = False
+
+    def heading(self, text: str, locator: str | None = None) -> None:
+        if self._has_body:
+            self._flush()
+        self._paragraphs.append(text)
+        self._heading = text
+        self._locator = locator or self._base_locator
+        if self.first_heading is None:
+            self.first_heading = text
+
+    def paragraph(self, text: str) -> None:
+        self._paragraphs.append(text)
+        self._has_body = True
+
+    def finish(self) -> list[Section]:
+        self._flush()
+        return self.sections
+
+    def _flush(self) -> None:
+        if self._paragraphs:
+            self.sections.append(
+                Section("\n\n".join(self._paragraphs), self._heading, self._locator))
+        self._paragraphs = []
+        self._has_body = False
+
+
+# --- tables (DOCX, XLSX, CSV, HTML, Markdown) ------------------------------------
+
+_NUMBER = re.compile(r"[-+(]?[$€£¥]?\s?[\d.,' ]*\d[\d.,' ]*%?\)?")
+
+
+def _looks_like_header(cells: list[str], width: int = 0) -> bool:
+    """Short, distinct, non-numeric labels over at least two of several columns."""
+    filled = [cell for cell in cells if cell]
+    if not filled or (max(width, len(cells)) > 1 and len(filled) < 2):
+        return False
+    if len(set(filled)) != len(filled):
+        return False
+    return all(len(cell) <= 80 and not _NUMBER.fullmatch(cell) for cell in filled)
+
+
+def _labelled_row(header: list[str], cells: list[str]) -> str:
+    pairs = []
+    for index, value in enumerate(cells):
+        if value:
+            name = header[index] if index < len(header) and header[index] else (
+                "Column %d" % (index + 1))
+            pairs.append("%s: %s" % (name, value))
+    return "; ".join(pairs)
+
+
+def _plain_row(cells: list[str]) -> str:
+    return " | ".join(cell for cell in cells if cell)
+
+
+def _table_lines(rows: list[list[str]], has_header: bool | None = None) -> list[str]:
+    """Rows as "Header: value; Header: value" lines when the first row is a header
+    (``has_header`` None: guess), else as "value | value" lines."""
+    rows = [row for row in rows if any(row)]
+    if not rows:
+        return []
+    if has_header is None:
+        width = max(len(row) for row in rows)
+        has_header = len(rows) > 1 and _looks_like_header(rows[0], width)
+    if has_header and len(rows) > 1:
+        header = rows[0]
+        return [line for line in (_labelled_row(header, row) for row in rows[1:]) if line]
+    return [_plain_row(row) for row in rows]
+
+
+def _table_sections(rows: Iterable[list[str]], heading: str | None,
+                    prefix: str | None) -> list[Section]:
+    """Sections of about `TABLE_SECTION_CHARS` from spreadsheet rows (numbered from 1).
+
+    The first non-empty row is the header when it looks like one. Locators are
+    ``prefix`` alone when everything fits one section, else "prefix, rows a-b".
+    """
+    header: list[str] | None = None
+    blocks: list[tuple[int, int, list[str]]] = []
+    lines: list[str] = []
+    first = last = 0
+    size = 0
+    for number, cells in enumerate(rows, 1):
+        if not any(cells):
+            continue
+        if header is None:
+            header = cells if _looks_like_header(cells) else []
+            if header:
+                continue
+        line = _labelled_row(header, cells) if header else _plain_row(cells)
+        if not lines:
+            first = number
+        lines.append(line)
+        last = number
+        size += len(line) + 2
+        if size >= TABLE_SECTION_CHARS:
+            blocks.append((first, last, lines))
+            lines, size = [], 0
+    if lines:
+        blocks.append((first, last, lines))
+    if not blocks and header:
+        return [Section(_plain_row(header), heading, prefix)]
+    sections = []
+    for first, last, block in blocks:
+        if prefix and len(blocks) == 1:
+            locator = prefix
+        else:
+            rows_label = "row %d" % first if first == last else "rows %d-%d" % (first, last)
+            locator = "%s, %s" % (prefix, rows_label) if prefix else rows_label
+        sections.append(Section("\n\n".join(block), heading, locator))
+    return sections
+
+
+# --- zip containers (DOCX, XLSX) -----------------------------------------------
+
+def _check_zip(data: bytes, kind: str) -> None:
+    """Refuse malformed zips and zip bombs before a parser inflates anything.
+
+    zipfile never yields more than a member's declared size, so checking the
+    declared sizes is enough.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+        raise _damaged(kind) from exc
+    total = 0
+    for member in members:
+        total += member.file_size
+        too_big = total > MAX_UNCOMPRESSED_BYTES
+        too_dense = (member.file_size >= RATIO_CHECK_MIN_BYTES
+                     and member.file_size > MAX_COMPRESSION_RATIO * max(member.compress_size, 1))
+        if too_big or too_dense:
+            raise ExtractionError(
+                "The %s unpacks to far more data than a normal document; it was "
+                "refused for safety." % _NOUNS[kind])
+
+
+# --- PDF ---------------------------------------------------------------------
+
+def _extract_pdf(data: bytes) -> Document:
+    from pypdf import PasswordType, PdfReader
+    from pypdf.errors import DependencyError
+
+    reader = PdfReader(io.BytesIO(data))
+    if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+        raise ExtractionError("The PDF is password-protected; upload an unprotected copy.")
+    sections = []
+    first_line = None
+    unreadable = 0
+    for number, page in enumerate(reader.pages, 1):
+        try:
+            text = page.extract_text()
+        except DependencyError as exc:  # AES needs the optional 'cryptography' package
+            raise ExtractionError(
+                "The PDF is encrypted in a way botlite can't open; upload an unprotected copy."
+            ) from exc
+        except Exception:  # one broken page should not cost the others
+            log.debug("unreadable PDF page %d", number, exc_info=True)
+            unreadable += 1
+            continue
+        paragraphs = _pdf_paragraphs(text)
+        if paragraphs:
+            sections.append(Section("\n\n".join(paragraphs), None, "page %d" % number))
+            if first_line is None:
+                first_line = paragraphs[0]
+    if not sections and unreadable:
+        raise _damaged("pdf")
+    if not sections:
+        raise ExtractionError(
+            "The PDF has no text layer (it looks like scanned images) and botlite can't "
+            "read text from images; upload a PDF with selectable text.")
+    return Document(_pdf_title(reader) or _first_words(first_line), None, sections)
+
+
+def _pdf_title(reader) -> str | None:
+    try:
+        metadata = reader.metadata
+        title = metadata.title if metadata is not None else None
+    except Exception:  # a broken /Info dictionary should not lose the text
+        log.debug("unreadable PDF metadata", exc_info=True)
+        return None
+    if not isinstance(title, str):
+        return None
+    return _clean(title) or None
+
+
+def _first_words(text: str | None, limit: int = 120) -> str | None:
+    if not text:
+        return None
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[:cut if cut > 0 else limit]
+
+
+def _pdf_paragraphs(text: str) -> list[str]:
+    """Re-flow a page's lines into paragraphs.
+
+    pypdf gives one line per printed line. A paragraph ends at a blank line, at
+    a line clearly shorter than the page's full lines (a heading, a last line),
+    or at a somewhat short line ending a sentence. A word hyphenated across
+    lines is joined again.
+    """
+    lines = [_clean(line) for line in text.splitlines()]
+    lengths = sorted(len(line) for line in lines if line)
+    if not lengths:
+        return []
+    full = lengths[int(len(lengths) * 0.8)]
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        if not line:
+            if current:
+                paragraphs.append(" ".join(current))
+                current = []
+            continue
+        previous = current[-1] if current else ""
+        if (len(previous) > 2 and previous[-1] == "-" and previous[-2].isalpha()
+                and line[0].islower()):
+            current[-1] = previous[:-1] + line
+        else:
+            current.append(line)
+        if len(line) < 0.6 * full or (len(line) < 0.85 * full and line[-1] in _PDF_LINE_ENDS):
+            paragraphs.append(" ".join(current))
+            current = []
+    if current:
+        paragraphs.append(" ".join(current))
+    return paragraphs
+
+
+_PDF_LINE_ENDS = frozenset(".!?:\"\u201d)")
+
+
+# --- DOCX --------------------------------------------------------------------
+
+_HEADING_STYLE = re.compile(r"(?:heading [1-9]|title)", re.IGNORECASE)
+_DOCX_NAMESPACES = {
+    "w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main",
+    "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006",
+}
+_W = "{%s}" % _DOCX_NAMESPACES["w"]
+_DOCX_TEXT, _DOCX_NO_BREAK_HYPHEN = _W + "t", _W + "noBreakHyphen"
+_DOCX_PARAGRAPH, _DOCX_TABLE, _DOCX_STYLE_VALUE = _W + "p", _W + "tbl", _W + "val"
+
+
+def _extract_docx(data: bytes) -> Document:
+    _check_zip(data, "docx")
+    import docx
+    from docx.table import Table
+
+    document = docx.Document(io.BytesIO(data))
+    body = document.element.body
+    headings = _docx_heading_paragraphs(document, body)
+    builder = _SectionBuilder()
+    for element in body.iterchildren(_DOCX_PARAGRAPH, _DOCX_TABLE):
+        if element.tag == _DOCX_TABLE:
+            for line in _table_lines(_docx_table_rows(Table(element, document._body))):
+                builder.paragraph(line)
+            continue
+        text = _docx_text(element)
+        if not text:
+            continue
+        if element in headings:
+            builder.heading(text)
+        else:
+            builder.paragraph(text)
+    sections = builder.finish()
+    title = _clean(document.core_properties.title or "") or builder.first_heading
+    return Document(title, None, sections)
+
+
+def _docx_text(paragraph) -> str:
+    """A paragraph's visible text, whitespace collapsed.
+
+    python-docx's Paragraph.text compiles two XPath expressions per paragraph
+    and skips runs inside tracked insertions and fields; one precompiled XPath
+    is several times faster and reads those runs too. Text boxes, the fallback
+    copies of drawings and text moved away by tracked changes are left out.
+    """
+    parts = []
+    for element in _docx_run_content()(paragraph):
+        tag = element.tag
+        if tag == _DOCX_TEXT:
+            parts.append(element.text or "")
+        elif tag == _DOCX_NO_BREAK_HYPHEN:
+            parts.append("-")
+        else:
+            parts.append(" ")
+    return _clean("".join(parts))
+
+
+@functools.lru_cache(maxsize=None)
+def _docx_run_content():
+    from lxml import etree
+
+    return etree.XPath(
+        ".//w:r[not(ancestor::w:txbxContent or ancestor::mc:Fallback or ancestor::w:moveFrom)]"
+        "/*[self::w:t or self::w:tab or self::w:ptab or self::w:br or self::w:cr"
+        " or self::w:noBreakHyphen]",
+        namespaces=_DOCX_NAMESPACES)
+
+
+def _docx_heading_paragraphs(document, body) -> set:
+    """The body's paragraphs styled Title or Heading 1-9 (by style name, which
+    stays English in localised Word, unlike the style id)."""
+    from docx.enum.style import WD_STYLE_TYPE
+
+    style_ids = {style.style_id for style in document.styles
+                 if style.type == WD_STYLE_TYPE.PARAGRAPH
+                 and _HEADING_STYLE.fullmatch(style.name or "")}
+    return {style.getparent().getparent()
+            for style in body.iterfind("w:p/w:pPr/w:pStyle", _DOCX_NAMESPACES)
+            if style.get(_DOCX_STYLE_VALUE) in style_ids}
+
+
+def _docx_table_rows(table) -> list[list[str]]:
+    rows = []
+    for row in table.rows:
+        cells = []
+        previous = None
+        for cell in row.cells:
+            if cell._tc is previous:  # a cell merged across columns repeats
+                continue
+            previous = cell._tc
+            cells.append(_clean(" ".join(
+                _docx_text(paragraph) for paragraph in cell._tc.iterchildren(_DOCX_PARAGRAPH))))
+        rows.append(cells)
+    return rows
+
+
+# --- XLSX --------------------------------------------------------------------
+
+def _extract_xlsx(data: bytes) -> Document:
+    _check_zip(data, "xlsx")
+    import openpyxl
+
+    workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    try:
+        sections = []
+        for sheet in workbook.worksheets:
+            # Declared dimensions are often wrong, and padding every row to a bogus
+            # width is slow: read the cells that are there.
+            sheet.reset_dimensions()
+            rows = ([_cell_text(value) for value in row]
+                    for row in sheet.iter_rows(values_only=True))
+            sections.extend(_table_sections(rows, sheet.title, "sheet %s" % sheet.title))
+        title = _clean(workbook.properties.title or "") or None
+    finally:
+        workbook.close()
+    return Document(title, None, sections)
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return format(value, ".15g")
+    if isinstance(value, datetime):
+        if value.time() == time():
+            return value.date().isoformat()
+        return value.isoformat(sep=" ")
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    return _clean(str(value))
+
+
+# --- CSV ---------------------------------------------------------------------
+
+_CSV_SAMPLE_CHARS = 16384
+
+
+def _extract_csv(data: bytes) -> Document:
+    text = decode_text(data)
+    sample = text[:_CSV_SAMPLE_CHARS]
+    if len(text) > len(sample) and "\n" in sample:
+        sample = sample[:sample.rindex("\n")]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text), dialect)
+    rows = ([_clean(cell) for cell in row] for row in reader)
+    return Document(None, None, _table_sections(rows, None, None))
+
+
+# --- plain text and Markdown ---------------------------------------------------
+
+_SNIFF_BYTES = 65536
+
+
+def decode_text(data: bytes) -> str:
+    """Decode text of unknown encoding.
+
+    In order: a UTF-32/UTF-8/UTF-16 BOM, UTF-16 without a BOM, strict UTF-8,
+    charset_normalizer's guess (cp1252 when that reads about as well as the
+    best guess), cp1252, latin-1. NUL characters are dropped.
+    """
+    text = None
+    for bom, encoding in _UTF_BOMS:
+        if data.startswith(bom):
+            text = data[len(bom):].decode(encoding, errors="replace")
+            break
+    if text is None and b"\x00" in data[:4096]:
+        encoding = _utf16_without_bom(data)
+        if encoding:
+            text = data.decode(encoding, errors="replace")
+    if text is None:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = _decode_guessing(data)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text
+
+
+def _decode_guessing(data: bytes) -> str:
+    from charset_normalizer import from_bytes
+
+    sample = data[:_SNIFF_BYTES]
+    if len(data) > len(sample) and b"\n" in sample:
+        sample = sample[:sample.rindex(b"\n")]
+    results = from_bytes(sample)
+    best = results.best()
+    if best is not None:
+        # On short Western text the guesses tie (cp775, cp1250, cp1252...); the
+        # common choice wins unless it reads clearly worse.
+        for result in results:
+            if "cp1252" in result.could_be_from_charset and result.chaos <= best.chaos + 0.1:
+                return data.decode("cp1252", errors="replace")
+        return data.decode(best.encoding, errors="replace")
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+_LIST_ITEM = re.compile(r"(?:[-*+•‣◦▪]|\d{1,3}[.)])\s+")
+
+
+def _extract_txt(data: bytes) -> Document:
+    paragraphs = _plain_paragraphs(decode_text(data).splitlines())
+    sections = [Section("\n\n".join(paragraphs))] if paragraphs else []
+    return Document(None, None, sections)
+
+
+def _plain_paragraphs(lines: Iterable[str]) -> list[str]:
+    """Blank lines separate paragraphs; lines of one paragraph are re-flowed;
+    each list item is a paragraph of its own."""
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        stripped = line.strip()
+        if not stripped or _LIST_ITEM.match(stripped):
+            if current:
+                paragraphs.append(_clean(" ".join(current)))
+                current = []
+            if not stripped:
+                continue
+        current.append(stripped)
+    if current:
+        paragraphs.append(_clean(" ".join(current)))
+    return [paragraph for paragraph in paragraphs if paragraph]
+
+
+_MD_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+_MD_FRONT_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.MULTILINE | re.IGNORECASE)
+_MD_ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_MD_SETEXT = re.compile(r" {0,3}(=+|-+)[ \t]*$")
+_MD_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+_MD_RULE = re.compile(r" {0,3}(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,})$")
+_MD_REFERENCE = re.compile(r" {0,3}\[[^\]]+\]:\s+\S")
+_MD_TABLE_RULE = re.compile(r"\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
+_MD_BLOCK_PREFIX = re.compile(r"\s*(?:>\s*)+")
+_MD_SYNTAX = re.compile(r"[\[<*_`~\\]")
+_MD_INLINE = (
+    (re.compile(r"!\[([^\]]*)\]\((?:[^()]|\([^)]*\))*\)"), r"\1"),   # images -> alt text
+    (re.compile(r"\[([^\]]+)\]\((?:[^()]|\([^)]*\))*\)"), r"\1"),    # [text](url)
+    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),                  # [text][ref]
+    (re.compile(r"<((?:https?|ftp|mailto):[^>\s]+)>"), r"\1"),       # <autolinks>
+    (re.compile(r"</?[A-Za-z][^>]*>"), ""),                          # inline HTML tags
+    (re.compile(r"(\*\*|__|~~)(?=\S)(.+?)(?<=\S)\1"), r"\2"),
+    (re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])"), r"\1"),
+    (re.compile(r"(?<![\w])_(?=\S)([^_]+?)(?<=\S)_(?![\w])"), r"\1"),
+    (re.compile(r"`+([^`]+?)`+"), r"\1"),
+    (re.compile(r"\\([\\`*_{}\[\]()#+\-.!|~<>])"), r"\1"),
+)
+
+
+def _md_inline(text: str) -> str:
+    """Markdown inline syntax to plain text: links keep their text, images their alt."""
+    if _MD_SYNTAX.search(text):
+        for pattern, replacement in _MD_INLINE:
+            text = pattern.sub(replacement, text)
+    return _clean(text)
+
+
+def _extract_md(data: bytes) -> Document:
+    text = decode_text(data)
+    title = None
+    front = _MD_FRONT_MATTER.match(text)
+    if front:
+        found = _MD_FRONT_TITLE.search(front.group(1))
+        if found:
+            title = _clean(found.group(1).strip("\"'")) or None
+        text = text[front.end():]
+    builder = _SectionBuilder()
+    _MarkdownReader(builder).read(text.splitlines())
+    sections = builder.finish()
+    return Document(title or builder.first_heading, None, sections)
+
+
+class _MarkdownReader:
+    """Line-by-line Markdown to sections: ATX and setext headings, fenced code,
+    pipe tables, list items; everything else re-flowed into paragraphs."""
+
+    def __init__(self, builder: _SectionBuilder) -> None:
+        self.builder = builder
+        self.lines: list[str] = []
+
+    def flush(self) -> None:
+        if self.lines:
+            text = _md_inline(" ".join(self.lines))
+            if text:
+                self.builder.paragraph(text)
+            self.lines = []
+
+    def read(self, lines: list[str]) -> None:
+        index = 0
+        while index < len(lines):
+            index = self._read_block(lines, index)
+        self.flush()
+
+    def _read_block(self, lines: list[str], index: int) -> int:
+        line = lines[index]
+        fence = _MD_FENCE.match(line)
+        if fence:
+            return self._read_fence(lines, index, fence.group(1))
+        heading = _MD_ATX.match(line)
+        if heading:
+            self.flush()
+            text = _md_inline(heading.group(2) or "")
+            if text:
+                self.builder.heading(text)
+            return index + 1
+        if self.lines and len(self.lines) == 1 and _MD_SETEXT.match(line):
+            text = _md_inline(self.lines[0])
+            self.lines = []
+            if text:
+                self.builder.heading(text)
+            return index + 1
+        if "|" in line and index + 1 < len(lines) and _MD_TABLE_RULE.match(lines[index + 1]) \
+                and "-" in lines[index + 1]:
+            return self._read_table(lines, index)
+        stripped = _MD_BLOCK_PREFIX.sub("", line, count=1) if line.lstrip().startswith(">") \
+            else line.strip()
+        if not stripped or _MD_RULE.match(line) or _MD_REFERENCE.match(line):
+            self.flush()
+            return index + 1
+        item = _LIST_ITEM.match(stripped)
+        if item:
+            self.flush()
+            stripped = stripped[item.end():]
+        self.lines.append(stripped)
+        return index + 1
+
+    def _read_fence(self, lines: list[str], index: int, marker: str) -> int:
+        self.flush()
+        code = []
+        index += 1
+        while index < len(lines) and not lines[index].strip().startswith(marker):
+            code.append(lines[index])
+            index += 1
+        text = _clean(" ".join(code))
+        if text:
+            self.builder.paragraph(text)
+        return index + 1
+
+    def _read_table(self, lines: list[str], index: int) -> int:
+        self.flush()
+        rows = [self._table_cells(lines[index])]
+        index += 2
+        while index < len(lines) and "|" in lines[index] and lines[index].strip():
+            rows.append(self._table_cells(lines[index]))
+            index += 1
+        for line in _table_lines(rows, has_header=True):
+            self.builder.paragraph(line)
+        return index
+
+    @staticmethod
+    def _table_cells(line: str) -> list[str]:
+        line = line.strip()
+        if line.startswith("|"):
+            line = line[1:]
+        if line.endswith("|") and not line.endswith("\\|"):
+            line = line[:-1]
+        return [_md_inline(cell) for cell in re.split(r"(?<!\\)\|", line)]
+
+
+# --- HTML --------------------------------------------------------------------
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
+_XML_ENCODING = re.compile(rb"""<\?xml[^>]+encoding\s*=\s*["']([\w.:-]+)""")
+# Browsers read these labels as windows-1252, a superset.
+_AS_CP1252 = frozenset({"latin_1", "iso8859-1", "ascii", "cp1252"})
+
+_HTML_DROP = frozenset(
+    "script style noscript nav aside form template svg iframe object embed canvas "
+    "button select textarea dialog head title meta link map audio video".split())
+_HTML_BOILERPLATE = frozenset({"header", "footer"})
+_HTML_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_HTML_BLOCKS = frozenset(
+    "address article blockquote body br caption center dd details div dl dt fieldset "
+    "figcaption figure footer h1 h2 h3 h4 h5 h6 header hgroup hr html legend li main "
+    "menu ol p pre section summary table tbody td tfoot th thead tr ul".split())
+
+
+def _decode_html(data: bytes) -> str:
+    for bom, encoding in _UTF_BOMS:
+        if data.startswith(bom):
+            return data[len(bom):].decode(encoding, errors="replace")
+    declared = _XML_ENCODING.match(data, 0, 200) or _META_CHARSET.search(data, 0, 4096)
+    if declared:
+        try:
+            name = codecs.lookup(declared.group(1).decode("ascii")).name
+        except (LookupError, UnicodeDecodeError):
+            name = None
+        if name and not name.startswith("utf-16") and not name.startswith("utf-32"):
+            if name in _AS_CP1252:
+                name = "cp1252"
+            return data.decode(name, errors="replace")
+    return decode_text(data)
+
+
+def _extract_html(html: str | bytes, url: str | None = None) -> Document:
+    from bs4 import BeautifulSoup
+
+    text = html if isinstance(html, str) else _decode_html(html)
+    soup = BeautifulSoup(text, "html.parser")
+    title_tag = (soup.head or soup).find("title")
+    title = _clean(title_tag.get_text()) if title_tag is not None else ""
+    description = _html_description(soup)
+
+    sections: list[Section] = []
+    builder = _SectionBuilder(url)
+    main = _html_main(soup)
+    if main is not None:
+        _HtmlWalker(builder, url).walk(main)
+        sections = builder.finish()
+    if not sections:
+        builder = _SectionBuilder(url)
+        _HtmlWalker(builder, url).walk(soup.body or soup)
+        sections = builder.finish()
+    if not title:
+        first_h1 = soup.find("h1")
+        title = _clean(first_h1.get_text(" ")) if first_h1 is not None else ""
+    return Document(title or None, description, sections)
+
+
+def _html_description(soup) -> str | None:
+    found: dict[str, str] = {}
+    for meta in soup.find_all("meta"):
+        key = (meta.get("name") or meta.get("property") or "").strip().lower()
+        if key in ("description", "og:description") and key not in found:
+            content = _clean(meta.get("content") or "")
+            if content:
+                found[key] = content
+    return found.get("description") or found.get("og:description")
+
+
+def _html_main(soup):
+    """The page's main content element, when it marks one."""
+    main = soup.find("main") or soup.find(attrs={"role": "main"})
+    if main is not None:
+        return main
+    articles = soup.find_all("article", limit=2)
+    return articles[0] if len(articles) == 1 else None
+
+
+def _html_hidden(tag) -> bool:
+    attrs = tag.attrs
+    if not attrs:
+        return False
+    if "hidden" in attrs or attrs.get("aria-hidden") == "true":
+        return True
+    style = attrs.get("style")
+    return bool(style) and "display:none" in style.replace(" ", "").lower()
+
+
+class _HtmlWalker:
+    """Walks an element tree (iteratively: pages can nest deeply) and feeds the
+    builder: block elements end paragraphs, h1-h6 start sections, data tables
+    become labelled rows. Site headers and footers are skipped unless inside an
+    <article> or <main>, where they hold the article's own title and byline."""
+
+    def __init__(self, builder: _SectionBuilder, url: str | None) -> None:
+        self.builder = builder
+        self.url = url.split("#", 1)[0] if url else None
+        self.parts: list[str] = []
+
+    def flush(self) -> None:
+        if self.parts:
+            text = _clean("".join(self.parts))
+            self.parts = []
+            if text:
+                self.builder.paragraph(text)
+
+    def walk(self, root) -> None:
+        from bs4 import NavigableString, Tag
+
+        article_depth = 1 if root.name in ("article", "main") else 0
+        heading_depth = 0
+        stack = [iter(root.contents)]
+        exits = [None]
+        while stack:
+            node = next(stack[-1], None)
+            if node is None:
+                stack.pop()
+                tag = exits.pop()
+                if tag is None:
+                    continue
+                name = tag.name
+                if name in _HTML_HEADINGS:
+                    heading_depth -= 1
+                    if heading_depth == 0:
+                        self._heading(tag)
+                elif name in _HTML_BLOCKS:
+                    if heading_depth:
+                        self.parts.append(" ")
+                    else:
+                        self.flush()
+                if name == "article" or name == "main":
+                    article_depth -= 1
+                continue
+            if isinstance(node, Tag):
+                name = node.name
+                if name in _HTML_DROP or _html_hidden(node):
+                    continue
+                if name in _HTML_BOILERPLATE and not article_depth:
+                    continue
+                if name == "table" and not heading_depth and _html_data_table(node):
+                    self.flush()
+                    for line in _table_lines(*_html_table_rows(node)):
+                        self.builder.paragraph(line)
+                    continue
+                if name in _HTML_HEADINGS:
+                    if not heading_depth:
+                        self.flush()
+                    heading_depth += 1
+                elif name in _HTML_BLOCKS:
+                    if heading_depth:
+                        self.parts.append(" ")
+                    else:
+                        self.flush()
+                if name == "article" or name == "main":
+                    article_depth += 1
+                stack.append(iter(node.contents))
+                exits.append(node)
+            elif node.__class__ is NavigableString:
+                self.parts.append(node)
+        self.flush()
+
+    def _heading(self, tag) -> None:
+        text = _clean("".join(self.parts))
+        self.parts = []
+        if not text:
+            return
+        locator = None
+        if self.url:
+            anchor = tag.get("id")
+            if not anchor:
+                inner = tag.find(attrs={"id": True})
+                anchor = inner.get("id") if inner is not None else None
+            locator = "%s#%s" % (self.url, anchor) if anchor else self.url
+        self.builder.heading(text, locator)
+
+
+def _html_data_table(table) -> bool:
+    """Layout tables (whole pages in old sites) hold nested tables or headings."""
+    if table.get("role") == "presentation":
+        return False
+    return table.find(["table", "h1", "h2", "h3", "h4", "h5", "h6"]) is None
+
+
+def _html_table_rows(table) -> tuple[list[list[str]], bool | None]:
+    rows = []
+    header = None
+    for index, tr in enumerate(table.find_all("tr")):
+        cells = tr.find_all(["td", "th"], recursive=False)
+        if index == 0:
+            header = bool(cells) and (all(cell.name == "th" for cell in cells)
+                                      or tr.find_parent("thead") is not None)
+        rows.append([_clean(cell.get_text(" ")) for cell in cells])
+    return rows, (True if header else None)
+
+
+_EXTRACTORS: dict[str, Callable[[bytes], Document]] = {
+    "pdf": _extract_pdf,
+    "docx": _extract_docx,
+    "xlsx": _extract_xlsx,
+    "csv": _extract_csv,
+    "txt": _extract_txt,
+    "md": _extract_md,
+    "html": _extract_html,
+}
