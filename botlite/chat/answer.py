@@ -1,0 +1,420 @@
+"""A readable extractive answer from the passages the search layer retrieved.
+
+The passages are cut into sentences; each sentence is scored by the query terms
+it shares (rarer terms weigh more, a term in the heading above counts half),
+plus how much of the query its passage covers and a little of the passage's
+search score. The best few are shown in the order they were written, so the
+reply reads like the source rather than like a ranking.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from botlite.chat.intents import normalise
+
+__all__ = ["Answer", "Passage", "compose_answer"]
+
+
+@dataclass
+class Passage:
+    source_id: str
+    title: str | None
+    url: str | None
+    text: str
+    score: float  # higher is more relevant, already 0..1
+    heading: str | None = None
+
+
+@dataclass
+class Answer:
+    text: str
+    sources: list[dict]  # {"source_id", "title", "url", "snippet", "score"}, best first
+    confidence: float
+
+
+SNIPPET_CHARS = 200
+PASSAGE_BONUS = 0.2      # how much a passage's search score adds to its sentences
+PASSAGE_WEIGHT = 0.3     # how much the share of the query a passage covers adds
+HEADING_WEIGHT = 0.5     # a query term in the section heading counts half
+KEEP_RELATIVE = 0.5      # sentences (and passages) covering under half the best are left out
+FRAGMENT_PENALTY = 0.5   # a chunk that starts mid-sentence starts with a fragment
+
+_STOPWORDS = frozenset("""
+    a about above after again against all also am an and any are as at be because been
+    before being below between both but by can could did do does doing done down during
+    each either else ever every few for from further get gets got had has have having he
+    her here hers herself him himself his how i if in into is it its itself just let me
+    might more most much must my myself no nor not now of off on once only or other our
+    ours ourselves out over own please same shall she should so some such than that
+    the their theirs them themselves then there these they this those through to too
+    under until up upon us very via was we were what whats when where which while who
+    whom whose why will with within without would yes yet you your yours yourself
+    yourselves im ive id dont doesnt isnt cant wont whats hows theres thats
+    something anything everything nothing someone anyone somebody anybody thing things
+    want wants need needs know tell like way hi hello hey thanks thank ok okay
+""".split())
+
+# A dot after one of these does not end a sentence ("e.g. Windows", "Dr. Lee").
+_ABBREVIATIONS = frozenset("""
+    e.g i.e eg ie mr mrs ms dr prof sr jr st vs approx apt dept est inc ltd co corp
+    jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thurs fri sat
+    sun a.m p.m u.s u.k ph.d cf al
+""".split())
+# These often end a sentence too: "...until 2 p.m. We are closed..." splits,
+# "9 a.m. Monday" does not (the next word must be one that starts sentences).
+_MAY_END_SENTENCE = frozenset("a.m p.m inc ltd co corp".split())
+# ...and after these only when a number follows ("No. 5", "p. 12").
+_NUMBER_ABBREVIATIONS = frozenset("no nos p pp vol fig figs art sec ch".split())
+
+_BULLET = re.compile(r"([-*•‣◦▪–—]|\d{1,3}[.)]|[a-z]\))\s+")
+_MARKDOWN_HEADING = re.compile(r"#{1,6}\s+")
+_SENTENCE_END = re.compile(r"""[.!?…]+["'”’)\]]*\s+""")
+_TERMINAL = re.compile(r"""[.!?…:;]["'”’)\]]*$""")
+
+
+@dataclass
+class _Sentence:
+    passage: int       # index into the passages
+    position: int      # order within the passage
+    text: str
+    marker: str        # "-", "1." ... for a list item, "" for prose
+    terms: frozenset   # stemmed content terms
+    context: frozenset  # stemmed terms of the title and the heading above it
+    heading: frozenset  # stemmed terms of the heading alone
+    words: frozenset   # every normalised word, for spotting duplicates
+    lead: bool         # in the first paragraph or list under its heading
+    fragment: bool     # the rest of a sentence cut by the chunker
+    score: float = 0.0
+
+
+# --- splitting -------------------------------------------------------------
+
+def _blocks(text: str) -> list[tuple[str, str, str]]:
+    """(kind, list marker, text) for each paragraph, list item or heading, in order.
+
+    A line break inside a sentence (hard-wrapped text) is joined back; a line
+    without final punctuation followed by a capitalised line stands alone.
+    """
+    blocks: list[tuple[str, str, str]] = []
+    lines: list[str] = []
+
+    def flush() -> None:
+        if lines:
+            blocks.append(("prose", "", "\n".join(lines)))
+            lines.clear()
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            flush()
+            continue
+        heading = _MARKDOWN_HEADING.match(line)
+        bullet = _BULLET.match(line)
+        if heading:
+            flush()
+            blocks.append(("heading", "", line[heading.end():].strip()))
+        elif bullet:
+            flush()
+            marker = bullet.group(1) if bullet.group(1)[0].isalnum() else "-"
+            blocks.append(("bullet", marker, line[bullet.end():].strip()))
+        elif lines and not _continues(lines[-1], line):
+            flush()
+            lines.append(line)
+        else:
+            lines.append(line)
+    flush()
+    return [_as_heading(blocks, index) for index in range(len(blocks))]
+
+
+def _continues(previous: str, line: str) -> bool:
+    if _TERMINAL.search(previous) or line[0].islower():
+        return True  # the sentence splitter handles the rest
+    return previous.split()[-1].lower() in _STOPWORDS  # "install it with\nPython 3"
+
+
+def _as_heading(blocks: list[tuple[str, str, str]], index: int) -> tuple[str, str, str]:
+    """A short line heading punctuated prose or a list ("Opening hours", "Steps:")."""
+    kind, marker, text = blocks[index]
+    if kind != "prose" or index + 1 == len(blocks) or len(text.split()) > 6:
+        return blocks[index]
+    next_kind, _, next_text = blocks[index + 1]
+    if text.endswith(":") and next_kind == "bullet":
+        return "heading", marker, text[:-1]
+    if _TERMINAL.search(text) or not text[0].isupper():
+        return blocks[index]
+    if next_kind == "bullet" or (next_kind == "prose" and _TERMINAL.search(next_text)):
+        return "heading", marker, text
+    return blocks[index]
+
+
+def _is_boundary(text: str, end: re.Match) -> bool:
+    rest = text[end.end():]
+    if not rest or not (rest[0].isupper() or rest[0].isdigit() or rest[0] in "\"'“‘(["):
+        return False
+    if not end.group().startswith(".") or "\n" in end.group():
+        return True  # "?", "!" or a full stop ending its line
+    before = text[max(0, end.start() - 24):end.start()].split()
+    word = before[-1].lstrip("([\"'“‘").lower() if before else ""
+    if word in _ABBREVIATIONS:
+        return word in _MAY_END_SENTENCE and rest.split(None, 1)[0].lower() in _STOPWORDS
+    if len(word) == 1 and word.isalpha() and word != "a":
+        return False
+    return not (word in _NUMBER_ABBREVIATIONS and rest[0].isdigit())
+
+
+def _split_sentences(text: str) -> list[str]:
+    sentences, start = [], 0
+    for end in _SENTENCE_END.finditer(text):
+        if _is_boundary(text, end):
+            sentences.append(text[start:end.end()])
+            start = end.end()
+    sentences.append(text[start:])
+    return [" ".join(sentence.split()) for sentence in sentences
+            if any(c.isalnum() for c in sentence)]
+
+
+# --- terms -----------------------------------------------------------------
+
+_SUFFIXES = ("ation", "able", "ing", "ed", "er")
+
+
+@functools.lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    """Light suffix stripping so "installs", "installer" and "installation" meet.
+
+    Both sides go through it, so an odd stem ("order" -> "ord") still matches.
+    """
+    if len(word) > 4 and word.endswith("ies"):
+        word = word[:-3] + "y"
+    elif len(word) > 4 and word.endswith("es") and word[-3] in "sxzh":
+        word = word[:-2]
+    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[:-len(suffix)]
+            break
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiou":
+        word = word[:-1]  # "shipping" -> "shipp" -> "ship", "install" -> "instal"
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]  # "configure" and "configur(ed)" meet
+    return word
+
+
+def _terms(words: Sequence[str]) -> frozenset:
+    return frozenset(_stem(word) for word in words if word not in _STOPWORDS)
+
+
+# --- selecting -------------------------------------------------------------
+
+def _sentences(passages: Sequence[Passage]) -> list[_Sentence]:
+    found = []
+    for index, passage in enumerate(passages):
+        title = _terms(normalise(passage.title or "").split())
+        heading = _terms(normalise(passage.heading or "").split())
+        blocks_in_section, previous_kind, position = 0, "", 0
+        for kind, marker, text in _blocks(passage.text or ""):
+            if kind == "heading":
+                heading = _terms(normalise(text).split())
+                blocks_in_section, previous_kind = 0, kind
+                continue
+            if not (kind == "bullet" and previous_kind == "bullet"):
+                blocks_in_section += 1  # a whole list counts as one block
+            previous_kind = kind
+            pieces = [text] if kind == "bullet" else _split_sentences(text)
+            for piece in pieces:
+                words = normalise(piece).split()
+                if not words:
+                    continue
+                found.append(_Sentence(
+                    index, position, piece, marker, _terms(words), title | heading, heading,
+                    frozenset(words),
+                    lead=blocks_in_section == 1, fragment=position == 0 and piece[0].islower()))
+                position += 1
+    return found
+
+
+def _idf(sentences: Sequence[_Sentence], terms: frozenset) -> dict[str, float]:
+    """Rarer terms weigh more; a term of a title or heading is counted in every
+    sentence under it, so the topic ("Acme Sync") weighs less than the ask ("install")."""
+    count = len(sentences)
+    frequency = {term: 0 for term in terms}
+    for sentence in sentences:
+        for term in terms & (sentence.terms | sentence.context):
+            frequency[term] += 1
+    return {term: math.log(1 + (count + 1) / (frequency[term] + 1)) for term in terms}
+
+
+def _is_duplicate(sentence: _Sentence, chosen: Sequence[_Sentence]) -> bool:
+    """Overlapping chunks repeat sentences, sometimes cut short at a chunk edge."""
+    for other in chosen:
+        shared = len(sentence.words & other.words)
+        smaller = min(len(sentence.words), len(other.words))
+        if sentence.words == other.words or shared >= 0.8 * len(sentence.words | other.words):
+            return True
+        if smaller >= 3 and shared >= 0.9 * smaller:
+            return True
+    return False
+
+
+def _render(chosen: Sequence[_Sentence]) -> str:
+    """Sentences grouped by passage (best passage first), in their written order."""
+    groups: dict[int, list[_Sentence]] = {}
+    for sentence in chosen:
+        groups.setdefault(sentence.passage, []).append(sentence)
+    paragraphs = []
+    for group in groups.values():
+        lines: list[str] = []
+        prose_open = False
+        for sentence in sorted(group, key=lambda s: s.position):
+            if sentence.marker:
+                lines.append("%s %s" % (sentence.marker, sentence.text))
+                prose_open = False
+            elif prose_open:
+                lines[-1] = "%s %s" % (_closed(lines[-1]), sentence.text)
+            else:
+                lines.append(sentence.text)
+                prose_open = True
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+def _closed(text: str) -> str:
+    """A line that ran on without punctuation gets a full stop before the next one."""
+    return text if _TERMINAL.search(text) else text + "."
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary to fit ``limit`` characters with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    if not text[limit - 1].isspace() and " " in cut:
+        cut = cut.rsplit(None, 1)[0]  # never end on half a word
+    return cut.rstrip(" ,;:-–—") + "…"
+
+
+def _snippet(sentences: Sequence[_Sentence]) -> str:
+    snippet = ""
+    for sentence in sentences:
+        candidate = ("%s %s" % (snippet, sentence.text)).strip()
+        if snippet and len(candidate) > SNIPPET_CHARS:
+            break
+        snippet = candidate
+    return _shorten(snippet, SNIPPET_CHARS)
+
+
+def _sources(chosen: Sequence[_Sentence], passages: Sequence[Passage]) -> list[dict]:
+    by_source: dict[str, list[_Sentence]] = {}
+    for sentence in chosen:  # best first
+        passage = passages[sentence.passage]
+        by_source.setdefault(passage.url or passage.source_id, []).append(sentence)
+    sources = []
+    for sentences in by_source.values():
+        used = [passages[sentence.passage] for sentence in sentences]
+        sources.append({
+            "source_id": used[0].source_id,
+            "title": next((passage.title for passage in used if passage.title), None),
+            "url": used[0].url,
+            "snippet": _snippet(sentences),
+            "score": max(passage.score for passage in used),
+        })
+    return sources
+
+
+def _coverage(terms: frozenset, context: frozenset, weights: dict[str, float]) -> float:
+    """Share of the query's weight found in ``terms`` (in full) or ``context`` (half)."""
+    own = weights.keys() & terms
+    in_heading = (weights.keys() & context) - own
+    # fsum: the same total whatever order the sets iterate in, so ties stay ties
+    found = math.fsum(weights[t] for t in own) + \
+        HEADING_WEIGHT * math.fsum(weights[t] for t in in_heading)
+    return min(found / math.fsum(weights.values()), 1.0)
+
+
+def _clamped_score(passage: Passage) -> float:
+    return min(max(passage.score, 0.0), 1.0)
+
+
+def _rank(sentences: Sequence[_Sentence], passages: Sequence[Passage],
+          weights: dict[str, float]) -> list[_Sentence]:
+    """The sentences worth showing, best first.
+
+    A sentence must cover at least half as much of the query as the best one,
+    and its passage at least half as much as the best passage: "open your
+    order" in a returns page is no answer to "are you open on Sunday" when the
+    opening-hours page covers both words.
+    """
+    by_passage: dict[int, list[_Sentence]] = {}
+    for sentence in sentences:
+        by_passage.setdefault(sentence.passage, []).append(sentence)
+    passage_coverage = {
+        index: _coverage(frozenset().union(*(s.terms | s.context for s in group)),
+                         frozenset(), weights)
+        for index, group in by_passage.items()}
+    coverage = {}
+    for sentence in sentences:
+        if not weights.keys() & sentence.terms and \
+                not (sentence.lead and weights.keys() & sentence.heading):
+            continue  # only the paragraph right under "Opening hours" answers by its heading
+        found = _coverage(sentence.terms, sentence.context, weights)
+        if sentence.fragment:
+            found *= FRAGMENT_PENALTY
+        if found:
+            coverage[id(sentence)] = found
+    if not coverage:
+        return []
+    sentence_floor = KEEP_RELATIVE * max(coverage.values())
+    passage_floor = KEEP_RELATIVE * max(passage_coverage.values())
+    ranked = []
+    for sentence in sentences:
+        found = coverage.get(id(sentence), 0.0)
+        if found < sentence_floor or passage_coverage[sentence.passage] < passage_floor:
+            continue
+        sentence.score = (found + PASSAGE_WEIGHT * passage_coverage[sentence.passage] +
+                          PASSAGE_BONUS * _clamped_score(passages[sentence.passage]))
+        ranked.append(sentence)
+    return sorted(ranked, key=lambda s: (-s.score, s.passage, s.position))
+
+
+def _choose(ranked: Sequence[_Sentence], max_chars: int,
+            max_sentences: int) -> tuple[list[_Sentence], str]:
+    """The best sentences that fit, and the text they make."""
+    chosen = [ranked[0]]
+    if len(_render(chosen)) > max_chars:
+        return chosen, _shorten(ranked[0].text, max_chars)  # the one case for an ellipsis
+    for sentence in ranked[1:]:
+        if len(chosen) >= max_sentences:
+            break
+        if not _is_duplicate(sentence, chosen) and \
+                len(_render(chosen + [sentence])) <= max_chars:
+            chosen.append(sentence)
+    return chosen, _render(chosen)
+
+
+def compose_answer(query: str, passages: Sequence[Passage], max_chars: int = 600,
+                   max_sentences: int = 4) -> Answer | None:
+    """The few sentences of ``passages`` that best answer ``query``, or None.
+
+    None means no sentence (nor the heading above it) shares a meaningful word
+    with the query, so the caller should fall back rather than answer from
+    unrelated text.
+    """
+    query_terms = _terms(normalise(query).split())
+    sentences = _sentences(passages)
+    if not query_terms or not sentences:
+        return None
+    weights = _idf(sentences, query_terms)
+    ranked = _rank(sentences, passages, weights)
+    if not ranked:
+        return None
+    chosen, text = _choose(ranked, max_chars, max_sentences)
+    covered = _coverage(frozenset().union(*(s.terms for s in chosen)),
+                        frozenset().union(*(s.context for s in chosen)), weights)
+    best_passage = max(_clamped_score(passages[s.passage]) for s in chosen)
+    confidence = covered * (0.6 + 0.4 * best_passage)
+    return Answer(text, _sources(chosen, passages), round(confidence, 3))

@@ -1,0 +1,246 @@
+"""Extractive answers: relevant sentences, in written order, from realistic docs."""
+import pytest
+
+from botlite.chat.answer import Answer, Passage, compose_answer
+
+INSTALL = Passage("doc-install", "Installing Acme Sync", "https://acme.example/docs/install", """\
+# Installing Acme Sync
+
+Acme Sync runs on Windows 10 or later, macOS 12 or later, and most Linux distributions.
+You need about 200 MB of free disk space, e.g. on your system drive.
+
+Steps:
+1. Download the installer from the Downloads page.
+2. Run the installer and follow the prompts.
+3. Sign in with your Acme account.
+
+The installer takes approx. 2 minutes on a typical machine. On Linux, install the
+package with your package manager instead of the installer. If the installation fails,
+restart your computer and run the installer again.""", 0.92)
+
+RETURNS = Passage("doc-returns", "Returns policy", "https://acme.example/help/returns", """\
+Returns and refunds
+You can return most items within 30 days of delivery. Items must be unused and in their
+original packaging. Refunds are issued to the original payment method within 5-7 business
+days after we receive the item. Shipping costs are not refundable, except when the item
+arrived damaged. Sale items marked "final sale" cannot be returned.""", 0.81)
+
+# The next chunk of the same page: the chunker's overlap repeats its last lines,
+# starting mid-sentence.
+RETURNS_NEXT = Passage("doc-returns", "Returns policy", "https://acme.example/help/returns", """\
+days after we receive the item. Shipping costs are not refundable, except when the item
+arrived damaged. Sale items marked "final sale" cannot be returned. To start a return, open
+your order in your account and choose Return item. Print the prepaid label and drop the
+parcel at any post office.""", 0.78)
+
+HOURS = Passage("doc-hours", "Contact us", "https://acme.example/contact", """\
+Opening hours
+Our support team is available Monday to Friday, 9 a.m. to 6 p.m. CET. On Saturdays we are \
+open from 10 a.m. to 2 p.m.
+We are closed on Sundays and public holidays.
+
+Phone: +44 20 7946 0958
+Email: support@acme.example""", 0.75)
+
+DOCS = [INSTALL, RETURNS, HOURS, RETURNS_NEXT]
+
+
+def _sentences_of(passage):
+    return " ".join(passage.text.split())
+
+
+def test_the_answer_is_the_relevant_sentence_not_the_chunk():
+    answer = compose_answer("How much disk space do I need?", DOCS)
+    assert answer.text == "You need about 200 MB of free disk space, e.g. on your system drive."
+    assert [s["source_id"] for s in answer.sources] == ["doc-install"]
+    assert 0.5 < answer.confidence <= 1
+
+
+def test_a_how_to_question_gets_the_steps_as_a_list():
+    answer = compose_answer("how do I install acme sync?", DOCS)
+    assert "1. Download the installer from the Downloads page.\n" \
+           "2. Run the installer and follow the prompts." in answer.text
+    assert "Returns" not in answer.text and "Saturdays" not in answer.text
+
+
+def test_sentences_are_shown_in_their_written_order_not_by_score():
+    query = "are you closed on sundays or open on saturdays"
+    best_only = compose_answer(query, DOCS, max_sentences=1)
+    assert best_only.text == "We are closed on Sundays and public holidays."
+    answer = compose_answer(query, DOCS)
+    assert answer.text == ("On Saturdays we are open from 10 a.m. to 2 p.m. "
+                           "We are closed on Sundays and public holidays.")
+
+
+def test_the_paragraph_under_a_matching_heading_answers_it():
+    answer = compose_answer("What are your opening hours?", DOCS)
+    assert answer.text.startswith("Our support team is available Monday to Friday, "
+                                  "9 a.m. to 6 p.m. CET.")
+    assert "Phone" not in answer.text
+    assert [s["source_id"] for s in answer.sources] == ["doc-hours"]
+
+
+def test_a_word_shared_by_chance_with_a_weaker_passage_is_left_out():
+    answer = compose_answer("are you open on sunday?", DOCS)
+    assert answer.text == "We are closed on Sundays and public holidays."
+    assert "open your order" not in answer.text
+
+
+def test_overlapping_chunks_do_not_repeat_sentences_and_give_one_source():
+    answer = compose_answer("can I return a sale item?", DOCS)
+    assert answer.text.count("final sale") == 1
+    assert "days after we receive the item" not in answer.text.split(".")[0]
+    assert "To start a return, open your order in your account and choose Return item." \
+        in answer.text
+    assert [s["url"] for s in answer.sources] == ["https://acme.example/help/returns"]
+
+
+def test_text_is_trimmed_at_a_sentence_boundary():
+    query = "how do I return something and when do I get my refund"
+    full = compose_answer(query, DOCS)
+    short = compose_answer(query, DOCS, max_chars=150)
+    assert len(full.text) > 150 >= len(short.text)
+    assert short.text.endswith(".") and "…" not in short.text
+    source_text = _sentences_of(RETURNS) + " " + _sentences_of(RETURNS_NEXT)
+    for sentence in short.text.replace(". ", ".\n").splitlines():
+        assert sentence in source_text
+
+
+def test_only_a_single_sentence_too_long_to_fit_is_cut_with_an_ellipsis():
+    long = Passage("s", None, None, "The warranty covers " + "parts and labour, " * 20 +
+                   "for two years.", 0.9)
+    answer = compose_answer("what does the warranty cover", [long], max_chars=100)
+    assert len(answer.text) <= 100 and answer.text.endswith("…")
+    kept = answer.text[:-1]
+    assert long.text.startswith(kept) and long.text[len(kept)] in " ,"
+
+
+def test_max_sentences_is_respected():
+    answer = compose_answer("how do I install acme sync?", DOCS, max_sentences=2)
+    assert answer.text == (
+        "Acme Sync runs on Windows 10 or later, macOS 12 or later, and most Linux "
+        "distributions.\n1. Download the installer from the Downloads page.")
+
+
+def test_sources_are_one_per_url_best_first_with_short_snippets():
+    faq = Passage("doc-faq", "FAQ", "https://acme.example/faq",
+                  "Do you offer refunds on sale items? No: items marked final sale cannot be "
+                  "returned or refunded.", 0.6)
+    answer = compose_answer("refund for a sale item", [RETURNS, faq, RETURNS_NEXT])
+    # best first means the source of the best sentence, not the best search score
+    assert [source["url"] for source in answer.sources] == \
+        ["https://acme.example/faq", "https://acme.example/help/returns"]
+    assert answer.text.startswith(answer.sources[0]["snippet"])
+    assert answer.sources[1]["title"] == "Returns policy"
+    assert answer.sources[1]["score"] == RETURNS.score
+    for source in answer.sources:
+        assert set(source) == {"source_id", "title", "url", "snippet", "score"}
+        assert 0 < len(source["snippet"]) <= 200
+
+
+def test_only_sources_whose_sentences_are_used_are_listed():
+    answer = compose_answer("How much disk space do I need?", [HOURS, INSTALL, RETURNS])
+    assert [source["source_id"] for source in answer.sources] == ["doc-install"]
+
+
+def test_a_source_without_url_is_identified_by_its_id():
+    a = Passage("note-1", None, None, "Gift cards never expire.", 0.9)
+    b = Passage("note-2", None, None, "Gift cards can be used online and in stores.", 0.8)
+    answer = compose_answer("can gift cards expire or be used online", [a, b])
+    # note-2 covers more of the question, so it comes first, in the text too
+    assert [(s["source_id"], s["url"]) for s in answer.sources] == \
+        [("note-2", None), ("note-1", None)]
+    assert answer.text == "Gift cards can be used online and in stores.\n\nGift cards never expire."
+
+
+def test_a_long_snippet_is_cut_at_a_word_boundary():
+    words = "The premium plan includes priority support and unlimited projects " * 5
+    answer = compose_answer("premium plan", [Passage("p", "Plans", "u", words.strip() + ".", 1)])
+    snippet = answer.sources[0]["snippet"]
+    assert len(snippet) <= 200 and snippet.endswith("…")
+    assert words.startswith(snippet[:-1]) and words[len(snippet) - 1] == " "
+
+
+@pytest.mark.parametrize("query", [
+    "what is the weather in Paris?",
+    "how do I do it?",          # nothing but stopwords
+    "",
+])
+def test_no_answer_when_no_sentence_shares_a_meaningful_word(query):
+    assert compose_answer(query, DOCS) is None
+
+
+@pytest.mark.parametrize("passages", [
+    [],
+    [Passage("empty", None, None, "", 0.9)],
+    [Passage("blank", None, None, "   \n\n\t  \n", 0.9), Passage("dots", None, None, "...", 1)],
+])
+def test_empty_or_blank_passages_give_no_answer(passages):
+    assert compose_answer("opening hours", passages) is None
+
+
+def test_blank_passages_next_to_real_ones_are_ignored():
+    passages = [Passage("blank", None, None, "  \n ", 1.0), HOURS]
+    answer = compose_answer("are you open on saturdays", passages)
+    assert answer.text == "On Saturdays we are open from 10 a.m. to 2 p.m."
+    assert [s["source_id"] for s in answer.sources] == ["doc-hours"]
+
+
+def test_abbreviations_and_decimals_do_not_split_sentences():
+    passage = Passage("v", None, None,
+                      "Dr. Lee recommends version 3.5 or later, e.g. for Windows. "
+                      "See No. 5 in the FAQ. Older versions are not supported.", 0.9)
+    answer = compose_answer("which version does Dr Lee recommend", [passage])
+    assert answer.text == "Dr. Lee recommends version 3.5 or later, e.g. for Windows."
+
+
+def test_lines_without_final_punctuation_stay_separate_sentences():
+    passage = Passage("shop", "Shop", None,
+                      "Delivery options\n"
+                      "- Standard delivery in 3-5 days\n"
+                      "- Express delivery next day\n"
+                      "- Click and collect from any store\n\n"
+                      "Free returns within 30 days\n"
+                      "Gift wrapping available", 0.9)
+    answer = compose_answer("express delivery", [passage])
+    assert answer.text.splitlines()[0] in ("- Express delivery next day",
+                                           "- Standard delivery in 3-5 days")
+    assert "- Express delivery next day" in answer.text.splitlines()
+    assert "Gift wrapping" not in answer.text
+    answer = compose_answer("gift wrapping", [passage])
+    assert answer.text == "Gift wrapping available"
+
+
+def test_hard_wrapped_lines_are_joined_into_one_sentence():
+    passage = Passage("w", None, None, "To reset your password open Settings and\n"
+                      "choose Security, then\nReset password.", 0.9)
+    answer = compose_answer("reset password", [passage])
+    assert answer.text == ("To reset your password open Settings and choose Security, then "
+                           "Reset password.")
+
+
+def test_stemming_matches_plurals_and_verb_forms():
+    passage = Passage("r", None, None, "Refunds are processed within five days. "
+                      "Our office has a garden.", 0.9)
+    assert compose_answer("when is my refund processing done", [passage]).text == \
+        "Refunds are processed within five days."
+
+
+def test_the_result_is_deterministic():
+    query = "how do I return something and when do I get my refund"
+    first = compose_answer(query, DOCS)
+    assert isinstance(first, Answer)
+    assert all(compose_answer(query, DOCS) == first for _ in range(5))
+
+
+def test_a_whitespace_normalised_chunk_uses_the_heading_it_carries():
+    # what the chunker gives: one line per paragraph, the section heading apart
+    chunk = Passage("c1", "Contact us", "https://acme.example/contact",
+                    "Our support team is available Monday to Friday, 9 a.m. to 6 p.m. CET. "
+                    "On Saturdays we are open from 10 a.m. to 2 p.m. We are closed on Sundays "
+                    "and public holidays.\n\nPhone: +44 20 7946 0958", 0.8,
+                    heading="Opening hours")
+    assert compose_answer("are you closed on sundays", [chunk]).text == \
+        "We are closed on Sundays and public holidays."
+    assert compose_answer("opening hours", [chunk]).text.startswith(
+        "Our support team is available Monday to Friday, 9 a.m. to 6 p.m. CET.")
