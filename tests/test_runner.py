@@ -436,3 +436,21 @@ def test_shutdown_releases_a_task_that_outlives_the_timeout(runner):
     assert runner.state(task_id)["status"] == "PENDING"
     assert runner.queue_depth()["pending"] == 1
     rt.release.set()
+
+
+def test_sqlite_checkpoints_run_in_the_background(tmp_path):
+    import sqlite3
+    runner = _open("sqlite:///%s" % (tmp_path / "q.db"), "ckpt")
+    try:
+        for i in range(200):
+            runner.enqueue("add", [i, i])
+        wal = tmp_path / "q.db-wal"
+        assert wal.stat().st_size > 0
+        runner.storage.checkpoint()
+        with sqlite3.connect(str(tmp_path / "q.db")) as conn:
+            busy, frames, done = conn.execute("pragma wal_checkpoint(passive)").fetchone()
+        assert busy == 0 and frames == done  # nothing left to copy
+        runtime = Runtime(runner, workers=1, periodic=False)
+        assert runtime._checkpointer is not None
+    finally:
+        runner.close()

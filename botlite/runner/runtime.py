@@ -33,6 +33,7 @@ POLL_INTERVAL = 0.05
 BLOCKING_WAIT = 1.0
 FAIR_EVERY = 4
 PRUNE_INTERVAL = 600.0
+CHECKPOINT_INTERVAL = 1.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -125,6 +126,10 @@ class Runtime:
         self._last_prune = 0.0
         self._heartbeat = threading.Thread(target=self._heartbeat_loop,
                                            name="botlite-heartbeat", daemon=True)
+        checkpoint = getattr(self.storage, "checkpoint", None)
+        self._checkpointer = None if checkpoint is None else threading.Thread(
+            target=self._checkpoint_loop, args=(checkpoint,), name="botlite-checkpoint",
+            daemon=True)
 
     def info(self) -> dict:
         return {"hostname": self.hostname, "pid": os.getpid(), "workers": self.workers,
@@ -171,6 +176,8 @@ class Runtime:
         self.recover()
         self.consumer.start()
         self._heartbeat.start()
+        if self._checkpointer is not None:
+            self._checkpointer.start()
         logger.info("started %d worker thread(s) as %s%s", self.workers, self.worker_id,
                     " on queues %s" % ",".join(self.lanes) if self.lanes else "")
 
@@ -190,6 +197,13 @@ class Runtime:
                 logger.exception("heartbeat failed; trying again in %ss",
                                  self.heartbeat_interval)
 
+    def _checkpoint_loop(self, checkpoint) -> None:
+        while not self._stopping.wait(CHECKPOINT_INTERVAL):
+            try:
+                checkpoint()
+            except Exception:
+                logger.exception("WAL checkpoint failed; trying again")
+
     def stop(self) -> bool:
         """Stop claiming; wait up to the shutdown timeout for running tasks, then
         release the ones still running so another worker runs them again.
@@ -203,6 +217,8 @@ class Runtime:
         except KeyboardInterrupt:
             pass  # asked to stop waiting: release what is still running
         self._heartbeat.join(timeout=self.heartbeat_interval + 5)
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=CHECKPOINT_INTERVAL + 5)
         finished = not any(t.is_alive() for _, t in self.consumer.worker_threads)
         if not finished:
             released = self.storage.release_claims(worker_ids=[self.worker_id])

@@ -18,6 +18,8 @@ so Huey's own scheduler, revocation, locks and pipelines run unchanged on top.
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 import time
 from typing import Callable, Iterable
 
@@ -26,6 +28,8 @@ from huey.storage import PostgresStorage, PriorityRedisExpireStorage, SqliteStor
 
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
 SCHEMA_LOCK_KEY = 0x626f746c697465  # "botlite"
+AUTOCHECKPOINT_PAGES = 20000  # ~80 MB of WAL
+
 
 # Keys stored with a TTL (Huey's task locks, botlite's dedup keys) contain this.
 LOCK_MARK = ".lock."
@@ -241,7 +245,9 @@ class SqlRunnerMixin:
         with self.db(commit=True) as curs:
             self._write_finish(curs, claim_id, task_id, fields)
 
-    def _write_finish(self, curs, claim_id, task_id, fields: dict) -> None:
+    @staticmethod
+    def _outcome_sets(fields: dict) -> tuple[str, tuple]:
+        """The SET clause (with ? placeholders) and values for an outcome."""
         fields = dict(fields)
         increment = int(fields.pop("attempts_increment", 0))
         fields["updated_at"] = time.time()
@@ -252,11 +258,15 @@ class SqlRunnerMixin:
         sets = ", ".join("%s = ?" % n for n in names)
         if increment:
             sets += ", attempts = attempts + %d" % increment
+        return sets, tuple(fields[n] for n in names)
+
+    def _write_finish(self, curs, claim_id, task_id, fields: dict) -> None:
         if claim_id is not None:
             curs.execute(self.q("delete from %s where id = ?" % self.t_queue), (claim_id,))
         if task_id is not None:
+            sets, values = self._outcome_sets(fields)
             curs.execute(self.q("update %s set %s where queue = ? and task_id = ?" % (
-                self.t_state, sets)), tuple(fields[n] for n in names) + (self.name, task_id))
+                self.t_state, sets)), values + (self.name, task_id))
 
     def get_state(self, task_id: str) -> dict | None:
         rows = self._exec("select %s from %s where queue = ? and task_id = ?" % (
@@ -417,12 +427,30 @@ class SqliteQueueStorage(SqlRunnerMixin, SqliteStorage):
     def __init__(self, name="huey", filename="huey.db", describe: Describe | None = None,
                  **kwargs):
         self.describe = describe
+        self._checkpoint_conn = None
         super().__init__(name, filename, **kwargs)
 
     def _create_connection(self):
         conn = super()._create_connection()
         conn.execute("pragma synchronous=normal")
+        # Checkpoints fsync; a worker process runs them in the background
+        # (checkpoint()), this threshold is only the safety net.
+        conn.execute("pragma wal_autocheckpoint=%d" % AUTOCHECKPOINT_PAGES)
         return conn
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file, on a connection of its own so
+        that workers keep committing meanwhile (PASSIVE never blocks them)."""
+        if self._checkpoint_conn is None:
+            self._checkpoint_conn = sqlite3.connect(self.filename, timeout=self._timeout,
+                                                    check_same_thread=False)
+        self._checkpoint_conn.execute("pragma wal_checkpoint(passive)")
+
+    def close(self):
+        if self._checkpoint_conn is not None:
+            self._checkpoint_conn.close()
+            self._checkpoint_conn = None
+        return super().close()
 
     def _blob(self, value):
         return self.to_blob(value)
@@ -467,6 +495,11 @@ class PostgresQueueStorage(SqlRunnerMixin, PostgresStorage):
 
     def __init__(self, name="huey", describe: Describe | None = None, **kwargs):
         self.describe = describe
+        # One connection per thread (Huey shares one behind a lock), so worker
+        # threads commit in parallel and PostgreSQL can group their WAL flushes.
+        self._thread_conns = threading.local()
+        self._open_conns: list = []
+        self._open_conns_lock = threading.Lock()
         create_tables = kwargs.pop("create_tables", True)
         super().__init__(name, create_tables=False, **kwargs)
         self.ddl = self.ddl + _POSTGRES_DDL
@@ -475,6 +508,25 @@ class PostgresQueueStorage(SqlRunnerMixin, PostgresStorage):
 
     def _blob(self, value):
         return bytes(value)
+
+    @property
+    def conn(self):
+        conn = getattr(self._thread_conns, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._connect()
+            self._thread_conns.conn = conn
+            with self._open_conns_lock:
+                self._open_conns = [c for c in self._open_conns if not c.closed] + [conn]
+        return conn
+
+    def close(self):
+        super().close()
+        with self._open_conns_lock:
+            conns, self._open_conns = self._open_conns, []
+        for conn in conns:
+            self._close_quiet(conn)
+        self._thread_conns = threading.local()
+        return True
 
     def initialize_schema(self):
         # CREATE TABLE IF NOT EXISTS races between processes on PostgreSQL.
@@ -489,9 +541,57 @@ class PostgresQueueStorage(SqlRunnerMixin, PostgresStorage):
             if results:
                 return curs.fetchall()
 
+    # One statement (one round trip) each for enqueue, claim and finish; the
+    # data-modifying CTEs of one statement commit together.
+
     def enqueue(self, data, priority=None):
-        super().enqueue(data, priority)
-        self.sql("select pg_notify(%s, %s)", (self.channel, ""))
+        meta = self.describe(data)
+        now = time.time()
+        self.sql(
+            "with queued as (insert into botlite_queue (queue, lane, priority, task_id, data, "
+            "enqueued_at) values (%s, %s, %s, %s, %s, %s)), "
+            "state as (insert into botlite_state (queue, task_id, name, lane, status, args, "
+            "kwargs, retries, attempts, enqueued_at, updated_at) values "
+            "(%s, %s, %s, %s, 'PENDING', %s, %s, %s, 0, %s, %s) on conflict (queue, task_id) "
+            "do update set lane = excluded.lane, updated_at = excluded.updated_at, "
+            "status = case when botlite_state.status = 'RETRY' then 'RETRY' else 'PENDING' end) "
+            "select pg_notify(%s, '')",
+            (self.name, meta["lane"], priority or 0, meta["task_id"], bytes(data), now,
+             self.name, meta["task_id"], meta["name"], meta["lane"], _json(meta["args"]),
+             _json(meta["kwargs"]), meta["retries"], now, now, self.channel), results=True)
+
+    def finish(self, claim_id, task_id, **fields):
+        sets, values = self._outcome_sets(fields)
+        update = self.q("update botlite_state set %s where queue = ? and task_id = ?" % sets)
+        if claim_id is None:
+            self.sql(update, values + (self.name, task_id))
+        elif task_id is None:
+            self.sql("delete from botlite_queue where id = %s", (claim_id,))
+        else:
+            self.sql("with acked as (delete from botlite_queue where id = %s) " + update,
+                     (claim_id,) + values + (self.name, task_id))
+
+    def claim(self, worker_id, lanes=None, oldest_first=False, finish=None):
+        if finish is not None:
+            self.finish(finish[0], finish[1], **finish[2])
+        lanes = tuple(lanes or ())
+        lane_filter = (" and lane in (%s)" % ", ".join(["%s"] * len(lanes))) if lanes else ""
+        order = "id" if oldest_first else "priority desc, id"
+        now = time.time()
+        rows = self.sql(
+            "with claimed as (update botlite_queue set claimed_by = %s, claimed_at = %s "
+            "where id = (select id from botlite_queue where queue = %s and claimed_by is null"
+            + lane_filter + " order by " + order + " limit 1 for update skip locked) "
+            "returning id, data, task_id), "
+            "started as (update botlite_state s set status = 'STARTED', started_at = %s, "
+            "updated_at = %s, attempts = s.attempts + 1, worker = %s, next_attempt_at = null "
+            "from claimed where s.queue = %s and s.task_id = claimed.task_id) "
+            "select id, data from claimed",
+            (worker_id, now, self.name) + lanes + (now, now, worker_id, self.name),
+            results=True)
+        if not rows:
+            return None
+        return rows[0][0], bytes(rows[0][1])
 
     def wait_for_work(self, timeout: float) -> None:
         """Block until an enqueue anywhere notifies, or ``timeout`` passes."""
@@ -506,35 +606,26 @@ class PostgresQueueStorage(SqlRunnerMixin, PostgresStorage):
 
 
 class _PostgresTransaction:
-    """Huey's Postgres connection is in autocommit mode; group statements of one
-    commit=True block in a transaction so claim/ack/state writes stay atomic."""
+    """The thread's own autocommit connection; statements of a commit=True block
+    run in one transaction so multi-statement writes stay atomic."""
 
     def __init__(self, storage, commit, close):
         self.storage, self.commit, self.close = storage, commit, close
 
     def __enter__(self):
-        self.storage.lock.acquire()
-        try:
-            self.conn = self.storage.conn
-            self.tx = self.conn.transaction() if self.commit else None
-            if self.tx is not None:
-                self.tx.__enter__()
-            self.cursor = self.conn.cursor()
-        except BaseException:
-            self.storage.lock.release()
-            raise
+        self.conn = self.storage.conn
+        self.tx = self.conn.transaction() if self.commit else None
+        if self.tx is not None:
+            self.tx.__enter__()
+        self.cursor = self.conn.cursor()
         return self.cursor
 
     def __exit__(self, exc_type, exc, tb):
-        try:
-            self.cursor.close()
-            if self.tx is not None:
-                self.tx.__exit__(exc_type, exc, tb)
-            if self.close:
-                self.conn.close()
-                self.storage._conn = None
-        finally:
-            self.storage.lock.release()
+        self.cursor.close()
+        if self.tx is not None:
+            self.tx.__exit__(exc_type, exc, tb)
+        if self.close:
+            self.conn.close()
         return False
 
 
@@ -547,34 +638,82 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
     ``expire_time`` like Huey's expiring Redis storage.
     """
 
-    CLAIM = """
-    local best_key, best_member, best_score = nil, nil, nil
-    for i, key in ipairs(KEYS) do
+    # Keys are built inside the scripts from a prefix (a single Redis server, not
+    # a cluster). One script call per enqueue and per finish-and-claim.
+    ENQUEUE = """
+    local p, data, task_id, lane = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+    local priority, now = tonumber(ARGV[5]), ARGV[6]
+    local seq = redis.call('incr', p .. '.counter')
+    local cid = tostring(seq)
+    local score = string.format('%.0f', priority * 1e12 - seq)
+    redis.call('hset', p .. '.msg', cid, data)
+    redis.call('hset', p .. '.meta', cid, task_id .. '|' .. lane)
+    redis.call('hset', p .. '.seq', cid, seq)
+    redis.call('sadd', p .. '.lanes', lane)
+    redis.call('zadd', p .. '.lane.' .. lane, score, cid)
+    local sk = p .. '.state.' .. task_id
+    redis.call('hsetnx', sk, 'task_id', task_id)
+    redis.call('hsetnx', sk, 'attempts', 0)
+    redis.call('hset', sk, 'name', ARGV[7], 'lane', lane, 'args', ARGV[8], 'kwargs', ARGV[9],
+               'retries', ARGV[10], 'enqueued_at', now, 'updated_at', now)
+    if redis.call('hget', sk, 'status') ~= 'RETRY' then
+        redis.call('hset', sk, 'status', 'PENDING')
+    end
+    redis.call('expire', sk, ARGV[11])
+    redis.call('zadd', p .. '.recent', 'NX', now, task_id)
+    redis.call('lpush', p .. '.wake', 1)
+    redis.call('ltrim', p .. '.wake', 0, 63)
+    return cid
+    """
+
+    # ARGV: prefix, worker, now, oldest_first, lanes ('' = all), finished claim id,
+    # finished task id, attempts increment, then field/value pairs of the outcome.
+    FINISH_AND_CLAIM = """
+    local p, worker, now = ARGV[1], ARGV[2], ARGV[3]
+    local fc, ftask, inc = ARGV[6], ARGV[7], tonumber(ARGV[8])
+    if fc ~= '' then
+        for _, h in ipairs({'.msg', '.meta', '.seq', '.claims'}) do redis.call('hdel', p .. h, fc) end
+    end
+    if ftask ~= '' then
+        local sk = p .. '.state.' .. ftask
+        if #ARGV > 8 then redis.call('hset', sk, unpack(ARGV, 9)) end
+        if inc ~= 0 then redis.call('hincrby', sk, 'attempts', inc) end
+    end
+    if ARGV[4] == 'none' then return nil end
+    local lanes
+    if ARGV[5] == '' then lanes = redis.call('smembers', p .. '.lanes')
+    else lanes = {} for lane in string.gmatch(ARGV[5], '[^,]+') do table.insert(lanes, lane) end end
+    local best_key, best_member, best = nil, nil, nil
+    for _, lane in ipairs(lanes) do
+        local key = p .. '.lane.' .. lane
         local top
-        if ARGV[3] == '1' then
+        if ARGV[4] == '1' then
             top = redis.call('zrange', key, 0, 0, 'WITHSCORES')
         else
             top = redis.call('zrevrange', key, 0, 0, 'WITHSCORES')
         end
         if top[1] then
-            local score = tonumber(top[2])
-            local seq = tonumber(redis.call('hget', ARGV[4], top[1]) or '0')
-            local better
-            if best_key == nil then better = true
-            elseif ARGV[3] == '1' then better = seq < best_score
-            else better = score > best_score end
-            if better then
-                best_key, best_member = key, top[1]
-                if ARGV[3] == '1' then best_score = seq else best_score = score end
-            end
+            local rank
+            if ARGV[4] == '1' then rank = -tonumber(redis.call('hget', p .. '.seq', top[1]) or '0')
+            else rank = tonumber(top[2]) end
+            if best == nil or rank > best then best_key, best_member, best = key, top[1], rank end
         end
     end
     if best_key == nil then return nil end
     local original = redis.call('zscore', best_key, best_member)
     redis.call('zrem', best_key, best_member)
-    redis.call('hset', ARGV[5], best_member,
-               ARGV[1] .. '|' .. ARGV[2] .. '|' .. original .. '|' .. best_key)
-    return best_member
+    redis.call('hset', p .. '.claims', best_member,
+               worker .. '|' .. now .. '|' .. original .. '|' .. best_key)
+    local data = redis.call('hget', p .. '.msg', best_member)
+    local meta = redis.call('hget', p .. '.meta', best_member) or '|'
+    local tid = string.match(meta, '^([^|]*)')
+    if tid ~= '' then
+        local sk = p .. '.state.' .. tid
+        redis.call('hset', sk, 'status', 'STARTED', 'started_at', now, 'updated_at', now,
+                   'worker', worker, 'next_attempt_at', '')
+        redis.call('hincrby', sk, 'attempts', 1)
+    end
+    return {best_member, data}
     """
 
     def __init__(self, name="huey", describe: Describe | None = None,
@@ -583,86 +722,60 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
         self.state_ttl = state_ttl
         kwargs.setdefault("expire_time", 3600)
         super().__init__(name, **kwargs)
-        prefix = "botlite.%s" % self.name
+        self.prefix = prefix = "botlite.%s" % self.name
         self.k_lanes = prefix + ".lanes"           # set of lane names
         self.k_lane = prefix + ".lane.%s"          # zset: claim_id -> score
         self.k_msg = prefix + ".msg"               # hash: claim_id -> data
         self.k_meta = prefix + ".meta"             # hash: claim_id -> "task_id|lane"
         self.k_seq = prefix + ".seq"               # hash: claim_id -> sequence (FIFO)
-        self.k_claims = prefix + ".claims"         # hash: claim_id -> "worker|time|lanekey"
-        self.k_counter = prefix + ".counter"
+        self.k_claims = prefix + ".claims"         # hash: claim_id -> "worker|time|score|lane key"
         self.k_state = prefix + ".state.%s"        # hash per task
         self.k_recent = prefix + ".recent"         # zset: task_id -> enqueued_at
         self.k_wake = prefix + ".wake"             # list: wake-up tokens
         self.k_workers = prefix + ".workers"
-        self.k_lock = prefix + ".lock.%s"
         self.k_dedup = prefix + ".dedup.%s"
-        self._claim_script = self.conn.register_script(self.CLAIM)
+        self._enqueue_script = self.conn.register_script(self.ENQUEUE)
+        self._claim_script = self.conn.register_script(self.FINISH_AND_CLAIM)
 
     # -- queue ----------------------------------------------------------------
 
     def enqueue(self, data, priority=None):
         meta = self.describe(data)
-        seq = self.conn.incr(self.k_counter)
-        claim_id = "%d" % seq
-        # Higher priority first; within one priority, lower sequence first.
-        score = (priority or 0) * 1e12 - seq
-        now = time.time()
-        state_key = self.k_state % meta["task_id"]
-        pipe = self.conn.pipeline()
-        pipe.hset(self.k_msg, claim_id, data)
-        pipe.hset(self.k_meta, claim_id, "%s|%s" % (meta["task_id"], meta["lane"]))
-        pipe.hset(self.k_seq, claim_id, seq)
-        pipe.sadd(self.k_lanes, meta["lane"])
-        pipe.zadd(self.k_lane % meta["lane"], {claim_id: score})
-        pipe.hsetnx(state_key, "task_id", meta["task_id"])
-        pipe.hsetnx(state_key, "attempts", 0)
-        pipe.hset(state_key, mapping={
-            "name": meta["name"], "lane": meta["lane"], "args": _json(meta["args"]),
-            "kwargs": _json(meta["kwargs"]), "retries": meta["retries"],
-            "enqueued_at": now, "updated_at": now})
-        pipe.expire(state_key, self.state_ttl)
-        pipe.zadd(self.k_recent, {meta["task_id"]: now}, nx=True)
-        pipe.lpush(self.k_wake, 1)
-        pipe.ltrim(self.k_wake, 0, 63)
-        pipe.execute()
-        # RETRY stays RETRY until the next attempt starts.
-        status = self.conn.hget(state_key, "status")
-        if status != b"RETRY":
-            self.conn.hset(state_key, "status", "PENDING")
+        self._enqueue_script(args=[
+            self.prefix, data, meta["task_id"], meta["lane"], priority or 0, time.time(),
+            meta["name"], _json(meta["args"]), _json(meta["kwargs"]),
+            "" if meta["retries"] is None else meta["retries"], self.state_ttl])
 
-    def _lane_keys(self, lanes):
-        names = lanes or sorted(n.decode() for n in self.conn.smembers(self.k_lanes))
-        return [self.k_lane % lane for lane in names]
+    def _finish_args(self, finish) -> list:
+        if finish is None:
+            return ["", "", 0]
+        claim_id, task_id, fields = finish
+        fields = dict(fields)
+        increment = int(fields.pop("attempts_increment", 0))
+        pairs = []
+        if task_id is not None:
+            fields["updated_at"] = time.time()
+            for key, value in self._encode_fields(fields).items():
+                pairs += [key, value]
+        return ["" if claim_id is None else claim_id, task_id or "", increment] + pairs
 
     def claim(self, worker_id, lanes=None, oldest_first=False, finish=None):
-        if finish is not None:
-            self.finish(finish[0], finish[1], **finish[2])
-        keys = self._lane_keys(tuple(lanes or ()))
-        if not keys:
+        result = self._claim_script(args=[
+            self.prefix, worker_id, time.time(), "1" if oldest_first else "0",
+            ",".join(lanes or ())] + self._finish_args(finish))
+        if result is None:
             return None
-        claim_id = self._claim_script(keys=keys, args=[
-            worker_id, time.time(), "1" if oldest_first else "0", self.k_seq, self.k_claims])
-        if claim_id is None:
-            return None
-        claim_id = claim_id.decode()
-        pipe = self.conn.pipeline()
-        pipe.hget(self.k_msg, claim_id)
-        pipe.hget(self.k_meta, claim_id)
-        data, meta = pipe.execute()
-        task_id = (meta or b"|").decode().split("|", 1)[0]
-        if task_id:
-            now = time.time()
-            pipe = self.conn.pipeline()
-            pipe.hset(self.k_state % task_id, mapping={
-                "status": "STARTED", "started_at": now, "updated_at": now,
-                "worker": worker_id, "next_attempt_at": ""})
-            pipe.hincrby(self.k_state % task_id, "attempts", 1)
-            pipe.execute()
-        return claim_id, data
+        return result[0].decode(), result[1]
+
+    def finish(self, claim_id, task_id, **fields):
+        self._claim_script(args=[self.prefix, "", time.time(), "none", ""] +
+                           self._finish_args((claim_id, task_id, fields)))
 
     def wait_for_work(self, timeout: float) -> None:
         self.conn.blpop([self.k_wake], timeout=max(timeout, 0.01))
+
+    def _lane_keys(self):
+        return [self.k_lane % lane.decode() for lane in sorted(self.conn.smembers(self.k_lanes))]
 
     def _drop_message(self, pipe, claim_id):
         pipe.hdel(self.k_msg, claim_id)
@@ -730,11 +843,11 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
         return {lane: c for lane, c in counts.items() if c["pending"] or c["running"]}
 
     def queue_size(self):
-        return sum(self.conn.zcard(key) for key in self._lane_keys(()))
+        return sum(self.conn.zcard(key) for key in self._lane_keys())
 
     def enqueued_items(self, limit=None):
         members = []
-        for key in self._lane_keys(()):
+        for key in self._lane_keys():
             members.extend(self.conn.zrevrange(key, 0, -1, withscores=True))
         members.sort(key=lambda m: -m[1])
         if limit is not None:
@@ -742,7 +855,7 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
         return [self.conn.hget(self.k_msg, m) for m, _ in members]
 
     def flush_queue(self):
-        keys = self._lane_keys(())
+        keys = self._lane_keys()
         pipe = self.conn.pipeline()
         for key in keys + [self.k_msg, self.k_meta, self.k_seq, self.k_claims, self.k_lanes]:
             pipe.delete(key)
@@ -791,18 +904,6 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
             pipe.hincrby(key, "attempts", increment)
         pipe.expire(key, self.state_ttl)
         pipe.zadd(self.k_recent, {task_id: fields.get("enqueued_at") or time.time()}, nx=True)
-        pipe.execute()
-
-    def finish(self, claim_id, task_id, **fields):
-        increment = int(fields.pop("attempts_increment", 0))
-        pipe = self.conn.pipeline()
-        if claim_id is not None:
-            self._drop_message(pipe, claim_id)
-        if task_id is not None and fields:
-            fields["updated_at"] = time.time()
-            pipe.hset(self.k_state % task_id, mapping=self._encode_fields(fields))
-            if increment:
-                pipe.hincrby(self.k_state % task_id, "attempts", increment)
         pipe.execute()
 
     def get_state(self, task_id):
