@@ -245,7 +245,6 @@ def main():
     try:
         url = args.broker or "sqlite:///" + os.path.join(botlite_dir, "queue.db")
         scheme = urlsplit(url).scheme
-        from botlite.runner import TaskRunner  # noqa: F401  (fail early on import errors)
 
         botlite = measure("botlite[%s]" % scheme, lambda probe: BotliteEngine(url, probe),
                           args.n, args.latency_n, args.idle, args.timeout)

@@ -9,7 +9,6 @@ start-up costs on top.
 """
 import argparse
 import json
-import os
 import signal
 import statistics
 import subprocess

@@ -15,6 +15,7 @@ from botlite.auth import admin_token
 from botlite.models import DEFAULT_BOT_ID, Chatbot
 from botlite.runner import Runtime, TaskRunner
 from botlite.settings import Settings, ensure_data_dir
+from botlite.tasks import context as task_context
 from botlite.tasks import register_all
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def ensure_default_bot() -> None:
 def init_child(options: dict) -> None:
     """Prepare a child process that runs one hard-time-limited task."""
     dbmod.bind(dbmod.open_database(options["database_url"]))
+    task_context.configure(options["data_dir"], options["allow_private_urls"])
 
 
 class Botlite:
@@ -73,12 +75,15 @@ class Botlite:
                 redact(settings.database_url), first_line(exc))) from None
         try:
             runner = TaskRunner(settings.broker_url, child_setup=(
-                "botlite.app:init_child", {"database_url": settings.database_url}))
+                "botlite.app:init_child", {"database_url": settings.database_url,
+                                           "data_dir": settings.data_dir,
+                                           "allow_private_urls": settings.allow_private_urls}))
             runner.queue_depth()  # Redis connects lazily: prove it answers now
         except Exception as exc:
             raise StartupError("cannot open the task queue %s: %s" % (
                 redact(settings.broker_url), first_line(exc))) from None
         register_all(runner)
+        task_context.configure(settings.data_dir, settings.allow_private_urls)
         # Each task gets its own connection, opened and closed around it.
         runner.huey.pre_execute("open-db")(lambda task: database.connect(reuse_if_open=True))
         runner.huey.post_execute("close-db")(lambda task, value, exc: database.close())

@@ -259,6 +259,79 @@ def cmd_queues(args) -> int:
     return _task_action(args, lambda tc, runner: runner.queues())
 
 
+def _progress_bar(source) -> str:
+    done, total = source.progress_done or 0, source.progress_total
+    if total:
+        filled = int(30 * min(done, total) / total)
+        return "[%s%s] %d/%d %s" % ("#" * filled, "." * (30 - filled), done, total, source.status)
+    return "[%s] %d %s" % ("." * 30, done, source.status)
+
+
+def cmd_ingest(args) -> int:
+    import os
+    import time
+
+    from botlite import ingest
+    from botlite.errors import BotliteError
+    from botlite.models import Source
+    from botlite.runner import HEARTBEAT_MAX_AGE
+
+    app = _open_app(args, quiet=True)
+    runtime = None
+    try:
+        target = args.target
+        try:
+            if target.startswith(("http://", "https://")):
+                options = {"url": target}
+                if args.max_pages is not None:
+                    options["max_pages"] = args.max_pages
+                if args.max_depth is not None:
+                    options["max_depth"] = args.max_depth
+                source, duplicate = ingest.add_website(app, args.bot, options)
+            else:
+                if not os.path.isfile(target):
+                    raise CliError("no such file: %s" % target)
+                with open(target, "rb") as handle:
+                    source, duplicate = ingest.add_file(app, args.bot, os.path.basename(target),
+                                                        handle)
+        except BotliteError as exc:
+            raise CliError(exc.message) from None
+        print("source %s: %s" % (source.id, "already known (duplicate)" if duplicate
+                                 else "queued as task %s" % source.task_id), flush=True)
+        if args.no_wait:
+            return 0
+        if not app.runner.storage.workers(HEARTBEAT_MAX_AGE):
+            runtime = app.runtime(1)  # nobody else will run it: do it here
+            runtime.start()
+        last = None
+        while True:
+            with app.database.connection_context():
+                source = Source.get_by_id(source.id)
+            line = _progress_bar(source)
+            if line != last and sys.stderr.isatty():
+                print("\r" + line, end="", file=sys.stderr, flush=True)
+            last = line
+            if source.status in ("ready", "failed"):
+                break
+            time.sleep(0.2)  # polling the source's state for the progress bar
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        if source.status == "failed":
+            print("botlite: %s failed: %s" % (source.title or target, source.error),
+                  file=sys.stderr)
+            return 1
+        print("ready: %s: %d chunks%s" % (source.title, source.chunk_count,
+                                          " from %d pages" % source.page_count
+                                          if source.kind == "website" else ""))
+        return 0
+    except KeyboardInterrupt:
+        return 1
+    finally:
+        if runtime is not None:
+            runtime.stop()
+        app.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m botlite",
                      description="botlite: a chatbot builder and its task runner in one "
@@ -314,6 +387,23 @@ def build_parser() -> argparse.ArgumentParser:
     purge.set_defaults(run=cmd_tasks_purge)
     for sub in actions.choices.values():
         _add_setting_flags(sub, "data_dir", "database_url", "broker_url")
+
+    ingest = commands.add_parser(
+        "ingest", help="add a file or website to a bot and wait until it is searchable",
+        description="Add a file (PDF, DOCX, XLSX, CSV, TXT, MD, HTML) or a website to a "
+                    "bot's knowledge and show a progress bar until it is ready (exit 0) or "
+                    "failed (exit 1, with the reason). Without a running worker, it "
+                    "processes the source itself.")
+    ingest.add_argument("target", metavar="PATH_OR_URL")
+    ingest.add_argument("--bot", default="default", help="the chatbot id (default: default)")
+    ingest.add_argument("--no-wait", action="store_true",
+                        help="queue it and return at once")
+    ingest.add_argument("--max-pages", type=int, help="websites: at most this many pages "
+                                                     "(default 20)")
+    ingest.add_argument("--max-depth", type=int, help="websites: follow links this deep "
+                                                     "(default 2)")
+    _add_setting_flags(ingest, "data_dir", "database_url", "broker_url")
+    ingest.set_defaults(run=cmd_ingest)
 
     queues = commands.add_parser(
         "queues", help="queued, scheduled and running tasks per queue, and dead letters",

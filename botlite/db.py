@@ -87,3 +87,13 @@ def schema_version(db: peewee.Database) -> str | None:
     with db.connection_context():
         names = sorted(runner.applied())
     return names[-1] if names else None
+
+
+def write_transaction():
+    """A transaction that will write: on SQLite it takes the write lock up front
+    (BEGIN IMMEDIATE), because a deferred one that reads first cannot upgrade
+    once another connection has committed (it fails with "database is locked")."""
+    db = database.obj
+    if isinstance(db, peewee.SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()

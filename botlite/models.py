@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import json
 
-from peewee import CharField, DateTimeField, IntegerField, Model, TextField
+from peewee import (BigIntegerField, BooleanField, CharField, DateTimeField, ForeignKeyField,
+                    IntegerField, Model, TextField)
 
 from botlite.db import database
 from botlite.timeutil import isoformat, utcnow
+
+
+DEFAULT_BOT_ID = "default"
 
 
 class BaseModel(Model):
@@ -40,4 +44,96 @@ class Chatbot(BaseModel):
         }
 
 
-DEFAULT_BOT_ID = "default"
+
+
+class Source(BaseModel):
+    """A file or website a bot answers from."""
+    id = CharField(primary_key=True, max_length=32)
+    chatbot = ForeignKeyField(Chatbot, backref="sources", on_delete="CASCADE",
+                              column_name="chatbot_id")
+    kind = CharField(max_length=16)                    # file | website
+    title = TextField(null=True)
+    url = TextField(null=True)                         # website: the start URL
+    filename = TextField(null=True)                    # file: the sanitised upload name
+    stored_path = TextField(null=True)                 # file: relative to the data dir
+    file_kind = CharField(max_length=16, null=True)    # pdf, docx, ...
+    size_bytes = BigIntegerField(null=True)
+    content_hash = CharField(max_length=64, null=True)
+    status = CharField(max_length=16, default="pending")  # pending|processing|ready|failed
+    progress_done = IntegerField(default=0)
+    progress_total = IntegerField(null=True)
+    chunk_count = IntegerField(default=0)
+    page_count = IntegerField(default=0)
+    error = TextField(null=True)
+    task_id = CharField(max_length=64, null=True)
+    max_pages = IntegerField(null=True)
+    max_depth = IntegerField(null=True)
+    refresh_hours = IntegerField(null=True)
+    last_synced_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "chatbot_id": self.chatbot_id,
+            "kind": self.kind,
+            "title": self.title,
+            "url": self.url,
+            "filename": self.filename,
+            "file_kind": self.file_kind,
+            "size_bytes": self.size_bytes,
+            "status": self.status,
+            "progress": {"done": self.progress_done, "total": self.progress_total},
+            "chunk_count": self.chunk_count,
+            "page_count": self.page_count,
+            "error": self.error,
+            "task_id": self.task_id,
+            "max_pages": self.max_pages,
+            "max_depth": self.max_depth,
+            "refresh_hours": self.refresh_hours,
+            "last_synced_at": isoformat(self.last_synced_at),
+            "created_at": isoformat(self.created_at),
+            "updated_at": isoformat(self.updated_at),
+        }
+
+
+class Page(BaseModel):
+    """One crawled page of a website source (for citations and re-sync)."""
+    source = ForeignKeyField(Source, backref="pages", on_delete="CASCADE",
+                             column_name="source_id")
+    url = TextField()
+    title = TextField(null=True)
+    description = TextField(null=True)
+    content_hash = CharField(max_length=64)
+    fetched_at = DateTimeField(default=utcnow)
+
+
+class Chunk(BaseModel):
+    source = ForeignKeyField(Source, backref="chunks", on_delete="CASCADE",
+                             column_name="source_id")
+    page = ForeignKeyField(Page, null=True, backref="chunks", on_delete="CASCADE",
+                           column_name="page_id")
+    chatbot_id = CharField(max_length=64, index=True)
+    bot = CharField(max_length=24)
+    url = TextField(null=True)
+    title = TextField(null=True)
+    heading = TextField(null=True)
+    locator = TextField(null=True)
+    position = IntegerField()
+    text = TextField()
+
+
+class Notification(BaseModel):
+    user_id = CharField(max_length=100, index=True)
+    title = TextField()
+    message = TextField()
+    notification_type = CharField(max_length=50, default="info")
+    read = BooleanField(default=False)
+    dedup_key = CharField(max_length=128, null=True, unique=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+
+    def to_dict(self) -> dict:
+        return {"id": str(self.id), "user_id": self.user_id, "title": self.title,
+                "message": self.message, "notification_type": self.notification_type,
+                "read": self.read, "created_at": isoformat(self.created_at)}

@@ -1,10 +1,14 @@
 import peewee
-import pytest
 
 from botlite import db as dbmod
 from botlite.app import Botlite
 from botlite.models import Chatbot
 from botlite.settings import load_settings
+
+
+def _all_migrations():
+    from playhouse.migrations import Migration
+    return [m.name for m in Migration.load_directory(dbmod.MIGRATIONS_DIR)]
 
 
 def _columns(database, table):
@@ -33,14 +37,16 @@ def test_an_older_schema_is_upgraded_in_place_with_its_rows_kept(tmp_path):
             assert kept.to_dict()["allowed_domains"] == []
             assert kept.rate_limit_per_minute == 30
             assert Chatbot.get_or_none(Chatbot.id == "default") is not None
-        assert dbmod.schema_version(app.database) == "0002_chatbot_widget_settings"
+        assert dbmod.schema_version(app.database) == _all_migrations()[-1]
     finally:
         app.close()
 
 
 def test_migrating_twice_changes_nothing(tmp_path):
     database = dbmod.open_database("sqlite:///%s/x.db" % tmp_path)
-    assert dbmod.migrate(database) == ["0001_initial", "0002_chatbot_widget_settings"]
+    applied = dbmod.migrate(database)
+    assert applied == _all_migrations() and applied[:3] == [
+        "0001_initial", "0002_chatbot_widget_settings", "0003_knowledge"]
     assert dbmod.migrate(database) == []
 
 
@@ -77,6 +83,6 @@ def test_the_app_database_works_on_postgresql(tmp_path, postgres_url):
         assert isinstance(app.database, peewee.PostgresqlDatabase)
         with app.database.connection_context():
             assert Chatbot.get_by_id("default").name == "Default bot"
-        assert dbmod.schema_version(app.database) == "0002_chatbot_widget_settings"
+        assert dbmod.schema_version(app.database) == _all_migrations()[-1]
     finally:
         app.close()

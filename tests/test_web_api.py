@@ -127,7 +127,6 @@ def test_healthz_is_200_while_a_worker_beats(client, app):
 
 
 def test_healthz_is_503_when_the_database_is_gone(client, app, tmp_path):
-    import peewee
     app.database.init(str(tmp_path / "missing-dir" / "db.sqlite"))  # cannot be opened
     body = client.get("/healthz")
     assert body.status == 503

@@ -74,9 +74,10 @@ class BotliteHuey(Huey):
         self.url = url
         self.routes: dict[str, str] = {}  # registered task key -> lane
         # Results live in the task states (see runner.core), not Huey's result store.
+        # Error handlers (on_error pipelines) run after the final failure only.
         super().__init__(name, results=False, storage_class=storage_class,
                          serializer=JSONSerializer(), utc=True, describe=self.describe,
-                         **options)
+                         store_intermediate_errors=False, **options)
 
     def describe(self, data: bytes) -> dict:
         fields = json.loads(data)["__huey_message__"]

@@ -15,6 +15,8 @@ Task options (``@task(...)``):
 - ``dedup``: True (key = SHA-256 of name + canonical JSON arguments) or a function
   of the arguments returning a key; ``dedup_ttl`` seconds (default 3600).
 - ``expires``: seconds after enqueue after which a not-yet-started task is dropped.
+- ``periodic``: a ``huey.crontab(...)``; every worker process's scheduler queues
+  the task when it is due (give such tasks ``dedup`` so only one copy runs).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from huey.exceptions import CancelExecution, RetryTask, TaskLockedException
 from botlite.runner import limits
 from botlite.runner.broker import LANE_PRIORITIES, RetryPolicy, build_huey
 from botlite.runner.serializer import to_json
-from botlite.runner.storage import ACTIVE, FINISHED, LOCK_MARK
+from botlite.runner.storage import FINISHED, LOCK_MARK
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class TaskSpec:
     dedup: bool | Callable[..., str] = False
     dedup_ttl: float = 3600.0
     expires: float | None = None
+    periodic: Callable | None = None  # a huey.crontab(...): the scheduler queues it
 
 
 def task(**options: Any) -> Callable[[Callable], Callable]:
@@ -112,6 +115,11 @@ class _Current(threading.local):
 
 
 _current = _Current()
+
+
+def current_runner() -> "TaskRunner | None":
+    """The runner executing the current task (None outside a task)."""
+    return _current.runner
 
 
 def report_progress(done: int, total: int | None = None) -> None:
@@ -156,10 +164,13 @@ class TaskRunner:
         run.__module__ = fn.__module__
         run.__doc__ = fn.__doc__
 
-        wrapper = self.huey.task(
-            name=spec.name, context=True, retries=spec.retries, retry_delay=0,
-            priority=LANE_PRIORITIES.get(spec.queue, 0) + spec.priority,
-            expires=spec.expires, retry_policy=spec.retry)(run)
+        options = dict(name=spec.name, context=True, retries=spec.retries, retry_delay=0,
+                       priority=LANE_PRIORITIES.get(spec.queue, 0) + spec.priority,
+                       expires=spec.expires, retry_policy=spec.retry)
+        if spec.periodic is not None:
+            wrapper = self.huey.periodic_task(spec.periodic, **options)(run)
+        else:
+            wrapper = self.huey.task(**options)(run)
         self.huey.routes[self.huey._registry.task_to_string(wrapper.task_class)] = spec.queue
         self.specs[spec.name] = spec
         self.tasks[spec.name] = wrapper
@@ -263,11 +274,15 @@ class TaskRunner:
             self.storage.delete_data(self._lock_key("dedup", key))
 
     def enqueue(self, name: str, args: list | tuple = (), kwargs: dict | None = None,
-                delay: float | None = None) -> str:
+                delay: float | None = None, then: tuple[str, list] | None = None,
+                on_error: tuple[str, list] | None = None) -> str:
         """Queue task ``name``; return its id.
 
         With ``dedup``, an identical task that is pending, running, or succeeded
         within ``dedup_ttl`` is not queued again: its id is returned.
+        ``then`` / ``on_error``: (task name, args) queued after success / after
+        the final failure (Huey pipelines; the first gets the result appended,
+        the second the error).
         Raises UnknownTask, or TypeError when the arguments are not JSON.
         """
         try:
@@ -276,6 +291,11 @@ class TaskRunner:
             raise UnknownTask(name) from None
         args, kwargs = to_json(list(args)), to_json(kwargs or {})
         new = wrapper.s(*args, **kwargs)
+        for follow_up, attach in ((then, new.then), (on_error, new.error)):
+            if follow_up is not None:
+                if follow_up[0] not in self.tasks:
+                    raise UnknownTask(follow_up[0])
+                attach(self.tasks[follow_up[0]], *to_json(list(follow_up[1])))
         key = None
         if spec.dedup:
             key = self._dedup_key(spec, args, kwargs)

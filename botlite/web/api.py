@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from bottle import Bottle, request, response
 
-from botlite import chatbots, health, task_control
+from botlite import chatbots, health, ingest, notifications, task_control
+from botlite.errors import BadRequest, PayloadTooLarge
+from botlite.knowledge import sources
 from botlite.web.app import json_body, json_response
+
+MULTIPART_OVERHEAD = 64 * 1024
 
 
 def install(web: Bottle, app) -> None:
@@ -65,3 +69,48 @@ def install(web: Bottle, app) -> None:
     @web.post("/api/queues/<queue>/purge")
     def purge_queue(queue):
         return task_control.purge(app.runner, queue)
+
+    @web.get("/api/chatbots/<bot_id>/sources")
+    def list_sources(bot_id):
+        chatbots.get_bot(bot_id)
+        return {"sources": [s.to_dict() for s in sources.list_sources(bot_id)]}
+
+    @web.post("/api/chatbots/<bot_id>/sources")
+    def add_source(bot_id):
+        content_type = (request.content_type or "").split(";")[0].strip().lower()
+        if content_type == "multipart/form-data":
+            limit = app.settings.max_upload_mb * 1024 * 1024
+            if request.content_length > limit + MULTIPART_OVERHEAD:
+                raise PayloadTooLarge("the file is larger than the %d MB upload limit"
+                                      % app.settings.max_upload_mb)
+            upload = request.files.get("file")
+            if upload is None:
+                raise BadRequest("send the file in a multipart field named 'file'",
+                                 code="invalid_field")
+            source, duplicate = ingest.add_file(app, bot_id, upload.raw_filename, upload.file)
+        else:
+            source, duplicate = ingest.add_website(app, bot_id, json_body())
+        status, body = ingest.accepted(source, duplicate)
+        return json_response(body, status)
+
+    @web.get("/api/sources/<source_id>")
+    def get_source(source_id):
+        return sources.get_source(source_id).to_dict()
+
+    @web.delete("/api/sources/<source_id>")
+    def delete_source(source_id):
+        return sources.delete_source(app.settings.data_dir, source_id).to_dict()
+
+    @web.post("/api/sources/<source_id>/reprocess")
+    def reprocess_source(source_id):
+        return json_response(ingest.reprocess(app, source_id).to_dict(), 202)
+
+    @web.get("/api/notifications")
+    def list_notifications():
+        query = request.query
+        return {"notifications": notifications.list_for(query.get("user_id"),
+                                                        query.get("limit"))}
+
+    @web.post("/api/notifications/<notification_id>/read")
+    def read_notification(notification_id):
+        return notifications.mark_read(notification_id)

@@ -1,0 +1,296 @@
+"""Adding, processing and removing a bot's knowledge sources.
+
+The web API and the CLI call ``add_file`` / ``add_website``; the tasks call
+``process_document`` / ``scrape_website``. A source is always rebuilt in one
+transaction, so any re-run (retry, crash recovery, duplicate enqueue, re-sync)
+leaves exactly one set of chunks.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import BinaryIO, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from botlite.db import write_transaction
+from botlite.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from botlite.knowledge import index
+from botlite.knowledge.chunk import chunk_document
+from botlite.knowledge.extract import (HEAD_BYTES, SUPPORTED, ExtractionError, UnsupportedType,
+                                       detect_kind, extract_file)
+from botlite.models import Chatbot, Chunk, Page, Source
+from botlite.timeutil import utcnow
+
+logger = logging.getLogger(__name__)
+
+UPLOADS = "uploads"
+MAX_PAGES_LIMIT = 500
+MAX_DEPTH_LIMIT = 10
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Added:
+    source: Source
+    duplicate: bool
+
+
+class SourceGone(LookupError):
+    """The source was deleted while its task waited."""
+
+
+def get_source(source_id: str) -> Source:
+    source = Source.get_or_none(Source.id == source_id)
+    if source is None:
+        raise NotFound("no source with id %r" % source_id)
+    return source
+
+
+def list_sources(bot_id: str) -> list[Source]:
+    return list(Source.select().where(Source.chatbot == bot_id)
+                .order_by(Source.created_at.desc(), Source.id))
+
+
+def safe_filename(name: str | None, kind: str) -> str:
+    base = os.path.basename((name or "").replace("\\", "/")).strip()
+    base = _SAFE_NAME.sub("_", base).strip(" .")[:120]
+    return base or "upload.%s" % kind
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+# -- files -------------------------------------------------------------------------
+
+def add_file(data_dir: str, bot: Chatbot, filename: str | None, stream: BinaryIO,
+             max_bytes: int) -> Added:
+    """Store an upload and create its source; the caller queues processing.
+
+    Identical content already given to this bot returns that source
+    (``duplicate``), unless it had failed: then it is processed again.
+    """
+    uploads = os.path.join(data_dir, UPLOADS)
+    os.makedirs(uploads, exist_ok=True)
+    digest, size, head = hashlib.sha256(), 0, b""
+    with tempfile.NamedTemporaryFile(dir=uploads, prefix=".incoming-", delete=False) as temp:
+        try:
+            while True:
+                block = stream.read(1024 * 1024)
+                if not block:
+                    break
+                size += len(block)
+                if size > max_bytes:
+                    raise PayloadTooLarge("the file is larger than the %d MB upload limit"
+                                          % (max_bytes // (1024 * 1024)))
+                if len(head) < HEAD_BYTES:
+                    head += block[:HEAD_BYTES - len(head)]
+                digest.update(block)
+                temp.write(block)
+            if size == 0:
+                raise BadRequest("the file is empty", code="invalid_file")
+            try:
+                kind = detect_kind(filename or "", head)
+            except UnsupportedType as exc:
+                raise UnsupportedMediaType("%s Supported: %s." % (
+                    exc.reason, ", ".join(sorted(SUPPORTED)))) from None
+        except BaseException:
+            os.unlink(temp.name)
+            raise
+    content_hash = digest.hexdigest()
+    existing = (Source.select().where((Source.chatbot == bot.id) &
+                                      (Source.content_hash == content_hash)).first())
+    if existing is not None:
+        os.unlink(temp.name)
+        return Added(existing, duplicate=existing.status != "failed")
+
+    source_id = _new_id()
+    name = safe_filename(filename, kind)
+    relative = os.path.join(UPLOADS, source_id, name)
+    os.makedirs(os.path.join(data_dir, UPLOADS, source_id), exist_ok=True)
+    os.replace(temp.name, os.path.join(data_dir, relative))
+    source = Source.create(id=source_id, chatbot=bot.id, kind="file", title=name,
+                           filename=name, stored_path=relative, file_kind=kind,
+                           size_bytes=size, content_hash=content_hash)
+    return Added(source, duplicate=False)
+
+
+def process_document(data_dir: str, source_id: str, progress: Progress) -> dict:
+    """Extract, chunk and index a file source. ExtractionError: the file is the problem."""
+    source = _start(source_id, total=3)
+    path = os.path.join(data_dir, source.stored_path)
+    if not os.path.exists(path):
+        raise ExtractionError("The uploaded file is missing from the data directory.")
+    document = extract_file(path, source.file_kind)
+    progress(1, 3)
+    chunks = chunk_document(document)
+    if not chunks:
+        raise ExtractionError("The file contains no text.")
+    progress(2, 3)
+    title = document.title or source.filename
+    with write_transaction():
+        source = _locked(source_id)
+        Chunk.delete().where(Chunk.source == source.id).execute()
+        count = index.insert_chunks(index.chunk_rows(source, chunks, title=title))
+        _finish(source, title=title, chunk_count=count, page_count=0, done=3, total=3)
+    progress(3, 3)
+    return {"chunks": count, "title": title}
+
+
+# -- websites ------------------------------------------------------------------------
+
+def normalise_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest("field 'url' must be an http:// or https:// URL", code="invalid_field")
+    netloc = parts.hostname.lower()
+    if parts.port and parts.port != {"http": 80, "https": 443}[parts.scheme]:
+        netloc += ":%d" % parts.port
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def add_website(bot: Chatbot, url: str, *, max_pages: int, max_depth: int,
+                refresh_hours: int | None, allow_private: bool) -> Added:
+    from botlite.knowledge import crawl as crawling
+
+    url = normalise_url(url)
+    try:
+        crawling.check_url(url, allow_private=allow_private)
+    except crawling.UnsafeURL as exc:
+        raise BadRequest(str(exc), code="unsafe_url") from None
+    except crawling.CrawlError as exc:
+        raise BadRequest(str(exc), code="invalid_url") from None
+    existing = Source.select().where((Source.chatbot == bot.id) & (Source.url == url)).first()
+    if existing is not None:
+        return Added(existing, duplicate=existing.status != "failed")
+    source = Source.create(id=_new_id(), chatbot=bot.id, kind="website", title=url, url=url,
+                           max_pages=max_pages, max_depth=max_depth,
+                           refresh_hours=refresh_hours)
+    return Added(source, duplicate=False)
+
+
+def scrape_website(source_id: str, allow_private: bool, progress: Progress,
+                   crawl_options: dict | None = None) -> dict:
+    """Crawl a website source and index its pages. Pages whose text did not
+    change keep their chunks; changed and new pages are re-chunked; pages gone
+    from the site are dropped. All in one transaction."""
+    from botlite.knowledge import crawl as crawling
+
+    source = _start(source_id, total=None)
+    result = crawling.crawl(
+        source.url, max_pages=source.max_pages or 20,
+        max_depth=2 if source.max_depth is None else source.max_depth,
+        allow_private=allow_private, on_progress=progress, **(crawl_options or {}))
+    if not result.pages:
+        reasons = "; ".join("%s: %s" % (s.url, s.reason) for s in result.skipped[:3])
+        raise ExtractionError("No page with text could be read%s." % (
+            " (" + reasons + ")" if reasons else ""))
+    with write_transaction():
+        source = _locked(source_id)
+        known = {page.url: page for page in Page.select().where(Page.source == source.id)}
+        seen, changed = set(), 0
+        for crawled in result.pages:
+            seen.add(crawled.url)
+            page = known.get(crawled.url)
+            if page is not None and page.content_hash == crawled.content_hash:
+                continue
+            changed += 1
+            if page is None:
+                page = Page.create(source=source.id, url=crawled.url, title=crawled.title,
+                                   description=crawled.description,
+                                   content_hash=crawled.content_hash)
+            else:
+                Chunk.delete().where(Chunk.page == page.id).execute()
+                Page.update(title=crawled.title, description=crawled.description,
+                            content_hash=crawled.content_hash, fetched_at=utcnow()
+                            ).where(Page.id == page.id).execute()
+            index.insert_chunks(index.chunk_rows(
+                source, chunk_document(crawled.document), page=page, url=crawled.url,
+                title=crawled.title or crawled.url))
+        gone = [page.id for url, page in known.items() if url not in seen]
+        if gone:
+            Page.delete().where(Page.id.in_(gone)).execute()
+        count = Chunk.select().where(Chunk.source == source.id).count()
+        first = result.pages[0]
+        _finish(source, title=first.title or source.url, chunk_count=count,
+                page_count=len(result.pages), done=len(result.pages),
+                total=len(result.pages), synced=True)
+    return {"chunks": count, "pages": len(result.pages), "changed_pages": changed,
+            "removed_pages": len(gone), "skipped": [
+                {"url": s.url, "reason": s.reason} for s in result.skipped[:50]]}
+
+
+# -- shared steps ----------------------------------------------------------------------
+
+def _start(source_id: str, total: int | None) -> Source:
+    source = Source.get_or_none(Source.id == source_id)
+    if source is None:
+        raise SourceGone(source_id)
+    Source.update(status="processing", error=None, progress_done=0, progress_total=total,
+                  updated_at=utcnow()).where(Source.id == source_id).execute()
+    return source
+
+
+def record_progress(source_id: str, done: int, total: int | None) -> None:
+    Source.update(progress_done=done, progress_total=total,
+                  updated_at=utcnow()).where(Source.id == source_id).execute()
+
+
+def _locked(source_id: str) -> Source:
+    source = Source.get_or_none(Source.id == source_id)
+    if source is None:
+        raise SourceGone(source_id)
+    return source
+
+
+def _finish(source: Source, *, title: str, chunk_count: int, page_count: int, done: int,
+            total: int, synced: bool = False) -> None:
+    fields = dict(status="ready", error=None, title=title, chunk_count=chunk_count,
+                  page_count=page_count, progress_done=done, progress_total=total,
+                  updated_at=utcnow())
+    if synced:
+        fields["last_synced_at"] = utcnow()
+    Source.update(**fields).where(Source.id == source.id).execute()
+
+
+def mark_failed(source_id: str, reason: str) -> None:
+    Source.update(status="failed", error=reason, updated_at=utcnow()).where(
+        Source.id == source_id).execute()
+
+
+def mark_queued(source: Source, task_id: str) -> None:
+    Source.update(task_id=task_id, status="pending", error=None, updated_at=utcnow()).where(
+        Source.id == source.id).execute()
+
+
+def delete_source(data_dir: str, source_id: str) -> Source:
+    """Remove a source, its chunks (and their index entries) and its file."""
+    source = get_source(source_id)
+    with write_transaction():
+        Chunk.delete().where(Chunk.source == source.id).execute()
+        Page.delete().where(Page.source == source.id).execute()
+        source.delete_instance()
+    if source.stored_path:
+        shutil.rmtree(os.path.join(data_dir, UPLOADS, source.id), ignore_errors=True)
+    return source
+
+
+def stale_websites() -> list[Source]:
+    """Website sources whose refresh interval has passed."""
+    import datetime
+    now = utcnow()
+    due = []
+    for source in Source.select().where((Source.kind == "website") &
+                                        Source.refresh_hours.is_null(False) &
+                                        (Source.status != "processing")):
+        last = source.last_synced_at or source.created_at
+        if now - last >= datetime.timedelta(hours=source.refresh_hours):
+            due.append(source)
+    return due

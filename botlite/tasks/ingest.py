@@ -1,0 +1,82 @@
+"""Turning sources into searchable chunks."""
+from __future__ import annotations
+
+import logging
+
+from huey import crontab
+
+from botlite.knowledge import sources
+from botlite.knowledge.extract import ExtractionError
+from botlite.runner import PermanentError, current_runner, report_progress, task
+from botlite.tasks.context import context
+
+logger = logging.getLogger(__name__)
+
+# The seed's limits: 25 min soft, 30 min hard (the attempt runs in a child process).
+SOFT_LIMIT, HARD_LIMIT = 25 * 60, 30 * 60
+
+
+def _progress(source_id):
+    def report(done, total):
+        report_progress(done, total)
+        sources.record_progress(source_id, done, total)
+    return report
+
+
+@task(queue="documents", retries=3, retry_delay=60, soft_time_limit=SOFT_LIMIT,
+      hard_time_limit=HARD_LIMIT)
+def process_document(source_id: str) -> dict:
+    """Extract, chunk and index an uploaded file (replacing its chunks)."""
+    try:
+        return sources.process_document(context.data_dir, source_id, _progress(source_id))
+    except sources.SourceGone:
+        raise PermanentError("source %s was deleted" % source_id) from None
+    except ExtractionError as exc:
+        sources.mark_failed(source_id, exc.reason)
+        raise PermanentError(exc.reason) from None
+
+
+@task(queue="websites", retries=3, retry_delay=60, soft_time_limit=SOFT_LIMIT,
+      hard_time_limit=HARD_LIMIT)
+def scrape_website(source_id: str) -> dict:
+    """Crawl a website source and index its pages (only changed pages are re-chunked)."""
+    try:
+        return sources.scrape_website(source_id, context.allow_private_urls,
+                                      _progress(source_id))
+    except sources.SourceGone:
+        raise PermanentError("source %s was deleted" % source_id) from None
+    except ExtractionError as exc:
+        sources.mark_failed(source_id, exc.reason)
+        raise PermanentError(exc.reason) from None
+    except Exception as exc:
+        from botlite.knowledge.crawl import CrawlError
+        if not isinstance(exc, CrawlError):
+            raise
+        if exc.permanent:
+            sources.mark_failed(source_id, str(exc))
+            raise PermanentError(str(exc)) from None
+        raise  # transient: retried with backoff
+
+
+@task(queue="low_priority", dedup=True, dedup_ttl=300, periodic=crontab(minute="*/15"))
+def resync_websites() -> dict:
+    """Queue a re-crawl of every website source whose refresh interval passed."""
+    runner = current_runner()
+    queued = []
+    for source in sources.stale_websites():
+        queue_source(runner, source)
+        queued.append(source.id)
+    return {"queued": queued}
+
+
+def queue_source(runner, source) -> str:
+    """Queue a source's processing, ending with a "ready" or "failed" notification.
+
+    No deduplication is needed: a source is rebuilt in one transaction, so a
+    duplicate run changes nothing.
+    """
+    name = "process_document" if source.kind == "file" else "scrape_website"
+    task_id = runner.enqueue(name, [source.id], then=("notify_source", [source.id]),
+                             on_error=("notify_source", [source.id]))
+    sources.mark_queued(source, task_id)
+    return task_id
