@@ -131,3 +131,16 @@ def returns_bytes():
 ALL = (add, progress_steps, flaky, bad_input, wrong_type, always_fails, dedup_once,
        dedup_short, polite_overrun, stubborn_overrun, child_add, low, high, blocking,
        cooperative, returns_bytes)
+
+
+@task()
+def exits():
+    raise SystemExit(3)
+
+
+@task(expires=0.001)
+def expiring():
+    record("expiring")
+
+
+ALL = ALL + (exits, expiring)

@@ -57,8 +57,8 @@ def test_a_task_runs_on_worker_threads(runner):
 
 
 def test_queue_payloads_are_json_not_pickle(runner):
-    runner.enqueue("add", [1, 2], delay=3600)  # waits in the schedule
-    raw = bytes(runner.huey.storage.scheduled_items()[0])
+    runner.enqueue("add", [1, 2], delay=3600)  # waits in the queue until then
+    raw = bytes(runner.huey.storage.enqueued_items()[0])
     fields = json.loads(raw)["__huey_message__"]
     assert fields[1].endswith(".add") and fields[6] == [1, 2]
 

@@ -6,9 +6,12 @@ scheduler, revocation, locks, pipelines, signals):
 - ``dequeue`` claims a task instead of deleting it, and ``execute`` acks the claim
   together with the attempt's recorded outcome (one write), so a task whose
   process dies mid-run is still in the queue.
-- ``_requeue_task`` computes retry delays with exponential backoff, jitter and a
-  cap from the task's ``RetryPolicy``.
-- the storage learns each message's task id, name and lane from ``describe``.
+- ``_requeue_task`` turns a retry into that same queue row, available again
+  after exponential backoff with jitter and a cap (the task's ``RetryPolicy``),
+  written with the attempt's outcome.
+- the storage learns each message's task id, name, lane and due time from
+  ``describe``; delayed tasks wait in botlite's queue, not Huey's schedule
+  (which is left to periodic tasks).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import json
 import logging
 import random
 import time
+import traceback
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -81,16 +85,20 @@ class BotliteHuey(Huey):
 
     def describe(self, data: bytes) -> dict:
         fields = json.loads(data)["__huey_message__"]
-        task_id, name, retries, args, kwargs = fields[0], fields[1], fields[3], fields[6], fields[7]
+        task_id, name, eta, retries, args, kwargs = (fields[0], fields[1], fields[2], fields[3],
+                                                     fields[6], fields[7])
+        available_at = 0.0
+        if isinstance(eta, dict) and "__datetime__" in eta:
+            available_at = _timestamp(datetime.datetime.fromisoformat(eta["__datetime__"]))
         return {"task_id": task_id, "name": name.rsplit(".", 1)[-1],
                 "lane": self.routes.get(name, "default"), "args": args, "kwargs": kwargs,
-                "retries": retries}
+                "retries": retries, "available_at": available_at}
 
     def dequeue(self, worker_id: str = "local", lanes=None, oldest_first: bool = False,
-                finish: tuple | None = None):
-        """Claim the next task (and record ``finish``, a previous attempt's
-        outcome, in the same write)."""
-        claimed = self.storage.claim(worker_id, lanes, oldest_first, finish)
+                finish: tuple | None = None, due_by: float | None = None):
+        """Claim the next available task (and record ``finish``, a previous
+        attempt's outcome, in the same write). ``due_by``: see storage.claim."""
+        claimed = self.storage.claim(worker_id, lanes, oldest_first, finish, due_by)
         if claimed is None:
             return None
         claim_id, data = claimed
@@ -104,37 +112,57 @@ class BotliteHuey(Huey):
                 task_id = self.describe(data)["task_id"]
             except Exception:
                 task_id = None
-            self.storage.finish(claim_id, task_id, status="FAILURE", finished_at=time.time(),
-                                error="this worker cannot run it: %s" % exc)
+            self.storage.finish(claim_id, worker_id, task_id, {
+                "status": "FAILURE", "finished_at": time.time(),
+                "error": "this worker cannot run it: %s" % exc})
             return None
-        task.claim_id = claim_id
+        task.claim_id, task.claimed_by = claim_id, worker_id
         return task
 
     def execute(self, task, timestamp=None):
         """Run a claimed task, then ack it with its outcome."""
-        finish = self.execute_deferred(task, timestamp)
-        self.storage.finish(finish[0], finish[1], **finish[2])
+        self.storage.finish(*self.execute_deferred(task, timestamp))
 
     def execute_deferred(self, task, timestamp=None) -> tuple:
-        """Run a claimed task; return (claim_id, task_id, outcome) for the caller
-        to write, usually together with its next claim."""
-        task.outcome = {}
+        """Run a claimed task; return (claim_id, worker_id, task_id, outcome) for
+        the caller to write, usually together with its next claim."""
+        task.outcome = outcome = {}
         try:
             super().execute(task, timestamp)
-        except Exception:
-            logger.exception("error running task %s", task.id)
-        return getattr(task, "claim_id", None), task.id, task.outcome
+        except BaseException as exc:  # Huey lets SystemExit and the like through
+            logger.exception("task %s ended abnormally", task.id)
+            outcome.clear()
+            outcome.update(status="FAILURE", finished_at=time.time(),
+                           error="%s: %s" % (type(exc).__name__, exc),
+                           traceback=traceback.format_exc())
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+        if "status" not in outcome and "requeue" not in outcome:
+            outcome.update(status="FAILURE", finished_at=time.time(),
+                           error="the attempt ended without an outcome")
+        return (getattr(task, "claim_id", None), getattr(task, "claimed_by", None), task.id,
+                outcome)
 
     def _requeue_task(self, task, timestamp, retry_eta=None):
+        outcome = getattr(task, "outcome", None)
+        if outcome is None or getattr(task, "claim_id", None) is None:
+            return super()._requeue_task(task, timestamp, retry_eta)
+        # The retry is written together with the end of this attempt (finish),
+        # as the same queue row made available later: never lost, never doubled.
+        task.retries -= 1
         policy = getattr(task, "retry_policy", None)
         if retry_eta is None and policy is not None:
-            attempt = (task.default_retries or 0) - task.retries + 1
-            delay = policy.delay_for(attempt)
-            retry_eta = timestamp + datetime.timedelta(seconds=delay)
-        if retry_eta is not None:
-            task.outcome["next_attempt_at"] = retry_eta.replace(
-                tzinfo=datetime.timezone.utc).timestamp()
-        return super()._requeue_task(task, timestamp, retry_eta)
+            attempt = (task.default_retries or 0) - task.retries
+            retry_eta = timestamp + datetime.timedelta(seconds=policy.delay_for(attempt))
+        task.eta = retry_eta or timestamp
+        available_at = _timestamp(task.eta)
+        outcome["requeue"] = (self.serialize_task(task), available_at, task.priority)
+        outcome["next_attempt_at"] = available_at
+
+
+def _timestamp(moment: datetime.datetime) -> float:
+    """A naive UTC datetime (Huey's) as a Unix timestamp."""
+    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def build_huey(url: str, name: str = "botlite") -> BotliteHuey:

@@ -181,7 +181,13 @@ class TaskRunner:
         lock_key = None
         try:
             if spec.dedup:
-                lock_key = self._lock_key("run", self._dedup_key(spec, args, kwargs))
+                key = self._dedup_key(spec, args, kwargs)
+                # Keep the enqueue-side key alive while the task is still going.
+                self.storage.extend_lock(self._lock_key("dedup", key),
+                                         spec.dedup_ttl + spec.retry.max_delay)
+                # Not Huey's lock_task: it remembers every lock name in a set that
+                # would grow with every distinct argument list.
+                lock_key = self._lock_key("run", key)
                 ttl = spec.hard_time_limit or spec.dedup_ttl
                 if not self.storage.put_if_empty(lock_key, b"1", ttl):
                     lock_key = None
@@ -206,6 +212,9 @@ class TaskRunner:
     def _retryable(spec: TaskSpec, exc: BaseException) -> bool:
         if isinstance(exc, PermanentError) or getattr(exc, "permanent", False):
             return False
+        if isinstance(exc, limits.ChildTaskError):  # raised in a child: match by name
+            names = {cls.__name__ for kind in spec.autoretry_for for cls in kind.__mro__}
+            return exc.type_name in names or Exception in spec.autoretry_for
         return isinstance(exc, spec.autoretry_for)
 
     # -- states from Huey's signals ----------------------------------------------
@@ -218,10 +227,10 @@ class TaskRunner:
         @huey.signal(S.SIGNAL_SCHEDULED)
         def not_due_yet(signal, task):
             outcome = getattr(task, "outcome", None)
-            # Claimed but not due yet (a retry's schedule already has its status).
+            # Claimed before it was due (clocks of two machines differ): Huey put
+            # it in its schedule; it is still pending.
             if outcome is not None and "status" not in outcome:
-                outcome.update(status="PENDING", attempts_increment=-1,
-                               next_attempt_at=_timestamp(task.eta))
+                outcome.update(status="PENDING", next_attempt_at=_timestamp(task.eta))
 
         @huey.post_execute("botlite-states")
         def finished(task, value, exc):
@@ -229,7 +238,7 @@ class TaskRunner:
             now = time.time()
             if exc is None:
                 task.outcome.update(status="SUCCESS", result=value, error=None,
-                                    traceback=None, finished_at=now, progress=None)
+                                    traceback=None, finished_at=now)
                 if spec is not None and spec.dedup:
                     self._keep_dedup(spec, task, now)
                 return
@@ -245,10 +254,19 @@ class TaskRunner:
 
         @huey.signal(S.SIGNAL_REVOKED, S.SIGNAL_EXPIRED)
         def dropped(signal, task):
-            task.outcome.update(status="REVOKED", finished_at=time.time(),
+            task.outcome.update(status="REVOKED", finished_at=time.time(), started_at=None,
                                 error="expired before it started" if signal == S.SIGNAL_EXPIRED
                                 else "revoked")
             self._drop_dedup(self.specs.get(type(task).__name__), task)
+
+        @huey.signal(S.SIGNAL_CANCELED)
+        def cancelled(signal, task):
+            # A pre-execute hook cancelled it (post_execute overrides this when the
+            # task itself raised CancelExecution).
+            outcome = getattr(task, "outcome", None)
+            if outcome is not None and "status" not in outcome:
+                outcome.update(status="REVOKED", finished_at=time.time(),
+                               error="cancelled before it started")
 
         @huey.signal(S.SIGNAL_ENQUEUED)
         def enqueued(signal, task):
@@ -269,9 +287,15 @@ class TaskRunner:
         self.storage.extend_lock(self._lock_key("dedup", key), spec.dedup_ttl)
 
     def _drop_dedup(self, spec: TaskSpec | None, task) -> None:
+        """Free the task's dedup key (only if it still names this task)."""
         if spec is not None and spec.dedup:
             key = self._dedup_key(spec, list(task.args), task.kwargs)
-            self.storage.delete_data(self._lock_key("dedup", key))
+            self.storage.delete_lock(self._lock_key("dedup", key), task.id.encode())
+
+    def _drop_dedup_of(self, state: dict) -> None:
+        if state.get("dedup_key"):
+            self.storage.delete_lock(self._lock_key("dedup", state["dedup_key"]),
+                                     state["task_id"].encode())
 
     def enqueue(self, name: str, args: list | tuple = (), kwargs: dict | None = None,
                 delay: float | None = None, then: tuple[str, list] | None = None,
@@ -296,33 +320,40 @@ class TaskRunner:
                 if follow_up[0] not in self.tasks:
                     raise UnknownTask(follow_up[0])
                 attach(self.tasks[follow_up[0]], *to_json(list(follow_up[1])))
-        key = None
-        if spec.dedup:
-            key = self._dedup_key(spec, args, kwargs)
-            lock = self._lock_key("dedup", key)
-            if not self.storage.put_if_empty(lock, new.id.encode(), spec.dedup_ttl):
-                holder = self.storage.peek_data(lock)
-                if holder is not EmptyData:
-                    existing = bytes(holder).decode()
-                    state = self.storage.get_state(existing)
-                    # No state yet: the holder is between taking the key and queueing.
-                    if state is None or state["status"] not in ("FAILURE", "REVOKED"):
-                        return existing
-                self.storage.delete_data(lock)
-                if not self.storage.put_if_empty(lock, new.id.encode(), spec.dedup_ttl):
-                    return bytes(self.storage.peek_data(lock)).decode()
         if delay:
-            new.eta = _eta(delay)
-            self.huey.add_schedule(new)  # the scheduler queues it when due
-            self.storage.save_state(
-                new.id, status="PENDING", name=spec.name, lane=spec.queue, args=args,
-                kwargs=kwargs, retries=spec.retries, enqueued_at=time.time(),
-                next_attempt_at=time.time() + delay)
-        else:
+            new.eta = _eta(delay)  # waits in the queue until then
+        if not spec.dedup:
             self.huey.enqueue(new)
-        if key is not None:
+            return new.id
+        key = self._dedup_key(spec, args, kwargs)
+        existing = self._claim_dedup_key(key, new.id, spec.dedup_ttl + (delay or 0))
+        if existing is not None:
+            return existing
+        try:
+            self.huey.enqueue(new)
             self.storage.save_state(new.id, dedup_key=key)
+        except BaseException:
+            self.storage.delete_lock(self._lock_key("dedup", key), new.id.encode())
+            raise
         return new.id
+
+    def _claim_dedup_key(self, key: str, task_id: str, ttl: float) -> str | None:
+        """Take the dedup key for ``task_id``; or return the id of the identical task
+        that holds it (pending, running, or succeeded within the TTL)."""
+        lock = self._lock_key("dedup", key)
+        for _ in range(5):
+            if self.storage.put_if_empty(lock, task_id.encode(), ttl):
+                return None
+            holder = self.storage.peek_data(lock)
+            if holder is EmptyData:
+                continue  # it just expired or was freed: try again
+            existing = bytes(holder).decode()
+            state = self.storage.get_state(existing)
+            # No state yet: the holder is between taking the key and queueing.
+            if state is None or state["status"] not in ("FAILURE", "REVOKED"):
+                return existing
+            self.storage.delete_lock(lock, holder)  # only if it still names that task
+        raise RuntimeError("could not take the dedup key %s" % key)
 
     # -- queries -----------------------------------------------------------------
 
@@ -359,13 +390,15 @@ class TaskRunner:
         state = self.state(task_id)
         if state["status"] in FINISHED:
             raise InvalidTransition("task %s already finished (%s)" % (task_id, state["status"]))
+        # The flag first: if a worker claims it meanwhile, Huey skips it on start.
         self.huey.revoke_by_id(task_id)
-        if state["status"] == "STARTED":
-            self.storage.save_state(task_id, error="stop requested")
-        else:
-            self.storage.remove_queued(task_id)
+        if self.storage.remove_queued(task_id):
+            self.huey.restore_by_id(task_id)  # gone from the queue: no flag needed
             self.storage.save_state(task_id, status="REVOKED", finished_at=time.time(),
                                     error="revoked")
+            self._drop_dedup_of(state)
+        else:  # claimed: running now, or about to start and be skipped
+            self.storage.save_state(task_id, error="stop requested")
         return self.state(task_id)
 
     def revoke_requested(self, task_id: str) -> bool:
@@ -382,8 +415,13 @@ class TaskRunner:
         except KeyError:
             raise UnknownTask(state["name"]) from None
         self.huey.restore_by_id(task_id)
+        self.storage.remove_queued(task_id)  # never two copies of one task id
         again = wrapper.s(*(state["args"] or []), **(state["kwargs"] or {}))
         again.id = task_id
+        if spec.dedup and state.get("dedup_key"):
+            holder = self._claim_dedup_key(state["dedup_key"], task_id, spec.dedup_ttl)
+            if holder is not None and holder != task_id:
+                raise InvalidTransition("an identical task %s is already queued" % holder)
         self.storage.save_state(task_id, status="PENDING", finished_at=None, error=None,
                                 traceback=None, next_attempt_at=None, retries=spec.retries)
         self.huey.enqueue(again)
@@ -394,8 +432,11 @@ class TaskRunner:
         removed = self.storage.purge_lane(lane)
         now = time.time()
         for task_id in removed:
+            state = self.storage.get_state(task_id)
             self.storage.save_state(task_id, status="REVOKED", finished_at=now,
                                     error="purged from queue %s" % lane)
+            if state is not None:
+                self._drop_dedup_of(state)
         return len(removed)
 
     def prune(self) -> dict:

@@ -105,6 +105,7 @@ def run_in_child(runner, spec, task_id: str, args: list, kwargs: dict) -> Any:
         try:
             kind, payload = parent_end.recv()
         except EOFError:
+            process.join(5)
             raise ChildTaskError("ChildDied", "the task's process exited with code %s"
                                  % process.exitcode, "", False) from None
     finally:
@@ -112,6 +113,7 @@ def run_in_child(runner, spec, task_id: str, args: list, kwargs: dict) -> Any:
         process.join(5)
         if process.is_alive():
             process.kill()
+            process.join(5)
     if kind == "ok":
         return payload
     raise ChildTaskError(*payload)
@@ -124,6 +126,10 @@ def _child_main(conn, url, name, child_setup, module, fn_name, task_id, args, kw
     def on_alarm(signum, frame):
         raise SoftTimeLimitExceeded("soft time limit of %ss exceeded" % soft_limit)
 
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group: the
+    # parent decides (it lets the task finish, or kills this process).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         if child_setup is not None:
             setup_path, setup_arg = child_setup

@@ -36,6 +36,15 @@ PRUNE_INTERVAL = 600.0
 CHECKPOINT_INTERVAL = 1.0
 
 
+def _pid_namespace() -> str:
+    """Identifies this PID namespace: containers sharing a host name do not
+    share it, so a PID is only checked where it means the same process."""
+    try:
+        return "%x" % os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return "0"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -78,8 +87,8 @@ class ClaimingWorker(Worker):
 
     def write_pending(self) -> None:
         if self.pending is not None:
-            pending, self.pending = self.pending, None
-            self.huey.storage.finish(pending[0], pending[1], **pending[2])
+            self.huey.storage.finish(*self.pending)
+            self.pending = None
 
     def shutdown(self):
         try:
@@ -116,7 +125,9 @@ class Runtime:
         self.heartbeat_interval = heartbeat_interval
         self.poll_interval = poll_interval
         self.hostname = socket.gethostname()
-        self.worker_id = "%s:%d:%s" % (self.hostname, os.getpid(), uuid.uuid4().hex[:8])
+        self.namespace = _pid_namespace()
+        self.worker_id = "%s:%d:%s:%s" % (self.hostname, os.getpid(), self.namespace,
+                                          uuid.uuid4().hex[:8])
         self.started_at = time.time()
         self.consumer = _EmbeddedConsumer(
             runner.huey, self, workers=workers, periodic=periodic,
@@ -126,10 +137,8 @@ class Runtime:
         self._last_prune = 0.0
         self._heartbeat = threading.Thread(target=self._heartbeat_loop,
                                            name="botlite-heartbeat", daemon=True)
-        checkpoint = getattr(self.storage, "checkpoint", None)
-        self._checkpointer = None if checkpoint is None else threading.Thread(
-            target=self._checkpoint_loop, args=(checkpoint,), name="botlite-checkpoint",
-            daemon=True)
+        self._maintenance = threading.Thread(target=self._maintenance_loop,
+                                             name="botlite-maintenance", daemon=True)
 
     def info(self) -> dict:
         return {"hostname": self.hostname, "pid": os.getpid(), "workers": self.workers,
@@ -150,21 +159,24 @@ class Runtime:
     def recover(self) -> int:
         """Release claims held by worker processes that are gone: no heartbeat
         within HEARTBEAT_MAX_AGE, or (on this host) a process that no longer exists."""
+        # Owners first, then heartbeats: a worker that starts and claims in between
+        # is then seen alive, never released by mistake.
+        owners = self.storage.claim_owners()
         alive = {w["id"] for w in self.storage.workers(HEARTBEAT_MAX_AGE)}
         alive.add(self.worker_id)
         dead = set()
-        for owner in self.storage.claim_owners():
-            if owner in alive:
-                host, pid = owner.split(":")[:2]
-                if host == self.hostname and pid.isdigit() and not _pid_alive(int(pid)):
-                    dead.add(owner)
-            else:
+        for owner in owners:
+            parts = owner.split(":")
+            if owner not in alive:
                 dead.add(owner)
+            elif (len(parts) == 4 and parts[0] == self.hostname and parts[2] == self.namespace
+                  and parts[1].isdigit() and not _pid_alive(int(parts[1]))):
+                dead.add(owner)  # its heartbeat is fresh, but its process is gone
         dead.discard(self.worker_id)
         if not dead:
             return 0
-        released = self.storage.release_claims(worker_ids=dead)
-        for owner in dead:
+        released = self.storage.release_claims(dead)
+        for owner in dead - alive:
             self.storage.forget(owner)
         if released:
             logger.warning("released %d task(s) claimed by stopped worker(s) %s",
@@ -176,8 +188,7 @@ class Runtime:
         self.recover()
         self.consumer.start()
         self._heartbeat.start()
-        if self._checkpointer is not None:
-            self._checkpointer.start()
+        self._maintenance.start()
         logger.info("started %d worker thread(s) as %s%s", self.workers, self.worker_id,
                     " on queues %s" % ",".join(self.lanes) if self.lanes else "")
 
@@ -187,6 +198,19 @@ class Runtime:
                 self.consumer.check_worker_health()
                 self.beat()
                 self.recover()
+            except Exception:
+                logger.exception("heartbeat failed; trying again in %ss",
+                                 self.heartbeat_interval)
+
+    def _maintenance_loop(self) -> None:
+        """SQLite WAL checkpoints every second (off the workers' commits), and
+        pruning of old results and states every PRUNE_INTERVAL (off the
+        heartbeat, which must never be late)."""
+        checkpoint = getattr(self.storage, "checkpoint", None)
+        while not self._stopping.wait(CHECKPOINT_INTERVAL):
+            try:
+                if checkpoint is not None:
+                    checkpoint()
                 if time.monotonic() - self._last_prune > PRUNE_INTERVAL:
                     self._last_prune = time.monotonic()
                     pruned = self.runner.prune()
@@ -194,15 +218,7 @@ class Runtime:
                         logger.info("pruned %(results)d result(s), %(states)d task state(s)",
                                     pruned)
             except Exception:
-                logger.exception("heartbeat failed; trying again in %ss",
-                                 self.heartbeat_interval)
-
-    def _checkpoint_loop(self, checkpoint) -> None:
-        while not self._stopping.wait(CHECKPOINT_INTERVAL):
-            try:
-                checkpoint()
-            except Exception:
-                logger.exception("WAL checkpoint failed; trying again")
+                logger.exception("maintenance failed; trying again")
 
     def stop(self) -> bool:
         """Stop claiming; wait up to the shutdown timeout for running tasks, then
@@ -217,11 +233,10 @@ class Runtime:
         except KeyboardInterrupt:
             pass  # asked to stop waiting: release what is still running
         self._heartbeat.join(timeout=self.heartbeat_interval + 5)
-        if self._checkpointer is not None:
-            self._checkpointer.join(timeout=CHECKPOINT_INTERVAL + 5)
+        self._maintenance.join(timeout=CHECKPOINT_INTERVAL + 5)
         finished = not any(t.is_alive() for _, t in self.consumer.worker_threads)
         if not finished:
-            released = self.storage.release_claims(worker_ids=[self.worker_id])
+            released = self.storage.release_claims([self.worker_id])
             logger.warning("workers still busy after %ss: released %d task(s) for a re-run",
                            self.shutdown_timeout, released)
         self._forget()
@@ -231,7 +246,7 @@ class Runtime:
         """Stop without waiting: release this process's claims for a re-run."""
         self._stopping.set()
         self.consumer.stop_flag.set()
-        released = self.storage.release_claims(worker_ids=[self.worker_id])
+        released = self.storage.release_claims([self.worker_id])
         if released:
             logger.warning("released %d running task(s) for a re-run", released)
         self._forget()

@@ -34,7 +34,6 @@ AUTOCHECKPOINT_PAGES = 20000  # ~80 MB of WAL
 # Keys stored with a TTL (Huey's task locks, botlite's dedup keys) contain this.
 LOCK_MARK = ".lock."
 
-ACTIVE = ("PENDING", "STARTED", "RETRY")
 
 STATE_COLUMNS = (
     "task_id", "name", "lane", "status", "args", "kwargs", "result", "error", "traceback",
@@ -58,11 +57,20 @@ def _json(value) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
+def encode_outcome(fields: dict) -> dict:
+    """State fields as stored: JSON columns encoded, ``updated_at`` set."""
+    encoded = dict(fields, updated_at=time.time())
+    for column in JSON_COLUMNS:
+        if column in encoded:
+            encoded[column] = _json(encoded[column])
+    return encoded
+
+
 class SqlRunnerMixin:
     """Claims, lanes, states, TTL locks and heartbeats in SQL.
 
-    Subclasses set ``ph`` (the driver's parameter placeholder), the table names,
-    ``insert_ignore`` and ``upsert_lock``, and provide ``_ddl_extra``.
+    Subclasses set ``ph`` (the driver's parameter placeholder), ``t_kv`` (Huey's
+    key-value table), ``skip_locked``, ``insert_ignore`` and ``upsert_worker``.
     """
     ph = "?"
     describe: Describe
@@ -80,93 +88,99 @@ class SqlRunnerMixin:
         return self.sql(self.q(sql), params, results=fetch)
 
     # -- the queue, with claims ------------------------------------------------
+    #
+    # A row is available from ``available_at`` (0: now): delayed tasks and
+    # retries wait in the same table as everything else, so a retry is written
+    # in the same transaction that ends the failed attempt, and nothing lives
+    # outside the claim protocol.
 
     def enqueue(self, data, priority=None):
         meta = self.describe(data)
+        self._enqueue(data, priority, meta, meta.get("available_at") or 0.0)
+
+    def _enqueue(self, data, priority, meta: dict, available_at: float) -> None:
         now = time.time()
         with self.db(commit=True) as curs:
             curs.execute(self.q(
-                "insert into %s (queue, lane, priority, task_id, data, enqueued_at) "
-                "values (?, ?, ?, ?, ?, ?)" % self.t_queue),
-                (self.name, meta["lane"], priority or 0, meta["task_id"], self._blob(data), now))
-            self._record_enqueued(curs, meta, now)
+                "insert into %s (queue, lane, priority, task_id, data, enqueued_at, "
+                "available_at) values (?, ?, ?, ?, ?, ?, ?)" % self.t_queue),
+                (self.name, meta["lane"], priority or 0, meta["task_id"], self._blob(data), now,
+                 available_at))
+            curs.execute(self.q(self._upsert_enqueued_state()),
+                         self._enqueued_state_params(meta, now, available_at))
 
-    def _record_enqueued(self, curs, meta: dict, now: float) -> None:
-        # A retry's re-enqueue keeps RETRY until it starts; anything else is PENDING.
-        curs.execute(self.q(
-            "insert into %s (queue, task_id, name, lane, status, args, kwargs, retries, "
-            "attempts, enqueued_at, updated_at) values (?, ?, ?, ?, 'PENDING', ?, ?, ?, 0, ?, ?) "
-            "on conflict (queue, task_id) do update set lane = excluded.lane, "
-            "updated_at = excluded.updated_at, status = case when %s.status = 'RETRY' "
-            "then 'RETRY' else 'PENDING' end" % (self.t_state, self.t_state)),
-            (self.name, meta["task_id"], meta["name"], meta["lane"], _json(meta["args"]),
-             _json(meta["kwargs"]), meta["retries"], now, now))
+    def _upsert_enqueued_state(self) -> str:
+        # RETRY stays RETRY until the attempt starts; a finished task keeps its
+        # status (a revoked one must not come back); anything else is PENDING.
+        return ("insert into {s} (queue, task_id, name, lane, status, args, kwargs, retries, "
+                "attempts, enqueued_at, updated_at, next_attempt_at) values "
+                "(?, ?, ?, ?, 'PENDING', ?, ?, ?, 0, ?, ?, ?) "
+                "on conflict (queue, task_id) do update set lane = excluded.lane, "
+                "updated_at = excluded.updated_at, next_attempt_at = excluded.next_attempt_at, "
+                "status = case when {s}.status in ('RETRY', 'SUCCESS', 'FAILURE', 'REVOKED') "
+                "then {s}.status else 'PENDING' end").format(s=self.t_state)
 
-    def claim(self, worker_id: str, lanes: Iterable[str] | None = None,
-              oldest_first: bool = False, finish: tuple | None = None):
-        """Take the next task: highest priority first (or the oldest, when asked),
-        and mark it STARTED (attempts + 1) in the same transaction.
+    def _enqueued_state_params(self, meta: dict, now: float, available_at: float) -> tuple:
+        return (self.name, meta["task_id"], meta["name"], meta["lane"], _json(meta["args"]),
+                _json(meta["kwargs"]), meta["retries"], now, now,
+                available_at if available_at > now else None)
 
-        ``finish`` = (claim_id, task_id, fields) of the worker's previous attempt is
-        written in that same transaction: one write per task in steady state.
-        Returns (claim_id, data) or None when nothing is queued.
-        """
-        lanes = tuple(lanes or ())
+    def _claim_sql(self, lanes: tuple, oldest_first: bool) -> str:
         lane_filter = (" and lane in (%s)" % ", ".join("?" * len(lanes))) if lanes else ""
         order = "id" if oldest_first else "priority desc, id"
-        sql = ("update {t} set claimed_by = ?, claimed_at = ? where id = ("
-               "select id from {t} where queue = ? and claimed_by is null{lanes} "
-               "order by {order} limit 1{lock}) and claimed_by is null "
-               "returning id, data, task_id").format(t=self.t_queue, lanes=lane_filter,
-                                                     order=order, lock=self.skip_locked)
+        return ("update {t} set claimed_by = ?, claimed_at = ? where id = ("
+                "select id from {t} where queue = ? and claimed_by is null and "
+                "available_at <= ?{lanes} order by {order} limit 1{lock}) "
+                "and claimed_by is null returning id, data, task_id").format(
+                    t=self.t_queue, lanes=lane_filter, order=order, lock=self.skip_locked)
+
+    def _started_sql(self) -> str:
+        return ("update %s set status = 'STARTED', started_at = ?, updated_at = ?, "
+                "attempts = attempts + 1, worker = ?, next_attempt_at = null "
+                "where queue = ? and task_id = ? and status in ('PENDING', 'RETRY', 'STARTED')"
+                % self.t_state)
+
+    def claim(self, worker_id: str, lanes: Iterable[str] | None = None,
+              oldest_first: bool = False, finish: tuple | None = None,
+              due_by: float | None = None):
+        """Take the next available task: highest priority first (or the oldest,
+        when asked), and mark it STARTED (attempts + 1) in the same transaction.
+
+        ``finish`` = (claim_id, worker_id, task_id, fields) of the previous attempt is
+        written in that same transaction: one write per task in steady state.
+        Delayed tasks due by ``due_by`` (default: now) are available.
+        Returns (claim_id, data) or None when nothing is available.
+        """
+        lanes = tuple(lanes or ())
         now = time.time()
         with self.db(commit=True) as curs:
             if finish is not None:
                 self._write_finish(curs, *finish)
-            curs.execute(self.q(sql), (worker_id, now, self.name) + lanes)
+            curs.execute(self.q(self._claim_sql(lanes, oldest_first)),
+                         (worker_id, now, self.name, now if due_by is None else due_by) + lanes)
             row = curs.fetchone()
             if row is None:
                 return None
             claim_id, data, task_id = row[0], bytes(row[1]), row[2]
-            curs.execute(self.q(
-                "update %s set status = 'STARTED', started_at = ?, updated_at = ?, "
-                "attempts = attempts + 1, worker = ?, next_attempt_at = null "
-                "where queue = ? and task_id = ?" % self.t_state),
-                (now, now, worker_id, self.name, task_id))
+            curs.execute(self.q(self._started_sql()),
+                         (now, now, worker_id, self.name, task_id))
         return claim_id, data
 
-    def ack(self, claim_id) -> None:
-        self._exec("delete from %s where id = ?" % self.t_queue, (claim_id,))
-
-    def release_claims(self, worker_ids: Iterable[str] | None = None,
-                       alive: Iterable[str] = (), older_than: float | None = None) -> int:
-        """Put claimed tasks back in the queue.
-
-        Either the claims of ``worker_ids``, or every claim older than
-        ``older_than`` seconds whose worker is not in ``alive``.
-        """
-        if worker_ids is not None:
-            ids = tuple(worker_ids)
-            if not ids:
-                return 0
-            where = "claimed_by in (%s)" % ", ".join("?" * len(ids))
-            params = ids
-        else:
-            alive = tuple(alive)
-            where = "claimed_by is not null and claimed_at < ?"
-            params = (time.time() - (older_than or 0),)
-            if alive:
-                where += " and claimed_by not in (%s)" % ", ".join("?" * len(alive))
-                params += alive
+    def release_claims(self, worker_ids: Iterable[str]) -> int:
+        """Put the tasks claimed by ``worker_ids`` back in the queue (PENDING)."""
+        ids = tuple(worker_ids)
+        if not ids:
+            return 0
+        owners = ", ".join("?" * len(ids))
         with self.db(commit=True) as curs:
             curs.execute(self.q(
                 "update %s set status = 'PENDING', updated_at = ? where queue = ? and "
                 "status = 'STARTED' and task_id in (select task_id from %s where queue = ? "
-                "and %s)" % (self.t_state, self.t_queue, where)),
-                (time.time(), self.name, self.name) + params)
+                "and claimed_by in (%s))" % (self.t_state, self.t_queue, owners)),
+                (time.time(), self.name, self.name) + ids)
             curs.execute(self.q("update %s set claimed_by = null, claimed_at = null "
-                                "where queue = ? and %s" % (self.t_queue, where)),
-                         (self.name,) + params)
+                                "where queue = ? and claimed_by in (%s)" % (self.t_queue, owners)),
+                         (self.name,) + ids)
             return curs.rowcount
 
     def claim_owners(self) -> set[str]:
@@ -175,34 +189,43 @@ class SqlRunnerMixin:
         return {owner for owner, in rows}
 
     def remove_queued(self, task_id: str) -> bool:
-        """Delete a task that no worker has claimed yet."""
-        with self.db(commit=True) as curs:
-            curs.execute(self.q("delete from %s where queue = ? and task_id = ? and "
-                                "claimed_by is null" % self.t_queue), (self.name, task_id))
-            return curs.rowcount > 0
+        """Delete a task that no worker has claimed (waiting or delayed)."""
+        rows = self._exec("delete from %s where queue = ? and task_id = ? and claimed_by "
+                          "is null returning id" % self.t_queue, (self.name, task_id),
+                          fetch=True)
+        return bool(rows)
 
     def purge_lane(self, lane: str) -> list[str]:
-        """Delete the unclaimed tasks of one lane; return their ids."""
-        with self.db(commit=True) as curs:
-            curs.execute(self.q("delete from %s where queue = ? and lane = ? and "
-                                "claimed_by is null returning task_id" % self.t_queue),
-                         (self.name, lane))
-            return [row[0] for row in curs.fetchall()]
+        """Delete the unclaimed tasks of one lane (delayed ones too); return their ids."""
+        rows = self._exec("delete from %s where queue = ? and lane = ? and claimed_by is null "
+                          "returning task_id" % self.t_queue, (self.name, lane), fetch=True)
+        return [task_id for task_id, in rows]
 
     def lane_counts(self) -> dict[str, dict[str, int]]:
         rows = self._exec(
-            "select lane, sum(case when claimed_by is null then 1 else 0 end), "
+            "select lane, "
+            "sum(case when claimed_by is null and available_at <= ? then 1 else 0 end), "
+            "sum(case when claimed_by is null and available_at > ? then 1 else 0 end), "
             "sum(case when claimed_by is null then 0 else 1 end) from %s "
-            "where queue = ? group by lane" % self.t_queue, (self.name,), fetch=True)
-        return {lane: {"pending": int(p or 0), "running": int(r or 0)} for lane, p, r in rows}
+            "where queue = ? group by lane" % self.t_queue,
+            (time.time(), time.time(), self.name), fetch=True)
+        return {lane: {"pending": int(p or 0), "scheduled": int(d or 0), "running": int(r or 0)}
+                for lane, p, d, r in rows}
 
     def queue_size(self):
-        return self._exec("select count(*) from %s where queue = ? and claimed_by is null"
-                          % self.t_queue, (self.name,), fetch=True)[0][0]
+        return self._exec("select count(*) from %s where queue = ? and claimed_by is null "
+                          "and available_at <= ?" % self.t_queue, (self.name, time.time()),
+                          fetch=True)[0][0]
+
+    def schedule_size(self):
+        delayed = self._exec("select count(*) from %s where queue = ? and claimed_by is null "
+                             "and available_at > ?" % self.t_queue, (self.name, time.time()),
+                             fetch=True)[0][0]
+        return delayed + super().schedule_size()  # + Huey's own (periodic) schedule
 
     def enqueued_items(self, limit=None):
         sql = ("select data from %s where queue = ? and claimed_by is null "
-               "order by priority desc, id" % self.t_queue)
+               "order by available_at, priority desc, id" % self.t_queue)
         params = (self.name,)
         if limit is not None:
             sql += " limit ?"
@@ -216,15 +239,9 @@ class SqlRunnerMixin:
 
     def save_state(self, task_id: str, **fields) -> None:
         """Update a task's state row (created when missing)."""
-        fields["updated_at"] = time.time()
-        for column in JSON_COLUMNS:
-            if column in fields:
-                fields[column] = _json(fields[column])
-        increment = fields.pop("attempts_increment", 0)
+        fields = encode_outcome(fields)
         names = sorted(fields)
         sets = ", ".join("%s = ?" % n for n in names)
-        if increment:
-            sets += ", attempts = attempts + %d" % int(increment)
         with self.db(commit=True) as curs:
             curs.execute(self.q("update %s set %s where queue = ? and task_id = ?"
                                 % (self.t_state, sets)),
@@ -233,37 +250,44 @@ class SqlRunnerMixin:
                 fields.setdefault("status", "PENDING")
                 fields.setdefault("name", "")
                 fields.setdefault("lane", "default")
-                fields["attempts"] = increment
                 names = sorted(fields)
                 curs.execute(self.q(self.insert_ignore % (
                     self.t_state, ", ".join(["queue", "task_id"] + names),
                     ", ".join("?" * (len(names) + 2)))),
                     (self.name, task_id) + tuple(fields[n] for n in names))
 
-    def finish(self, claim_id, task_id: str | None, **fields) -> None:
-        """Ack a claim and record the attempt's outcome in one transaction."""
+    def finish(self, claim_id, worker_id: str | None, task_id: str | None,
+               fields: dict) -> None:
+        """Ack a claim (or requeue it, for a retry) and record the attempt's
+        outcome, in one transaction. Only while ``worker_id`` still holds the
+        claim: if it was released meanwhile, another attempt owns the task."""
         with self.db(commit=True) as curs:
-            self._write_finish(curs, claim_id, task_id, fields)
+            self._write_finish(curs, claim_id, worker_id, task_id, fields)
 
     @staticmethod
     def _outcome_sets(fields: dict) -> tuple[str, tuple]:
         """The SET clause (with ? placeholders) and values for an outcome."""
-        fields = dict(fields)
-        increment = int(fields.pop("attempts_increment", 0))
-        fields["updated_at"] = time.time()
-        for column in JSON_COLUMNS:
-            if column in fields:
-                fields[column] = _json(fields[column])
+        fields = encode_outcome(fields)
         names = sorted(fields)
-        sets = ", ".join("%s = ?" % n for n in names)
-        if increment:
-            sets += ", attempts = attempts + %d" % increment
-        return sets, tuple(fields[n] for n in names)
+        return ", ".join("%s = ?" % n for n in names), tuple(fields[n] for n in names)
 
-    def _write_finish(self, curs, claim_id, task_id, fields: dict) -> None:
+    def _write_finish(self, curs, claim_id, worker_id, task_id, fields: dict) -> None:
+        fields = dict(fields)
+        requeue = fields.pop("requeue", None)
         if claim_id is not None:
-            curs.execute(self.q("delete from %s where id = ?" % self.t_queue), (claim_id,))
-        if task_id is not None:
+            if requeue is not None:
+                data, available_at, priority = requeue
+                curs.execute(self.q("update %s set data = ?, available_at = ?, priority = ?, "
+                                    "claimed_by = null, claimed_at = null where id = ? and "
+                                    "claimed_by = ?" % self.t_queue),
+                             (self._blob(data), available_at, priority or 0, claim_id,
+                              worker_id))
+            else:
+                curs.execute(self.q("delete from %s where id = ? and claimed_by = ?"
+                                    % self.t_queue), (claim_id, worker_id))
+            if curs.rowcount == 0:
+                return  # released meanwhile: the next attempt records the outcome
+        if task_id is not None and fields:
             sets, values = self._outcome_sets(fields)
             curs.execute(self.q("update %s set %s where queue = ? and task_id = ?" % (
                 self.t_state, sets)), values + (self.name, task_id))
@@ -291,13 +315,6 @@ class SqlRunnerMixin:
     def count_states(self, status: str) -> int:
         return self._exec("select count(*) from %s where queue = ? and status = ?"
                           % self.t_state, (self.name, status), fetch=True)[0][0]
-
-    def find_state_by_dedup(self, key: str) -> dict | None:
-        rows = self._exec("select %s from %s where queue = ? and dedup_key = ? "
-                          "order by enqueued_at desc limit 1" % (
-                              ", ".join(STATE_COLUMNS), self.t_state),
-                          (self.name, key), fetch=True)
-        return _row_to_state(rows[0]) if rows else None
 
     def prune_states(self, results_before: float, states_before: float) -> tuple[int, int]:
         """Drop results of tasks finished before ``results_before`` and whole
@@ -357,6 +374,13 @@ class SqlRunnerMixin:
                 removed = curs.rowcount > 0
         return self.pop_data(key) is not EmptyData or removed
 
+    def delete_lock(self, key: str, value: bytes) -> bool:
+        """Delete a TTL lock only while it still holds ``value``."""
+        rows = self._exec("delete from %s where queue = ? and key = ? and value = ? "
+                          "returning key" % self.t_lock, (self.name, key, self._blob(value)),
+                          fetch=True)
+        return bool(rows)
+
     def extend_lock(self, key: str, ttl: float) -> None:
         self._exec("update %s set expires_at = ? where queue = ? and key = ?" % self.t_lock,
                    (time.time() + ttl, self.name, key))
@@ -390,7 +414,7 @@ _SQLITE_DDL = [
     "create table if not exists botlite_queue (id integer primary key autoincrement, "
     "queue text not null, lane text not null, priority real not null default 0, "
     "task_id text not null, data blob not null, enqueued_at real not null, "
-    "claimed_by text, claimed_at real)",
+    "available_at real not null default 0, claimed_by text, claimed_at real)",
     "create index if not exists botlite_queue_ready on botlite_queue "
     "(queue, priority desc, id) where claimed_by is null",
     "create table if not exists botlite_state (queue text not null, task_id text not null, "
@@ -460,7 +484,8 @@ _POSTGRES_DDL = [
     "create table if not exists botlite_queue (id bigserial primary key, "
     "queue text not null, lane text not null, priority double precision not null default 0, "
     "task_id text not null, data bytea not null, enqueued_at double precision not null, "
-    "claimed_by text, claimed_at double precision)",
+    "available_at double precision not null default 0, claimed_by text, "
+    "claimed_at double precision)",
     "create index if not exists botlite_queue_ready on botlite_queue "
     "(queue, priority desc, id) where claimed_by is null",
     "create table if not exists botlite_state (queue text not null, task_id text not null, "
@@ -516,14 +541,22 @@ class PostgresQueueStorage(SqlRunnerMixin, PostgresStorage):
             conn = self._connect()
             self._thread_conns.conn = conn
             with self._open_conns_lock:
-                self._open_conns = [c for c in self._open_conns if not c.closed] + [conn]
+                # Close the connections of threads that have ended (web threads come
+                # and go), so they do not pile up until close().
+                keep = []
+                for thread, other in self._open_conns:
+                    if thread.is_alive() and not other.closed:
+                        keep.append((thread, other))
+                    else:
+                        self._close_quiet(other)
+                self._open_conns = keep + [(threading.current_thread(), conn)]
         return conn
 
     def close(self):
         super().close()
         with self._open_conns_lock:
             conns, self._open_conns = self._open_conns, []
-        for conn in conns:
+        for _, conn in conns:
             self._close_quiet(conn)
         self._thread_conns = threading.local()
         return True
@@ -544,51 +577,54 @@ class PostgresQueueStorage(SqlRunnerMixin, PostgresStorage):
     # One statement (one round trip) each for enqueue, claim and finish; the
     # data-modifying CTEs of one statement commit together.
 
-    def enqueue(self, data, priority=None):
-        meta = self.describe(data)
+    def _enqueue(self, data, priority, meta: dict, available_at: float) -> None:
         now = time.time()
-        self.sql(
+        self.sql(self.q(
             "with queued as (insert into botlite_queue (queue, lane, priority, task_id, data, "
-            "enqueued_at) values (%s, %s, %s, %s, %s, %s)), "
-            "state as (insert into botlite_state (queue, task_id, name, lane, status, args, "
-            "kwargs, retries, attempts, enqueued_at, updated_at) values "
-            "(%s, %s, %s, %s, 'PENDING', %s, %s, %s, 0, %s, %s) on conflict (queue, task_id) "
-            "do update set lane = excluded.lane, updated_at = excluded.updated_at, "
-            "status = case when botlite_state.status = 'RETRY' then 'RETRY' else 'PENDING' end) "
-            "select pg_notify(%s, '')",
+            "enqueued_at, available_at) values (?, ?, ?, ?, ?, ?, ?)), state as ("
+            + self._upsert_enqueued_state() + ") select pg_notify(?, '')"),
             (self.name, meta["lane"], priority or 0, meta["task_id"], bytes(data), now,
-             self.name, meta["task_id"], meta["name"], meta["lane"], _json(meta["args"]),
-             _json(meta["kwargs"]), meta["retries"], now, now, self.channel), results=True)
+             available_at) + self._enqueued_state_params(meta, now, available_at)
+            + (self.channel,), results=True)
 
-    def finish(self, claim_id, task_id, **fields):
+    def finish(self, claim_id, worker_id, task_id, fields):
+        fields = dict(fields)
+        requeue = fields.pop("requeue", None)
         sets, values = self._outcome_sets(fields)
-        update = self.q("update botlite_state set %s where queue = ? and task_id = ?" % sets)
+        update = ("update botlite_state set %s where queue = ? and task_id = ?" % sets)
         if claim_id is None:
-            self.sql(update, values + (self.name, task_id))
-        elif task_id is None:
-            self.sql("delete from botlite_queue where id = %s", (claim_id,))
+            self.sql(self.q(update), values + (self.name, task_id))
+            return
+        if requeue is not None:
+            data, available_at, priority = requeue
+            acked = ("update botlite_queue set data = ?, available_at = ?, priority = ?, "
+                     "claimed_by = null, claimed_at = null where id = ? and claimed_by = ? "
+                     "returning id")
+            acked_params = (bytes(data), available_at, priority or 0, claim_id, worker_id)
         else:
-            self.sql("with acked as (delete from botlite_queue where id = %s) " + update,
-                     (claim_id,) + values + (self.name, task_id))
+            acked = "delete from botlite_queue where id = ? and claimed_by = ? returning id"
+            acked_params = (claim_id, worker_id)
+        if task_id is None:
+            self.sql(self.q(acked), acked_params)
+            return
+        # The state changes only if the claim was still ours.
+        self.sql(self.q("with acked as (" + acked + ") " + update +
+                        " and exists (select 1 from acked)"),
+                 acked_params + values + (self.name, task_id))
 
-    def claim(self, worker_id, lanes=None, oldest_first=False, finish=None):
+    def claim(self, worker_id, lanes=None, oldest_first=False, finish=None, due_by=None):
         if finish is not None:
-            self.finish(finish[0], finish[1], **finish[2])
+            self.finish(*finish)
         lanes = tuple(lanes or ())
-        lane_filter = (" and lane in (%s)" % ", ".join(["%s"] * len(lanes))) if lanes else ""
-        order = "id" if oldest_first else "priority desc, id"
         now = time.time()
-        rows = self.sql(
-            "with claimed as (update botlite_queue set claimed_by = %s, claimed_at = %s "
-            "where id = (select id from botlite_queue where queue = %s and claimed_by is null"
-            + lane_filter + " order by " + order + " limit 1 for update skip locked) "
-            "returning id, data, task_id), "
-            "started as (update botlite_state s set status = 'STARTED', started_at = %s, "
-            "updated_at = %s, attempts = s.attempts + 1, worker = %s, next_attempt_at = null "
-            "from claimed where s.queue = %s and s.task_id = claimed.task_id) "
-            "select id, data from claimed",
-            (worker_id, now, self.name) + lanes + (now, now, worker_id, self.name),
-            results=True)
+        rows = self.sql(self.q(
+            "with claimed as (" + self._claim_sql(lanes, oldest_first) + "), "
+            "started as (" + self._started_sql().replace(
+                "where queue = ? and task_id = ?",
+                "where queue = ? and task_id = (select task_id from claimed)") + ") "
+            "select id, data from claimed"),
+            (worker_id, now, self.name, now if due_by is None else due_by) + lanes
+            + (now, now, worker_id, self.name), results=True)
         if not rows:
             return None
         return rows[0][0], bytes(rows[0][1])
@@ -632,88 +668,187 @@ class _PostgresTransaction:
 class RedisQueueStorage(PriorityRedisExpireStorage):
     """Claims, lanes, states, TTL locks and heartbeats on Redis.
 
-    Queued tasks sit in one sorted set per lane (score: priority, then FIFO);
-    a claim moves a task atomically (Lua) into a claims hash, an ack deletes it.
-    States are hashes that expire with the retention; results expire with
-    ``expire_time`` like Huey's expiring Redis storage.
+    Keys (prefix ``botlite.<name>``): per task message ``msg``/``meta``/``seq``/
+    ``score`` hashes by claim id, ``task`` (task id -> claim id); per lane a
+    priority sorted set ``lane.<lane>`` and a FIFO sorted set ``fifo.<lane>``;
+    ``delayed`` (claim id by available time); ``claims`` (claim id -> owner).
+    Every change that touches several keys is one Lua script, so it is atomic.
+    States are hashes (``state.<task id>``) that expire after the retention;
+    ``failed`` is the set of dead letters; ``recent`` orders states by enqueue time.
+    The scripts build keys from the prefix: one Redis server, not a cluster.
     """
 
-    # Keys are built inside the scripts from a prefix (a single Redis server, not
-    # a cluster). One script call per enqueue and per finish-and-claim.
-    ENQUEUE = """
-    local p, data, task_id, lane = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-    local priority, now = tonumber(ARGV[5]), ARGV[6]
+    _LIB = """
+    local function ready(p, cid)
+        local lane = string.match(redis.call('hget', p .. '.meta', cid) or '|', '|(.*)$')
+        redis.call('zadd', p .. '.lane.' .. lane, redis.call('hget', p .. '.score', cid), cid)
+        redis.call('zadd', p .. '.fifo.' .. lane, redis.call('hget', p .. '.seq', cid), cid)
+    end
+    local function unready(p, cid)
+        local lane = string.match(redis.call('hget', p .. '.meta', cid) or '|', '|(.*)$')
+        redis.call('zrem', p .. '.lane.' .. lane, cid)
+        redis.call('zrem', p .. '.fifo.' .. lane, cid)
+        redis.call('zrem', p .. '.delayed', cid)
+    end
+    local function drop(p, cid)
+        local tid = string.match(redis.call('hget', p .. '.meta', cid) or '|', '^([^|]*)')
+        unready(p, cid)
+        for _, h in ipairs({'.msg', '.meta', '.seq', '.score', '.claims'}) do
+            redis.call('hdel', p .. h, cid)
+        end
+        if tid ~= '' and redis.call('hget', p .. '.task', tid) == cid then
+            redis.call('hdel', p .. '.task', tid)
+        end
+        return tid
+    end
+    local function set_state(p, tid, pairs)
+        local sk = p .. '.state.' .. tid
+        if #pairs > 0 then redis.call('hset', sk, unpack(pairs)) end
+        local status = redis.call('hget', sk, 'status')
+        if status == 'FAILURE' then redis.call('sadd', p .. '.failed', tid)
+        else redis.call('srem', p .. '.failed', tid) end
+    end
+    """
+
+    ENQUEUE = _LIB + """
+    local p, data, tid, lane = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+    local priority, now, at = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
     local seq = redis.call('incr', p .. '.counter')
     local cid = tostring(seq)
-    local score = string.format('%.0f', priority * 1e12 - seq)
     redis.call('hset', p .. '.msg', cid, data)
-    redis.call('hset', p .. '.meta', cid, task_id .. '|' .. lane)
+    redis.call('hset', p .. '.meta', cid, tid .. '|' .. lane)
     redis.call('hset', p .. '.seq', cid, seq)
+    redis.call('hset', p .. '.score', cid, string.format('%.0f', priority * 1e12 - seq))
+    redis.call('hset', p .. '.task', tid, cid)
     redis.call('sadd', p .. '.lanes', lane)
-    redis.call('zadd', p .. '.lane.' .. lane, score, cid)
-    local sk = p .. '.state.' .. task_id
-    redis.call('hsetnx', sk, 'task_id', task_id)
+    if at > now then redis.call('zadd', p .. '.delayed', at, cid) else ready(p, cid) end
+    local sk = p .. '.state.' .. tid
+    redis.call('hsetnx', sk, 'task_id', tid)
     redis.call('hsetnx', sk, 'attempts', 0)
-    redis.call('hset', sk, 'name', ARGV[7], 'lane', lane, 'args', ARGV[8], 'kwargs', ARGV[9],
-               'retries', ARGV[10], 'enqueued_at', now, 'updated_at', now)
-    if redis.call('hget', sk, 'status') ~= 'RETRY' then
+    redis.call('hset', sk, 'name', ARGV[8], 'lane', lane, 'args', ARGV[9], 'kwargs', ARGV[10],
+               'retries', ARGV[11], 'enqueued_at', ARGV[6], 'updated_at', ARGV[6],
+               'next_attempt_at', at > now and ARGV[7] or '')
+    local status = redis.call('hget', sk, 'status')
+    if status ~= 'RETRY' and status ~= 'SUCCESS' and status ~= 'FAILURE' and status ~= 'REVOKED' then
         redis.call('hset', sk, 'status', 'PENDING')
     end
-    redis.call('expire', sk, ARGV[11])
-    redis.call('zadd', p .. '.recent', 'NX', now, task_id)
+    redis.call('expire', sk, tonumber(ARGV[12]) + math.max(0, math.ceil(at - now)))
+    redis.call('zadd', p .. '.recent', 'NX', now, tid)
     redis.call('lpush', p .. '.wake', 1)
     redis.call('ltrim', p .. '.wake', 0, 63)
     return cid
     """
 
-    # ARGV: prefix, worker, now, oldest_first, lanes ('' = all), finished claim id,
-    # finished task id, attempts increment, then field/value pairs of the outcome.
-    FINISH_AND_CLAIM = """
-    local p, worker, now = ARGV[1], ARGV[2], ARGV[3]
-    local fc, ftask, inc = ARGV[6], ARGV[7], tonumber(ARGV[8])
+    # ARGV: prefix, worker, now, mode ('0' priority, '1' oldest, 'none' finish only),
+    # lanes ('' = all), due_by (delayed tasks due by then are available), then the
+    # finish: claim id, its worker, task id, requeue data ('' = ack), requeue time,
+    # requeue score, then field/value pairs.
+    FINISH_AND_CLAIM = _LIB + """
+    local p, worker, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+    local fc, fworker, ftask = ARGV[7], ARGV[8], ARGV[9]
     if fc ~= '' then
-        for _, h in ipairs({'.msg', '.meta', '.seq', '.claims'}) do redis.call('hdel', p .. h, fc) end
-    end
-    if ftask ~= '' then
-        local sk = p .. '.state.' .. ftask
-        if #ARGV > 8 then redis.call('hset', sk, unpack(ARGV, 9)) end
-        if inc ~= 0 then redis.call('hincrby', sk, 'attempts', inc) end
+        local owner = string.match(redis.call('hget', p .. '.claims', fc) or '', '^([^|]*)')
+        if owner == fworker then
+            if ARGV[10] ~= '' then
+                redis.call('hset', p .. '.msg', fc, ARGV[10])
+                redis.call('hset', p .. '.score', fc, ARGV[12])
+                redis.call('hdel', p .. '.claims', fc)
+                if tonumber(ARGV[11]) > now then
+                    redis.call('zadd', p .. '.delayed', ARGV[11], fc)
+                else
+                    ready(p, fc)
+                end
+            else
+                drop(p, fc)
+            end
+            if ftask ~= '' then set_state(p, ftask, {unpack(ARGV, 13)}) end
+        end
+    elseif ftask ~= '' then
+        set_state(p, ftask, {unpack(ARGV, 13)})
     end
     if ARGV[4] == 'none' then return nil end
+    local due = redis.call('zrangebyscore', p .. '.delayed', '-inf', ARGV[6], 'LIMIT', 0, 100)
+    for _, cid in ipairs(due) do
+        redis.call('zrem', p .. '.delayed', cid)
+        ready(p, cid)
+    end
     local lanes
     if ARGV[5] == '' then lanes = redis.call('smembers', p .. '.lanes')
     else lanes = {} for lane in string.gmatch(ARGV[5], '[^,]+') do table.insert(lanes, lane) end end
-    local best_key, best_member, best = nil, nil, nil
+    local best, best_rank = nil, nil
     for _, lane in ipairs(lanes) do
-        local key = p .. '.lane.' .. lane
-        local top
+        local top, rank
         if ARGV[4] == '1' then
-            top = redis.call('zrange', key, 0, 0, 'WITHSCORES')
+            top = redis.call('zrange', p .. '.fifo.' .. lane, 0, 0, 'WITHSCORES')
+            if top[1] then rank = -tonumber(top[2]) end
         else
-            top = redis.call('zrevrange', key, 0, 0, 'WITHSCORES')
+            top = redis.call('zrevrange', p .. '.lane.' .. lane, 0, 0, 'WITHSCORES')
+            if top[1] then rank = tonumber(top[2]) end
         end
-        if top[1] then
-            local rank
-            if ARGV[4] == '1' then rank = -tonumber(redis.call('hget', p .. '.seq', top[1]) or '0')
-            else rank = tonumber(top[2]) end
-            if best == nil or rank > best then best_key, best_member, best = key, top[1], rank end
-        end
+        if rank ~= nil and (best_rank == nil or rank > best_rank) then best, best_rank = top[1], rank end
     end
-    if best_key == nil then return nil end
-    local original = redis.call('zscore', best_key, best_member)
-    redis.call('zrem', best_key, best_member)
-    redis.call('hset', p .. '.claims', best_member,
-               worker .. '|' .. now .. '|' .. original .. '|' .. best_key)
-    local data = redis.call('hget', p .. '.msg', best_member)
-    local meta = redis.call('hget', p .. '.meta', best_member) or '|'
-    local tid = string.match(meta, '^([^|]*)')
+    if best == nil then return nil end
+    unready(p, best)
+    redis.call('hset', p .. '.claims', best, worker .. '|' .. ARGV[3])
+    local tid = string.match(redis.call('hget', p .. '.meta', best) or '|', '^([^|]*)')
     if tid ~= '' then
         local sk = p .. '.state.' .. tid
-        redis.call('hset', sk, 'status', 'STARTED', 'started_at', now, 'updated_at', now,
-                   'worker', worker, 'next_attempt_at', '')
-        redis.call('hincrby', sk, 'attempts', 1)
+        local status = redis.call('hget', sk, 'status')
+        if status == 'PENDING' or status == 'RETRY' or status == 'STARTED' then
+            redis.call('hset', sk, 'status', 'STARTED', 'started_at', ARGV[3],
+                       'updated_at', ARGV[3], 'worker', worker, 'next_attempt_at', '')
+            redis.call('hincrby', sk, 'attempts', 1)
+        end
     end
-    return {best_member, data}
+    return {best, redis.call('hget', p .. '.msg', best)}
+    """
+
+    RELEASE = _LIB + """
+    local p, now = ARGV[1], ARGV[2]
+    local owners = {}
+    for i = 3, #ARGV do owners[ARGV[i]] = true end
+    local released = 0
+    local claims = redis.call('hgetall', p .. '.claims')
+    for i = 1, #claims, 2 do
+        local cid, owner = claims[i], string.match(claims[i + 1], '^([^|]*)')
+        if owners[owner] then
+            redis.call('hdel', p .. '.claims', cid)
+            ready(p, cid)
+            local tid = string.match(redis.call('hget', p .. '.meta', cid) or '|', '^([^|]*)')
+            local sk = p .. '.state.' .. tid
+            if tid ~= '' and redis.call('hget', sk, 'status') == 'STARTED' then
+                redis.call('hset', sk, 'status', 'PENDING', 'updated_at', now)
+            end
+            released = released + 1
+        end
+    end
+    return released
+    """
+
+    REMOVE = _LIB + """
+    local p, tid = ARGV[1], ARGV[2]
+    local cid = redis.call('hget', p .. '.task', tid)
+    if not cid or redis.call('hexists', p .. '.claims', cid) == 1 then return 0 end
+    drop(p, cid)
+    return 1
+    """
+
+    PURGE = _LIB + """
+    local p, lane = ARGV[1], ARGV[2]
+    local removed = {}
+    local members = redis.call('zrange', p .. '.lane.' .. lane, 0, -1)
+    for _, cid in ipairs(redis.call('zrange', p .. '.delayed', 0, -1)) do
+        if string.match(redis.call('hget', p .. '.meta', cid) or '|', '|(.*)$') == lane then
+            table.insert(members, cid)
+        end
+    end
+    for _, cid in ipairs(members) do table.insert(removed, drop(p, cid)) end
+    return removed
+    """
+
+    DELETE_IF = """
+    if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+    return 0
     """
 
     def __init__(self, name="huey", describe: Describe | None = None,
@@ -723,143 +858,125 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
         kwargs.setdefault("expire_time", 3600)
         super().__init__(name, **kwargs)
         self.prefix = prefix = "botlite.%s" % self.name
-        self.k_lanes = prefix + ".lanes"           # set of lane names
-        self.k_lane = prefix + ".lane.%s"          # zset: claim_id -> score
-        self.k_msg = prefix + ".msg"               # hash: claim_id -> data
-        self.k_meta = prefix + ".meta"             # hash: claim_id -> "task_id|lane"
-        self.k_seq = prefix + ".seq"               # hash: claim_id -> sequence (FIFO)
-        self.k_claims = prefix + ".claims"         # hash: claim_id -> "worker|time|score|lane key"
-        self.k_state = prefix + ".state.%s"        # hash per task
-        self.k_recent = prefix + ".recent"         # zset: task_id -> enqueued_at
-        self.k_wake = prefix + ".wake"             # list: wake-up tokens
+        self.k_lanes = prefix + ".lanes"
+        self.k_lane = prefix + ".lane.%s"
+        self.k_meta = prefix + ".meta"
+        self.k_msg = prefix + ".msg"
+        self.k_claims = prefix + ".claims"
+        self.k_delayed = prefix + ".delayed"
+        self.k_state = prefix + ".state.%s"
+        self.k_recent = prefix + ".recent"
+        self.k_failed = prefix + ".failed"
+        self.k_wake = prefix + ".wake"
         self.k_workers = prefix + ".workers"
-        self.k_dedup = prefix + ".dedup.%s"
-        self._enqueue_script = self.conn.register_script(self.ENQUEUE)
-        self._claim_script = self.conn.register_script(self.FINISH_AND_CLAIM)
+        script = self.conn.register_script
+        self._enqueue_script = script(self.ENQUEUE)
+        self._finish_and_claim = script(self.FINISH_AND_CLAIM)
+        self._release = script(self.RELEASE)
+        self._remove = script(self.REMOVE)
+        self._purge = script(self.PURGE)
+        self._delete_if = script(self.DELETE_IF)
 
     # -- queue ----------------------------------------------------------------
 
     def enqueue(self, data, priority=None):
         meta = self.describe(data)
+        available_at = meta.get("available_at") or 0.0
         self._enqueue_script(args=[
-            self.prefix, data, meta["task_id"], meta["lane"], priority or 0, time.time(),
-            meta["name"], _json(meta["args"]), _json(meta["kwargs"]),
-            "" if meta["retries"] is None else meta["retries"], self.state_ttl])
+            self.prefix, data, meta["task_id"], meta["lane"], priority or 0, repr(time.time()),
+            repr(float(available_at)), meta["name"], _json(meta["args"]),
+            _json(meta["kwargs"]), "" if meta["retries"] is None else meta["retries"],
+            self.state_ttl])
 
     def _finish_args(self, finish) -> list:
         if finish is None:
-            return ["", "", 0]
-        claim_id, task_id, fields = finish
+            return ["", "", "", "", "0", "0"]
+        claim_id, worker_id, task_id, fields = finish
         fields = dict(fields)
-        increment = int(fields.pop("attempts_increment", 0))
+        requeue = fields.pop("requeue", None)
+        data, at, score = "", "0", "0"
+        if requeue is not None:
+            data, available_at, priority = requeue
+            at = repr(float(available_at))
+            score = "%.0f" % ((priority or 0) * 1e12 - int(claim_id))
         pairs = []
-        if task_id is not None:
-            fields["updated_at"] = time.time()
-            for key, value in self._encode_fields(fields).items():
+        if task_id is not None and fields:
+            for key, value in self._encode_fields(encode_outcome(fields)).items():
                 pairs += [key, value]
-        return ["" if claim_id is None else claim_id, task_id or "", increment] + pairs
+        return ["" if claim_id is None else claim_id, worker_id or "", task_id or "", data,
+                at, score] + pairs
 
-    def claim(self, worker_id, lanes=None, oldest_first=False, finish=None):
-        result = self._claim_script(args=[
-            self.prefix, worker_id, time.time(), "1" if oldest_first else "0",
-            ",".join(lanes or ())] + self._finish_args(finish))
+    def claim(self, worker_id, lanes=None, oldest_first=False, finish=None, due_by=None):
+        now = time.time()
+        result = self._finish_and_claim(args=[
+            self.prefix, worker_id, repr(now), "1" if oldest_first else "0",
+            ",".join(lanes or ()), repr(now if due_by is None else due_by)]
+            + self._finish_args(finish))
         if result is None:
             return None
         return result[0].decode(), result[1]
 
-    def finish(self, claim_id, task_id, **fields):
-        self._claim_script(args=[self.prefix, "", time.time(), "none", ""] +
-                           self._finish_args((claim_id, task_id, fields)))
+    def finish(self, claim_id, worker_id, task_id, fields):
+        now = repr(time.time())
+        self._finish_and_claim(args=[self.prefix, "", now, "none", "", now] +
+                               self._finish_args((claim_id, worker_id, task_id, fields)))
 
     def wait_for_work(self, timeout: float) -> None:
         self.conn.blpop([self.k_wake], timeout=max(timeout, 0.01))
 
-    def _lane_keys(self):
-        return [self.k_lane % lane.decode() for lane in sorted(self.conn.smembers(self.k_lanes))]
-
-    def _drop_message(self, pipe, claim_id):
-        pipe.hdel(self.k_msg, claim_id)
-        pipe.hdel(self.k_meta, claim_id)
-        pipe.hdel(self.k_seq, claim_id)
-        pipe.hdel(self.k_claims, claim_id)
-
-    def ack(self, claim_id):
-        pipe = self.conn.pipeline()
-        self._drop_message(pipe, claim_id)
-        pipe.execute()
-
-    def release_claims(self, worker_ids=None, alive=(), older_than=None):
-        released = 0
-        now = time.time()
-        alive = set(alive)
-        wanted = set(worker_ids) if worker_ids is not None else None
-        for claim_id, value in self.conn.hgetall(self.k_claims).items():
-            worker, claimed_at, score, lane_key = value.decode().split("|", 3)
-            if wanted is not None:
-                if worker not in wanted:
-                    continue
-            elif worker in alive or now - float(claimed_at) < (older_than or 0):
-                continue
-            meta = (self.conn.hget(self.k_meta, claim_id) or b"|").decode()
-            task_id = meta.split("|", 1)[0]
-            if not self.conn.hdel(self.k_claims, claim_id):
-                continue  # acked or released meanwhile
-            self.conn.zadd(lane_key, {claim_id: float(score)})
-            if task_id and self.conn.hget(self.k_state % task_id, "status") == b"STARTED":
-                self.conn.hset(self.k_state % task_id, mapping={
-                    "status": "PENDING", "updated_at": now})
-            released += 1
-        return released
+    def release_claims(self, worker_ids):
+        ids = list(worker_ids)
+        if not ids:
+            return 0
+        return int(self._release(args=[self.prefix, repr(time.time())] + ids))
 
     def claim_owners(self):
         return {value.decode().split("|", 1)[0] for value in self.conn.hvals(self.k_claims)}
 
     def remove_queued(self, task_id):
-        for claim_id, meta in self.conn.hgetall(self.k_meta).items():
-            tid, lane = meta.decode().split("|", 1)
-            if tid == task_id and self.conn.zrem(self.k_lane % lane, claim_id):
-                self.ack(claim_id)
-                return True
-        return False
+        return bool(self._remove(args=[self.prefix, task_id]))
 
     def purge_lane(self, lane):
-        key = self.k_lane % lane
-        removed = []
-        for claim_id in self.conn.zrange(key, 0, -1):
-            if self.conn.zrem(key, claim_id):
-                meta = (self.conn.hget(self.k_meta, claim_id) or b"|").decode()
-                removed.append(meta.split("|", 1)[0])
-                self.ack(claim_id)
-        return removed
+        return [tid.decode() for tid in self._purge(args=[self.prefix, lane]) if tid]
+
+    def _lanes(self) -> list[str]:
+        return sorted(lane.decode() for lane in self.conn.smembers(self.k_lanes))
 
     def lane_counts(self):
-        counts = {}
-        for lane in sorted(n.decode() for n in self.conn.smembers(self.k_lanes)):
-            counts[lane] = {"pending": self.conn.zcard(self.k_lane % lane), "running": 0}
-        for value in self.conn.hvals(self.k_claims):
-            lane_key = value.decode().split("|", 3)[3]
-            lane = lane_key[len(self.k_lane % ""):]
-            counts.setdefault(lane, {"pending": 0, "running": 0})["running"] += 1
-        return {lane: c for lane, c in counts.items() if c["pending"] or c["running"]}
+        counts = {lane: {"pending": self.conn.zcard(self.k_lane % lane), "scheduled": 0,
+                         "running": 0} for lane in self._lanes()}
+        for members, kind in ((self.conn.zrange(self.k_delayed, 0, -1), "scheduled"),
+                              (self.conn.hkeys(self.k_claims), "running")):
+            if members:
+                for meta in self.conn.hmget(self.k_meta, members):
+                    lane = (meta or b"|").decode().split("|", 1)[1]
+                    counts.setdefault(lane, {"pending": 0, "scheduled": 0, "running": 0})
+                    counts[lane][kind] += 1
+        return {lane: c for lane, c in counts.items() if any(c.values())}
 
     def queue_size(self):
-        return sum(self.conn.zcard(key) for key in self._lane_keys())
+        return sum(self.conn.zcard(self.k_lane % lane) for lane in self._lanes())
+
+    def schedule_size(self):
+        return self.conn.zcard(self.k_delayed) + super().schedule_size()
 
     def enqueued_items(self, limit=None):
         members = []
-        for key in self._lane_keys():
-            members.extend(self.conn.zrevrange(key, 0, -1, withscores=True))
+        for lane in self._lanes():
+            members.extend(self.conn.zrevrange(self.k_lane % lane, 0, -1, withscores=True))
         members.sort(key=lambda m: -m[1])
+        members = [m for m, _ in members] + self.conn.zrange(self.k_delayed, 0, -1)
         if limit is not None:
             members = members[:limit]
-        return [self.conn.hget(self.k_msg, m) for m, _ in members]
+        return [data for data in self.conn.hmget(self.k_msg, members)] if members else []
 
     def flush_queue(self):
-        keys = self._lane_keys()
-        pipe = self.conn.pipeline()
-        for key in keys + [self.k_msg, self.k_meta, self.k_seq, self.k_claims, self.k_lanes]:
-            pipe.delete(key)
-        pipe.execute()
+        keys = list(self.conn.scan_iter("%s.lane.*" % self.prefix)) + \
+            list(self.conn.scan_iter("%s.fifo.*" % self.prefix))
+        for suffix in (".msg", ".meta", ".seq", ".score", ".task", ".claims", ".delayed",
+                       ".lanes"):
+            keys.append(self.prefix + suffix)
+        self.conn.delete(*keys)
 
     # -- states ----------------------------------------------------------------
 
@@ -869,41 +986,44 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
         state = {column: None for column in STATE_COLUMNS}
         for key, value in raw.items():
             column = key.decode()
+            if column not in state:
+                continue
             text = value.decode()
+            if text == "":
+                continue
             if column in JSON_COLUMNS:
-                state[column] = json.loads(text) if text != "" else None
+                state[column] = json.loads(text)
             elif column in ("retries", "attempts"):
-                state[column] = int(text) if text != "" else None
+                state[column] = int(text)
             elif column in ("next_attempt_at", "enqueued_at", "started_at", "finished_at",
                             "updated_at"):
-                state[column] = float(text) if text != "" else None
+                state[column] = float(text)
             else:
-                state[column] = text if text != "" else None
+                state[column] = text
         return state
 
     @staticmethod
     def _encode_fields(fields: dict) -> dict:
-        encoded = {}
-        for key, value in fields.items():
-            if key in JSON_COLUMNS:
-                value = _json(value)
-            encoded[key] = "" if value is None else value
-        return encoded
+        return {key: "" if value is None else value for key, value in fields.items()}
 
     def save_state(self, task_id, **fields):
-        increment = fields.pop("attempts_increment", 0)
-        fields["updated_at"] = time.time()
+        fields = self._encode_fields(encode_outcome(fields))
         key = self.k_state % task_id
         pipe = self.conn.pipeline()
         pipe.hsetnx(key, "task_id", task_id)
         pipe.hsetnx(key, "status", "PENDING")
         pipe.hsetnx(key, "name", "")
         pipe.hsetnx(key, "lane", "default")
-        pipe.hset(key, mapping=self._encode_fields(fields))
-        if increment:
-            pipe.hincrby(key, "attempts", increment)
-        pipe.expire(key, self.state_ttl)
+        pipe.hsetnx(key, "attempts", 0)
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, self.state_ttl, nx=True)  # never shorten a delayed task's
+        pipe.expire(key, self.state_ttl, gt=True)
         pipe.zadd(self.k_recent, {task_id: fields.get("enqueued_at") or time.time()}, nx=True)
+        if "status" in fields:
+            if fields["status"] == "FAILURE":
+                pipe.sadd(self.k_failed, task_id)
+            else:
+                pipe.srem(self.k_failed, task_id)
         pipe.execute()
 
     def get_state(self, task_id):
@@ -932,34 +1052,34 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
         return found
 
     def count_states(self, status):
-        return sum(1 for _ in self.list_states(status=status, limit=10 ** 9))
-
-    def find_state_by_dedup(self, key):
-        task_id = self.conn.get(self.k_dedup % key)
-        return self.get_state(task_id.decode()) if task_id else None
-
-    def remember_dedup(self, key: str, task_id: str, ttl: float) -> None:
-        self.conn.set(self.k_dedup % key, task_id, ex=max(int(ttl), 1))
+        if status == "FAILURE":
+            return self.conn.scard(self.k_failed)
+        return len(self.list_states(status=status, limit=10 ** 9))
 
     def prune_states(self, results_before, states_before):
         results = states = 0
-        for task_id in self.conn.zrangebyscore(self.k_recent, "-inf", "+inf"):
-            key = self.k_state % task_id.decode()
-            raw = self.conn.hmget(key, "status", "finished_at", "result")
-            status, finished_at, result = raw
-            if status is None:
-                self.conn.zrem(self.k_recent, task_id)
-                continue
-            if status.decode() not in FINISHED or not finished_at:
-                continue
-            finished_at = float(finished_at)
-            if finished_at < states_before:
-                self.conn.delete(key)
-                self.conn.zrem(self.k_recent, task_id)
-                states += 1
-            elif finished_at < results_before and result:
-                self.conn.hset(key, "result", "")
-                results += 1
+        ids = self.conn.zrange(self.k_recent, 0, -1)
+        for start in range(0, len(ids), 500):
+            batch = ids[start:start + 500]
+            pipe = self.conn.pipeline()
+            for task_id in batch:
+                pipe.hmget(self.k_state % task_id.decode(), "status", "finished_at", "result")
+            rows = pipe.execute()
+            pipe = self.conn.pipeline()
+            for task_id, (status, finished_at, result) in zip(batch, rows):
+                key = self.k_state % task_id.decode()
+                if status is None:
+                    pipe.zrem(self.k_recent, task_id)
+                elif status.decode() in FINISHED and finished_at:
+                    if float(finished_at) < states_before:
+                        pipe.delete(key)
+                        pipe.zrem(self.k_recent, task_id)
+                        pipe.srem(self.k_failed, task_id)
+                        states += 1
+                    elif float(finished_at) < results_before and result:
+                        pipe.hset(key, "result", "")
+                        results += 1
+            pipe.execute()
         return results, states
 
     # -- locks with a TTL (native), heartbeats --------------------------------------
@@ -969,6 +1089,9 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
             return super().put_if_empty(key, value)
         return bool(self.conn.set(self.result_key(key), value, nx=True,
                                   px=max(int(ttl * 1000), 1)))
+
+    def delete_lock(self, key, value):
+        return bool(self._delete_if(keys=[self.result_key(key)], args=[value]))
 
     def extend_lock(self, key, ttl):
         self.conn.pexpire(self.result_key(key), max(int(ttl * 1000), 1))
@@ -992,5 +1115,6 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
 
     def flush_all(self):
         super().flush_all()
-        for key in self.conn.scan_iter("botlite.%s.*" % self.name):
-            self.conn.delete(key)
+        keys = list(self.conn.scan_iter("%s.*" % self.prefix))
+        if keys:
+            self.conn.delete(*keys)
