@@ -56,10 +56,13 @@ def init_child(options: dict) -> None:
 class Botlite:
     def __init__(self, settings: Settings, database: peewee.Database,
                  runner: TaskRunner, token: str) -> None:
+        from botlite.chat.service import engine_for
+
         self.settings = settings
         self.database = database
         self.runner = runner
         self.token = token
+        self.chat_engine = engine_for(settings)
 
     @classmethod
     def open(cls, settings: Settings) -> "Botlite":

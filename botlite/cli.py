@@ -332,6 +332,54 @@ def cmd_ingest(args) -> int:
         app.close()
 
 
+def _print_reply(answer: dict) -> None:
+    print(answer["reply"])
+    print("  [%s, %s, confidence %.2f]" % (answer["answer_source"], answer["intent"],
+                                          answer["confidence"]))
+    for number, source in enumerate(answer["sources"], 1):
+        where = source.get("url") or source.get("title") or source["source_id"]
+        print("  [%d] %s%s" % (number, source.get("title") or "", " - " + where
+                               if where != source.get("title") else ""))
+
+
+def cmd_chat(args) -> int:
+    from botlite.chat import service
+    from botlite.errors import BotliteError
+
+    app = _open_app(args, quiet=True)
+    session = None
+    try:
+        messages = [" ".join(args.message)] if args.message else None
+        while True:
+            if messages is not None:
+                if not messages:
+                    return 0
+                text = messages.pop()
+            else:
+                try:
+                    text = input("you> ")
+                except EOFError:
+                    print()
+                    return 0
+                if text.strip() in ("/quit", "/exit"):
+                    return 0
+                if not text.strip():
+                    continue
+            try:
+                with app.database.connection_context():
+                    answer = service.chat(app, {"message": text, "session_id": session},
+                                          bot_id=args.bot)
+            except BotliteError as exc:
+                raise CliError(exc.message) from None
+            session = answer["session_id"]
+            _print_reply(answer)
+    except KeyboardInterrupt:
+        print()
+        return 0
+    finally:
+        app.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m botlite",
                      description="botlite: a chatbot builder and its task runner in one "
@@ -404,6 +452,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(default 2)")
     _add_setting_flags(ingest, "data_dir", "database_url", "broker_url")
     ingest.set_defaults(run=cmd_ingest)
+
+    chat = commands.add_parser(
+        "chat", help="ask a bot a question (or chat in a small REPL)",
+        description="Ask a bot one question and print the answer with its sources, or, "
+                    "without a message, chat in a small REPL (/quit or Ctrl-D to leave).")
+    chat.add_argument("message", nargs="*", metavar="MESSAGE")
+    chat.add_argument("--bot", default="default", help="the chatbot id (default: default)")
+    _add_setting_flags(chat, "data_dir", "database_url", "broker_url")
+    chat.set_defaults(run=cmd_chat)
 
     queues = commands.add_parser(
         "queues", help="queued, scheduled and running tasks per queue, and dead letters",

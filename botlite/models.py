@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from peewee import (BigIntegerField, BooleanField, CharField, DateTimeField, ForeignKeyField,
+from peewee import (BigIntegerField, BooleanField, CharField, DateTimeField, FloatField,
+                    ForeignKeyField,
                     IntegerField, Model, TextField)
 
 from botlite.db import database
@@ -137,3 +138,77 @@ class Notification(BaseModel):
         return {"id": str(self.id), "user_id": self.user_id, "title": self.title,
                 "message": self.message, "notification_type": self.notification_type,
                 "read": self.read, "created_at": isoformat(self.created_at)}
+
+
+class Faq(BaseModel):
+    chatbot = ForeignKeyField(Chatbot, backref="faqs", on_delete="CASCADE",
+                              column_name="chatbot_id")
+    question = TextField()
+    answer = TextField()
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    def to_dict(self) -> dict:
+        return {"id": str(self.id), "chatbot_id": self.chatbot_id, "question": self.question,
+                "answer": self.answer, "created_at": isoformat(self.created_at),
+                "updated_at": isoformat(self.updated_at)}
+
+
+class CustomIntent(BaseModel):
+    chatbot = ForeignKeyField(Chatbot, backref="intents", on_delete="CASCADE",
+                              column_name="chatbot_id")
+    name = CharField(max_length=64)
+    examples = TextField()
+    responses = TextField()
+    created_at = DateTimeField(default=utcnow)
+
+    def to_dict(self) -> dict:
+        return {"id": str(self.id), "chatbot_id": self.chatbot_id, "name": self.name,
+                "examples": json.loads(self.examples), "responses": json.loads(self.responses),
+                "created_at": isoformat(self.created_at)}
+
+
+class Conversation(BaseModel):
+    id = CharField(primary_key=True, max_length=32)
+    chatbot = ForeignKeyField(Chatbot, backref="conversations", on_delete="CASCADE",
+                              column_name="chatbot_id")
+    session_id = CharField(max_length=64)
+    message_count = IntegerField(default=0)
+    started_at = DateTimeField(default=utcnow)
+    last_message_at = DateTimeField(default=utcnow)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "chatbot_id": self.chatbot_id, "session_id": self.session_id,
+                "message_count": self.message_count, "started_at": isoformat(self.started_at),
+                "last_message_at": isoformat(self.last_message_at)}
+
+
+class Message(BaseModel):
+    id = CharField(primary_key=True, max_length=32)
+    conversation = ForeignKeyField(Conversation, backref="messages", on_delete="CASCADE",
+                                   column_name="conversation_id")
+    chatbot_id = CharField(max_length=64)
+    role = CharField(max_length=8)
+    text = TextField()
+    intent = CharField(max_length=64, null=True)
+    answer_source = CharField(max_length=16, null=True)
+    confidence = FloatField(null=True)
+    sources = TextField(null=True)
+    latency_ms = FloatField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "conversation_id": self.conversation_id, "role": self.role,
+                "text": self.text, "intent": self.intent, "answer_source": self.answer_source,
+                "confidence": self.confidence,
+                "sources": json.loads(self.sources) if self.sources else [],
+                "latency_ms": self.latency_ms, "created_at": isoformat(self.created_at)}
+
+
+class UserAction(BaseModel):
+    chatbot_id = CharField(max_length=64)
+    session_id = CharField(max_length=64)
+    message_id = CharField(max_length=32, null=True)
+    action = CharField(max_length=32)
+    value = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)

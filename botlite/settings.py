@@ -161,6 +161,8 @@ SETTINGS: tuple[Setting, ...] = (
             _optional_text),
     Setting("llm_api_key", "BOTLITE_LLM_API_KEY", None,
             "Bearer key sent to the LLM endpoint.", _optional_text),
+    Setting("llm_timeout", "BOTLITE_LLM_TIMEOUT", 20.0,
+            "Seconds to wait for the LLM's answer before answering without it.", _seconds),
     Setting("max_upload_mb", "BOTLITE_MAX_UPLOAD_MB", 50,
             "Largest accepted upload, in megabytes (larger: 413).", _megabytes),
     Setting("shutdown_timeout", "BOTLITE_SHUTDOWN_TIMEOUT", 10.0,
@@ -186,6 +188,7 @@ class Settings:
     llm_url: str | None
     llm_model: str | None
     llm_api_key: str | None
+    llm_timeout: float
     max_upload_mb: int
     shutdown_timeout: float
     log_level: str

@@ -418,3 +418,8 @@ def compose_answer(query: str, passages: Sequence[Passage], max_chars: int = 600
     best_passage = max(_clamped_score(passages[s.passage]) for s in chosen)
     confidence = covered * (0.6 + 0.4 * best_passage)
     return Answer(text, _sources(chosen, passages), round(confidence, 3))
+
+
+def content_terms(text: str) -> frozenset:
+    """The stemmed content words of ``text`` (stopwords dropped), as answers use them."""
+    return _terms(normalise(text).split())

@@ -1,10 +1,11 @@
 """The registered task set. Every function in ALL becomes a task of the same name."""
+from botlite.tasks.analytics import process_user_action
 from botlite.tasks.ingest import process_document, resync_websites, scrape_website
 from botlite.tasks.maintenance import health_check
 from botlite.tasks.notify import notify_source, send_notification
 
 ALL = (health_check, process_document, scrape_website, resync_websites, send_notification,
-       notify_source)
+       notify_source, process_user_action)
 
 
 def register_all(runner) -> None:

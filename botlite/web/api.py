@@ -4,6 +4,8 @@ from __future__ import annotations
 from bottle import Bottle, request, response
 
 from botlite import chatbots, health, ingest, notifications, task_control
+from botlite.chat import admin as chat_admin
+from botlite.chat import service as chat
 from botlite.errors import BadRequest, PayloadTooLarge
 from botlite.knowledge import sources
 from botlite.web.app import json_body, json_response
@@ -114,3 +116,53 @@ def install(web: Bottle, app) -> None:
     @web.post("/api/notifications/<notification_id>/read")
     def read_notification(notification_id):
         return notifications.mark_read(notification_id)
+
+    # -- chat (public) -------------------------------------------------------------
+
+    @web.post("/chatbot/message/", public=True)
+    def chatbot_message():
+        return chat.chat(app, json_body())
+
+    @web.post("/api/chatbots/<bot_id>/chat", public=True)
+    def chat_with_bot(bot_id):
+        return chat.chat(app, json_body(), bot_id=bot_id)
+
+    @web.get("/api/chatbots/<bot_id>/conversations")
+    def list_conversations(bot_id):
+        return {"conversations": chat.conversations(bot_id, request.query.get("limit"))}
+
+    @web.get("/api/conversations/<conversation_id>")
+    def get_conversation(conversation_id):
+        return chat.conversation(conversation_id)
+
+    # -- FAQs and custom intents ----------------------------------------------------
+
+    @web.get("/api/chatbots/<bot_id>/faqs")
+    def list_faqs(bot_id):
+        return {"faqs": chat_admin.list_faqs(bot_id)}
+
+    @web.post("/api/chatbots/<bot_id>/faqs")
+    def add_faq(bot_id):
+        response.status = 201
+        return chat_admin.add_faq(bot_id, json_body())
+
+    @web.route("/api/faqs/<faq_id>", method="PATCH")
+    def update_faq(faq_id):
+        return chat_admin.update_faq(faq_id, json_body())
+
+    @web.delete("/api/faqs/<faq_id>")
+    def delete_faq(faq_id):
+        return chat_admin.delete_faq(faq_id)
+
+    @web.get("/api/chatbots/<bot_id>/intents")
+    def list_intents(bot_id):
+        return {"intents": chat_admin.list_intents(bot_id)}
+
+    @web.post("/api/chatbots/<bot_id>/intents")
+    def add_intent(bot_id):
+        response.status = 201
+        return chat_admin.add_intent(bot_id, json_body())
+
+    @web.delete("/api/intents/<intent_id>")
+    def delete_intent(intent_id):
+        return chat_admin.delete_intent(intent_id)

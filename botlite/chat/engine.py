@@ -1,0 +1,103 @@
+"""One chat turn: normalise → intent → FAQ → knowledge → optional LLM → fallback.
+
+The reply says which step answered (``answer_source``: intent, faq, knowledge,
+llm or fallback) and how confident it is. Knowledge answers cite their pages;
+below ``KNOWLEDGE_THRESHOLD`` the bot says it does not know instead of answering
+from text that merely shares a word with the question.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+from botlite.chat.answer import Passage, compose_answer
+from botlite.chat.faq import FaqEntry, best_match
+from botlite.chat.intents import Intent, detect_intent, respond, strip_opener
+from botlite.chat.llm import LLMClient, LLMUnavailable
+from botlite.knowledge import index
+from botlite.models import Chatbot, CustomIntent, Faq
+
+logger = logging.getLogger(__name__)
+
+KNOWLEDGE_THRESHOLD = 0.35
+SEARCH_K = 8
+DEFAULT_FALLBACK = ("Sorry, I don't know the answer to that yet. Try rephrasing your "
+                    "question, or ask about something else.")
+
+
+@dataclass
+class Reply:
+    reply: str
+    intent: str
+    answer_source: str
+    confidence: float
+    sources: list[dict] = field(default_factory=list)
+
+
+def custom_intents(bot_id: str) -> list[Intent]:
+    return [Intent(row.name, tuple(json.loads(row.examples)), tuple(json.loads(row.responses)))
+            for row in CustomIntent.select().where(CustomIntent.chatbot == bot_id)]
+
+
+def faq_entries(bot_id: str) -> list[FaqEntry]:
+    return [FaqEntry(str(row.id), row.question, row.answer)
+            for row in Faq.select(Faq.id, Faq.question, Faq.answer).where(Faq.chatbot == bot_id)]
+
+
+class ChatEngine:
+    def __init__(self, llm: LLMClient | None = None) -> None:
+        self.llm = llm
+
+    def reply(self, bot: Chatbot, message: str, seed: str | None = None) -> Reply:
+        text = " ".join(message.split())
+        match = detect_intent(text, custom_intents(bot.id), bot_name=bot.name)
+        if match is not None:
+            return Reply(respond(match, bot.name, seed), match.intent.name, "intent",
+                         round(match.confidence, 3))
+
+        question = strip_opener(text, bot.name) or text
+        faq = best_match(question, faq_entries(bot.id))
+        if faq is not None:
+            return Reply(faq.entry.answer, "question", "faq", faq.score,
+                         [{"source_id": "faq:%s" % faq.entry.id, "title": faq.entry.question,
+                           "url": None, "snippet": faq.entry.answer[:200],
+                           "score": faq.score}])
+
+        hits = index.search(bot.id, question, SEARCH_K)
+        passages = [Passage(h.source_id, h.title, h.url, h.text, h.score, h.heading)
+                    for h in hits]
+        extractive = compose_answer(question, passages) if passages else None
+        if extractive is None or extractive.confidence < KNOWLEDGE_THRESHOLD:
+            return self.fallback(bot, extractive)
+
+        if self.llm is not None:
+            try:
+                generated = self.llm.answer(question, [p.text for p in passages], bot.name)
+            except LLMUnavailable:
+                pass
+            else:
+                cited = [passages[i] for i in generated.cited] or passages[:1]
+                return Reply(generated.text, "question", "llm", extractive.confidence,
+                             _page_sources(cited))
+        return Reply(extractive.text, "question", "knowledge", extractive.confidence,
+                     extractive.sources)
+
+    @staticmethod
+    def fallback(bot: Chatbot, extractive=None) -> Reply:
+        confidence = round(extractive.confidence, 3) if extractive is not None else 0.0
+        return Reply(bot.fallback_message or DEFAULT_FALLBACK, "question", "fallback",
+                     confidence)
+
+
+def _page_sources(passages) -> list[dict]:
+    """One source per page (or per file), best first."""
+    seen, sources = set(), []
+    for p in sorted(passages, key=lambda p: -p.score):
+        key = p.url or p.source_id
+        if key in seen:
+            continue
+        seen.add(key)
+        sources.append({"source_id": p.source_id, "title": p.title, "url": p.url,
+                        "snippet": " ".join(p.text.split())[:200], "score": p.score})
+    return sources
