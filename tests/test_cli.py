@@ -151,3 +151,43 @@ def test_one_stop_signal_exits_0():
             return True
 
     assert signals.stop_runtime(Runtime()) == 0
+
+
+def test_ingest_processes_a_file_itself_and_reports_ready(data_dir, tmp_path, capsys):
+    doc = tmp_path / "guide.md"
+    doc.write_text("# Guide\n\nThe heron bridge opens at six in the morning.\n")
+    assert main(["ingest", str(doc), "--data-dir", data_dir]) == 0
+    out = capsys.readouterr().out
+    assert "queued as task" in out and "ready: Guide: 1 chunks" in out
+    assert main(["ingest", str(doc), "--data-dir", data_dir]) == 0
+    assert "already known (duplicate)" in capsys.readouterr().out
+    assert main(["chat", "when does the heron bridge open?", "--data-dir", data_dir]) == 0
+    answer = capsys.readouterr().out
+    assert "six in the morning" in answer and "[knowledge" in answer and "[1] Guide" in answer
+
+
+def test_ingest_of_an_unreadable_file_exits_1_with_the_reason(data_dir, capsys):
+    import os
+    fixture = os.path.join(os.path.dirname(__file__), "fixtures", "knowledge", "encrypted.pdf")
+    assert main(["ingest", fixture, "--data-dir", data_dir]) == 1
+    assert "password" in capsys.readouterr().err.lower()
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["ingest", "/no/such/file.pdf"], "no such file: /no/such/file.pdf"),
+    (["ingest", "http://127.0.0.1:9/"], "private or reserved address"),
+    (["ingest", "README.md", "--bot", "ghost"], "no chatbot with id 'ghost'"),
+    (["chat", "hi", "--bot", "ghost"], "no chatbot with id 'ghost'"),
+])
+def test_ingest_and_chat_bad_input_is_one_line(argv, fragment, data_dir, capsys):
+    assert main(argv + ["--data-dir", data_dir]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+
+
+def test_ingest_no_wait_only_queues(data_dir, tmp_path, capsys):
+    doc = tmp_path / "later.txt"
+    doc.write_text("queued for later")
+    assert main(["ingest", str(doc), "--no-wait", "--data-dir", data_dir]) == 0
+    assert main(["queues", "--data-dir", data_dir]) == 0
+    assert '"pending": 1' in capsys.readouterr().out
