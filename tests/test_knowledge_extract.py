@@ -568,3 +568,17 @@ def test_detect_kind_accepts_utf16_text_with_nul_bytes():
 def test_document_text_joins_sections():
     document = Document("t", None, [Section("a"), Section("b\n\nc")])
     assert document.text == "a\n\nb\n\nc"
+
+
+def test_an_aes_encrypted_pdf_that_opens_without_a_password_is_read(tmp_path):
+    """'Restricted' PDFs (AES, empty user password) are common; pypdf[crypto] reads them."""
+    import pypdf
+    reader = pypdf.PdfReader(str(FIXTURES / "report.pdf"))
+    writer = pypdf.PdfWriter()
+    for page in reader.pages:
+        writer.add_page(page)
+    writer.encrypt(user_password="", owner_password="owner-only", algorithm="AES-256")
+    path = tmp_path / "restricted.pdf"
+    writer.write(str(path))
+    document = extract_file(str(path), "pdf")
+    assert "planting" in document.text.lower()
