@@ -96,11 +96,21 @@ def update_bot(bot_id: str, data: dict) -> Chatbot:
     return bot
 
 
-def delete_bot(bot_id: str) -> Chatbot:
+def delete_bot(bot_id: str, data_dir: str | None = None) -> Chatbot:
+    """Delete a bot with its sources, chunks, FAQs and conversations (cascades),
+    and its uploaded files."""
+    import os
+    import shutil
+
+    from botlite.models import Source
     if bot_id == DEFAULT_BOT_ID:
         raise Conflict("the default chatbot answers /chatbot/message/ and cannot be deleted")
     bot = get_bot(bot_id)
+    folders = [s.id for s in Source.select(Source.id).where(
+        (Source.chatbot == bot.id) & Source.stored_path.is_null(False))]
     bot.delete_instance()
+    for source_id in folders if data_dir else ():
+        shutil.rmtree(os.path.join(data_dir, "uploads", source_id), ignore_errors=True)
     return bot
 
 

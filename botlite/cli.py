@@ -313,6 +313,14 @@ def cmd_ingest(args) -> int:
             last = line
             if source.status in ("ready", "failed"):
                 break
+            if not ingest.task_active(app, source):  # revoked, purged or lost
+                with app.database.connection_context():
+                    source = Source.get_by_id(source.id)
+                if source.status not in ("ready", "failed"):
+                    state = app.runner.storage.get_state(source.task_id) or {}
+                    source.status = "failed"
+                    source.error = state.get("error") or "its task is no longer queued"
+                    break
             time.sleep(0.2)  # polling the source's state for the progress bar
         if sys.stderr.isatty():
             print(file=sys.stderr)

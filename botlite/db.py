@@ -1,8 +1,8 @@
 """The app database from a URL: SQLite (default) or PostgreSQL, through peewee.
 
 Models are bound to ``database`` (a proxy) so the URL is chosen at start-up.
-peewee keeps one connection per thread; web requests and tasks each open one
-on entry and close it on exit (see web/app.py and app.py).
+peewee keeps one connection per thread; web requests and tasks each take one
+from the pool on entry and give it back on exit (see web/app.py and app.py).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import peewee
 from playhouse.db_url import connect as connect_url
 from playhouse.migrations import Runner
+from playhouse.pool import PooledSqliteDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,26 @@ def sqlite_path(url: str) -> str | None:
     return os.path.abspath(url[len("sqlite:///"):])
 
 
+POOL_SIZE = 64          # connections kept open for web threads and workers
+POOL_IDLE_SECONDS = 600  # an idle connection older than this is closed
+
+
 def open_database(url: str) -> peewee.Database:
-    """A peewee database for ``url`` (not yet connected)."""
+    """A pooled peewee database for ``url`` (not yet connected).
+
+    Requests and tasks still "open" a connection on entry and "close" it on exit,
+    but the pool keeps it: opening a SQLite connection (pragmas, schema, a cold
+    page cache) costs milliseconds a chat turn cannot spare.
+    """
     path = sqlite_path(url)
     if path is not None:
-        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=5)
+        return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, max_connections=POOL_SIZE,
+                                    stale_timeout=POOL_IDLE_SECONDS, timeout=30,
+                                    check_same_thread=False)
     scheme = urlsplit(url).scheme
     if scheme in ("postgresql", "postgres"):
-        return connect_url(url)
+        return connect_url(scheme + "+pool" + url[len(scheme):], max_connections=POOL_SIZE,
+                           stale_timeout=POOL_IDLE_SECONDS, timeout=30)
     raise ValueError("unsupported database URL scheme %r" % scheme)
 
 

@@ -44,10 +44,17 @@ def add_website(app, bot_id: str, data: dict) -> tuple[Source, bool]:
 def reprocess(app, source_id: str) -> Source:
     """Process a source again (a failed one, or a website to re-sync now)."""
     source = sources.get_source(source_id)
-    if source.status in ("pending", "processing"):
+    if source.status in ("pending", "processing") and task_active(app, source):
         raise Conflict("source %s is already %s" % (source_id, source.status))
     queue_source(app.runner, source)
     return Source.get_by_id(source_id)
+
+
+def task_active(app, source: Source) -> bool:
+    """Whether the source's task is still queued or running (it may have been
+    revoked, purged or lost, which would leave the source pending for ever)."""
+    state = app.runner.storage.get_state(source.task_id) if source.task_id else None
+    return state is not None and state["status"] not in ("SUCCESS", "FAILURE", "REVOKED")
 
 
 def accepted(source: Source, duplicate: bool) -> tuple[int, dict]:

@@ -175,6 +175,9 @@ def test_delete_removes_chunks_index_entries_and_file(client, app, worker):
     assert client.delete("/api/sources/" + body["source_id"]).status == 200
     assert not os.path.exists(path)
     assert search(app, "default", "okapi exhibit") == []
+    with app.database.connection_context():  # the FTS index itself, not through the join
+        assert app.database.execute_sql("select count(*) from chunk_index where chunk_index "
+                                        "match 'okapi'").fetchone()[0] == 0
     assert client.get("/api/sources/" + body["source_id"]).status == 404
 
 
@@ -417,3 +420,68 @@ def test_stale_websites_are_resynced_by_the_periodic_job(client, app, site, priv
     app.runner.huey.execute(app.runner.huey.dequeue(lanes=["low_priority"]))
     assert app.runner.state(task_id)["result"] == {"queued": [source_id]}
     assert app.runner.queues()["queues"]["websites"]["pending"] == 1
+
+
+# --- review findings ------------------------------------------------------------------
+
+def test_identical_uploads_at_the_same_time_make_one_source(client, app):
+    import threading
+    content = b"# Same\n\nThe ibis sanctuary opens in spring.\n" * 200
+    statuses, barrier = [], threading.Barrier(4)
+
+    def send():
+        barrier.wait(5)
+        statuses.append(upload(client, "same.md", content).status)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200, 200, 200, 202]
+    with app.database.connection_context():
+        assert Source.select().count() == 1
+
+
+def test_a_source_whose_task_was_revoked_can_be_processed_again(client, app):
+    body = upload(client, "stuck.md", b"# Stuck\n\nThe gecko room.\n").json
+    client.post("/api/tasks/%s/revoke" % body["task_id"])
+    assert client.get("/api/sources/" + body["source_id"]).json["status"] == "pending"
+    again = client.post("/api/sources/%s/reprocess" % body["source_id"])
+    assert again.status == 202 and again.json["task_id"] != body["task_id"]
+    assert client.post("/api/sources/%s/reprocess" % body["source_id"]).status == 409
+
+
+def test_deleting_a_bot_removes_its_files_chunks_and_index_entries(client, app, worker):
+    client.post("/api/chatbots", {"name": "Temp", "id": "temp"})
+    body = upload(client, "t.md", b"# T\n\nThe tapir enclosure.\n", bot="temp").json
+    wait_done(client, body["source_id"])
+    folder = os.path.join(app.settings.data_dir, "uploads", body["source_id"])
+    assert os.path.isdir(folder)
+    assert client.delete("/api/chatbots/temp").status == 200
+    assert not os.path.exists(folder)
+    with app.database.connection_context():
+        assert Chunk.select().count() == 0
+        assert app.database.execute_sql("select count(*) from chunk_index where chunk_index "
+                                        "match 'tapir'").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("url", ["http://x:99999/", "http://x:abc/", "http://[::1/"])
+def test_malformed_website_urls_are_400(client, url):
+    response = client.post("/api/chatbots/default/sources", {"url": url})
+    assert response.status == 400 and response.json["error"]["code"] == "invalid_field"
+
+
+def test_a_superseded_run_sends_no_ready_notification(client, app):
+    from botlite.models import Notification
+    from botlite.tasks.notify import notify_source_failed, notify_source_ready
+    body = upload(client, "n.md", b"# N\n\nThe newt pond.\n").json
+    with app.database.connection_context():
+        Source.update(status="ready").where(Source.id == body["source_id"]).execute()
+        assert notify_source_ready(body["source_id"], "an-older-run") is None
+        assert notify_source_failed(body["source_id"], "an-older-run", "boom") is None
+        assert Source.get_by_id(body["source_id"]).status == "ready"
+        assert Notification.select().count() == 0
+        notify_source_ready(body["source_id"], body["task_id"], chunks=1)
+        notify_source_ready(body["source_id"], body["task_id"], chunks=1)  # a retry
+        assert [n.title for n in Notification.select()] == ["Document ready"]

@@ -280,21 +280,22 @@ def _content(tokens: tuple[str, ...]) -> tuple[str, ...]:
 _Example = tuple[tuple[str, ...], frozenset[str], int, bool]
 # Prepared examples by id(intent); the entry holds the intent itself so its id
 # cannot be reused by another object while the entry lives.
-_PREPARED: dict[int, tuple[Intent, tuple[_Example, ...]]] = {}
+_PREPARED: dict[Intent, tuple[_Example, ...]] = {}
 _PREPARED_LIMIT = 4096
 
 
 def _prepared_examples(intent: Intent) -> tuple[_Example, ...]:
-    entry = _PREPARED.get(id(intent))
-    if entry is not None and entry[0] is intent:
-        return entry[1]
+    # Keyed by value: the engine rebuilds equal Intent objects on every turn.
+    entry = _PREPARED.get(intent)
+    if entry is not None:
+        return entry
     token_lists = [_content(_tokens(example)) for example in intent.examples]
     sets = [(tokens, frozenset(tokens)) for tokens in token_lists if tokens]
     examples = tuple((tokens, words, len(words), not words <= _STOPWORDS)
                      for tokens, words in sets)
     if len(_PREPARED) >= _PREPARED_LIMIT:
         _PREPARED.clear()
-    _PREPARED[id(intent)] = (intent, examples)
+    _PREPARED[intent] = examples
     return examples
 
 

@@ -60,9 +60,12 @@ def chat(app, data: dict, bot_id: str | None = None) -> dict:
     message = _message(data)
     session_id = _session(data)
     if bot_id is None:
-        bot_id = data.get("chatbot_id") or DEFAULT_BOT_ID
-        if not isinstance(bot_id, str):
-            raise BadRequest("field 'chatbot_id' must be a string", code="invalid_field")
+        bot_id = data.get("chatbot_id", DEFAULT_BOT_ID)
+        if not isinstance(bot_id, str) or not bot_id:
+            raise BadRequest("field 'chatbot_id' must be a bot id", code="invalid_field")
+    elif data.get("chatbot_id") not in (None, bot_id):
+        raise BadRequest("field 'chatbot_id' names another bot than the URL",
+                         code="invalid_field")
     bot = get_bot(bot_id)
     reply = app.chat_engine.reply(bot, message, seed=session_id)
     latency_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -85,9 +88,10 @@ def record_turn(bot_id: str, session_id: str, text: str, reply: Reply,
         conversation = Conversation.get_or_none((Conversation.chatbot == bot_id) &
                                                 (Conversation.session_id == session_id))
         if conversation is None:
-            conversation = Conversation.create(id=uuid.uuid4().hex, chatbot=bot_id,
-                                               session_id=session_id, started_at=now,
-                                               last_message_at=now)
+            Conversation.insert(id=uuid.uuid4().hex, chatbot=bot_id, session_id=session_id,
+                                started_at=now, last_message_at=now).on_conflict_ignore().execute()
+            conversation = Conversation.get((Conversation.chatbot == bot_id) &
+                                            (Conversation.session_id == session_id))
         # Both rows with the same keys: insert_many takes its columns from the first.
         common = {"conversation": conversation.id, "chatbot_id": bot_id, "created_at": now}
         Message.insert_many([

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from botlite.db import write_transaction
+import peewee
+
+from botlite.db import database, write_transaction
 from botlite.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from botlite.knowledge import index
 from botlite.knowledge.chunk import chunk_document
@@ -114,11 +116,23 @@ def add_file(data_dir: str, bot: Chatbot, filename: str | None, stream: BinaryIO
     source_id = _new_id()
     name = safe_filename(filename, kind)
     relative = os.path.join(UPLOADS, source_id, name)
-    os.makedirs(os.path.join(data_dir, UPLOADS, source_id), exist_ok=True)
-    os.replace(temp.name, os.path.join(data_dir, relative))
-    source = Source.create(id=source_id, chatbot=bot.id, kind="file", title=name,
-                           filename=name, stored_path=relative, file_kind=kind,
-                           size_bytes=size, content_hash=content_hash)
+    folder = os.path.join(data_dir, UPLOADS, source_id)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        os.replace(temp.name, os.path.join(data_dir, relative))
+        source = Source.create(id=source_id, chatbot=bot.id, kind="file", title=name,
+                               filename=name, stored_path=relative, file_kind=kind,
+                               size_bytes=size, content_hash=content_hash)
+    except peewee.IntegrityError:  # the same content arrived twice at once
+        shutil.rmtree(folder, ignore_errors=True)
+        existing = (Source.select().where((Source.chatbot == bot.id) &
+                                          (Source.content_hash == content_hash)).get())
+        return Added(existing, duplicate=True)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        if os.path.exists(temp.name):
+            os.unlink(temp.name)
+        raise
     return Added(source, duplicate=False)
 
 
@@ -147,13 +161,17 @@ def process_document(data_dir: str, source_id: str, progress: Progress) -> dict:
 # -- websites ------------------------------------------------------------------------
 
 def normalise_url(url: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest("field 'url' must be an http:// or https:// URL", code="invalid_field")
-    netloc = parts.hostname.lower()
-    if parts.port and parts.port != {"http": 80, "https": 443}[parts.scheme]:
-        netloc += ":%d" % parts.port
-    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    from botlite.knowledge.crawl import canonical_url
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # raises ValueError for a bad port
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError
+        return canonical_url(urlunsplit((parts.scheme, parts.netloc, parts.path or "/",
+                                         parts.query, "")))
+    except ValueError:
+        raise BadRequest("field 'url' must be an http:// or https:// URL", code="invalid_field") \
+            from None
 
 
 def add_website(bot: Chatbot, url: str, *, max_pages: int, max_depth: int,
@@ -170,9 +188,13 @@ def add_website(bot: Chatbot, url: str, *, max_pages: int, max_depth: int,
     existing = Source.select().where((Source.chatbot == bot.id) & (Source.url == url)).first()
     if existing is not None:
         return Added(existing, duplicate=existing.status != "failed")
-    source = Source.create(id=_new_id(), chatbot=bot.id, kind="website", title=url, url=url,
-                           max_pages=max_pages, max_depth=max_depth,
-                           refresh_hours=refresh_hours)
+    try:
+        source = Source.create(id=_new_id(), chatbot=bot.id, kind="website", title=url,
+                               url=url, max_pages=max_pages, max_depth=max_depth,
+                               refresh_hours=refresh_hours)
+    except peewee.IntegrityError:  # the same URL arrived twice at once
+        existing = Source.select().where((Source.chatbot == bot.id) & (Source.url == url)).get()
+        return Added(existing, duplicate=True)
     return Added(source, duplicate=False)
 
 
@@ -244,7 +266,12 @@ def record_progress(source_id: str, done: int, total: int | None) -> None:
 
 
 def _locked(source_id: str) -> Source:
-    source = Source.get_or_none(Source.id == source_id)
+    """The source, locked for this transaction: two runs of one source take turns
+    (SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the row lock)."""
+    query = Source.select().where(Source.id == source_id)
+    if isinstance(database.obj, peewee.PostgresqlDatabase):
+        query = query.for_update()
+    source = query.first()
     if source is None:
         raise SourceGone(source_id)
     return source
@@ -289,7 +316,7 @@ def stale_websites() -> list[Source]:
     due = []
     for source in Source.select().where((Source.kind == "website") &
                                         Source.refresh_hours.is_null(False) &
-                                        (Source.status != "processing")):
+                                        (Source.status == "ready")):
         last = source.last_synced_at or source.created_at
         if now - last >= datetime.timedelta(hours=source.refresh_hours):
             due.append(source)

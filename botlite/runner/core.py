@@ -299,11 +299,12 @@ class TaskRunner:
 
     def enqueue(self, name: str, args: list | tuple = (), kwargs: dict | None = None,
                 delay: float | None = None, then: tuple[str, list] | None = None,
-                on_error: tuple[str, list] | None = None) -> str:
+                on_error: tuple[str, list] | None = None, task_id: str | None = None) -> str:
         """Queue task ``name``; return its id.
 
         With ``dedup``, an identical task that is pending, running, or succeeded
         within ``dedup_ttl`` is not queued again: its id is returned.
+        ``task_id``: the id to use (so follow-ups can name it); default: a new one.
         ``then`` / ``on_error``: (task name, args) queued after success / after
         the final failure (Huey pipelines; the first gets the result appended,
         the second the error).
@@ -315,6 +316,8 @@ class TaskRunner:
             raise UnknownTask(name) from None
         args, kwargs = to_json(list(args)), to_json(kwargs or {})
         new = wrapper.s(*args, **kwargs)
+        if task_id is not None:
+            new.id = task_id
         for follow_up, attach in ((then, new.then), (on_error, new.error)):
             if follow_up is not None:
                 if follow_up[0] not in self.tasks:

@@ -2,10 +2,10 @@
 from botlite.tasks.analytics import process_user_action
 from botlite.tasks.ingest import process_document, resync_websites, scrape_website
 from botlite.tasks.maintenance import health_check
-from botlite.tasks.notify import notify_source, send_notification
+from botlite.tasks.notify import notify_source_failed, notify_source_ready, send_notification
 
 ALL = (health_check, process_document, scrape_website, resync_websites, send_notification,
-       notify_source, process_user_action)
+       notify_source_ready, notify_source_failed, process_user_action)
 
 
 def register_all(runner) -> None:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from huey import crontab
 
 from botlite.knowledge import sources
+from botlite.knowledge.crawl import CrawlError
 from botlite.knowledge.extract import ExtractionError
-from botlite.runner import PermanentError, current_runner, report_progress, task
+from botlite.runner import (PermanentError, current_runner, report_progress, stop_requested,
+                            task)
 from botlite.tasks.context import context
 
 logger = logging.getLogger(__name__)
@@ -16,8 +19,15 @@ logger = logging.getLogger(__name__)
 SOFT_LIMIT, HARD_LIMIT = 25 * 60, 30 * 60
 
 
+class Stopped(PermanentError):
+    """The task was revoked while it ran."""
+
+
 def _progress(source_id):
     def report(done, total):
+        if stop_requested():
+            sources.mark_failed(source_id, "stopped on request")
+            raise Stopped("stopped on request")
         report_progress(done, total)
         sources.record_progress(source_id, done, total)
     return report
@@ -48,10 +58,7 @@ def scrape_website(source_id: str) -> dict:
     except ExtractionError as exc:
         sources.mark_failed(source_id, exc.reason)
         raise PermanentError(exc.reason) from None
-    except Exception as exc:
-        from botlite.knowledge.crawl import CrawlError
-        if not isinstance(exc, CrawlError):
-            raise
+    except CrawlError as exc:
         if exc.permanent:
             sources.mark_failed(source_id, str(exc))
             raise PermanentError(str(exc)) from None
@@ -76,7 +83,9 @@ def queue_source(runner, source) -> str:
     duplicate run changes nothing.
     """
     name = "process_document" if source.kind == "file" else "scrape_website"
-    task_id = runner.enqueue(name, [source.id], then=("notify_source", [source.id]),
-                             on_error=("notify_source", [source.id]))
+    task_id = uuid.uuid4().hex
     sources.mark_queued(source, task_id)
+    runner.enqueue(name, [source.id], task_id=task_id,
+                   then=("notify_source_ready", [source.id, task_id]),
+                   on_error=("notify_source_failed", [source.id, task_id]))
     return task_id

@@ -22,28 +22,40 @@ def send_notification(user_id: str, title: str, message: str,
     return {"notification_id": str(note.id)}
 
 
-@task(queue="notifications", retries=3, retry_delay=10)
-def notify_source(source_id: str, *_outcome, **_details) -> dict | None:
-    """The end of an ingestion pipeline: 'Document ready' or 'Document failed'."""
+def _current(source_id: str, task_id: str) -> Source | None:
+    """The source, unless it is gone or a newer run (another task) owns it."""
     source = Source.get_or_none(Source.id == source_id)
+    return source if source is not None and source.task_id == task_id else None
+
+
+def _what(source: Source) -> tuple[str, str]:
+    return ("Website" if source.kind == "website" else "Document",
+            source.title or source.filename or source.url)
+
+
+@task(queue="notifications", retries=3, retry_delay=10)
+def notify_source_ready(source_id: str, task_id: str, **_result) -> dict | None:
+    """After a successful ingestion run: 'Document ready'."""
+    source = _current(source_id, task_id)
+    if source is None or source.status != "ready":
+        return None
+    what, name = _what(source)
+    pages = " from %d pages" % source.page_count if source.kind == "website" else ""
+    return send_notification(ADMIN, "%s ready" % what, "%s is ready: %d chunks%s." % (
+        name, source.chunk_count, pages), "source_ready",
+        dedup_key="source:%s:%s:ready" % (source_id, task_id))
+
+
+@task(queue="notifications", retries=3, retry_delay=10)
+def notify_source_failed(source_id: str, task_id: str, error=None) -> dict | None:
+    """After the last attempt of an ingestion run failed: 'Document failed'."""
+    source = _current(source_id, task_id)
     if source is None:
         return None
-    if source.status not in ("ready", "failed"):
-        # Called as the error handler after the last retry of a transient error.
-        reason = str(_outcome[0]) if _outcome else "processing failed"
-        sources.mark_failed(source_id, reason)
+    if source.status != "failed":  # a transient error that outlived its retries
+        sources.mark_failed(source_id, str(error) if error else "processing failed")
         source = Source.get_by_id(source_id)
-    name = source.title or source.filename or source.url
-    what = "Website" if source.kind == "website" else "Document"
-    if source.status == "ready":
-        title = "%s ready" % what
-        message = "%s is ready: %d chunks%s." % (
-            name, source.chunk_count,
-            " from %d pages" % source.page_count if source.kind == "website" else "")
-        kind = "source_ready"
-    else:
-        title = "%s failed" % what
-        message = "%s could not be processed: %s" % (name, source.error or "unknown error")
-        kind = "source_failed"
-    return send_notification(ADMIN, title, message, kind,
-                             dedup_key="source:%s:%s:%s" % (source.id, source.task_id, kind))
+    what, name = _what(source)
+    return send_notification(ADMIN, "%s failed" % what, "%s could not be processed: %s" % (
+        name, source.error), "source_failed",
+        dedup_key="source:%s:%s:failed" % (source_id, task_id))

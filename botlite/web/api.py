@@ -39,7 +39,7 @@ def install(web: Bottle, app) -> None:
 
     @web.delete("/api/chatbots/<bot_id>")
     def delete_chatbot(bot_id):
-        return chatbots.delete_bot(bot_id).to_dict()
+        return chatbots.delete_bot(bot_id, app.settings.data_dir).to_dict()
 
     @web.get("/api/tasks")
     def list_tasks():
