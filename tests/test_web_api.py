@@ -128,6 +128,7 @@ def test_healthz_is_200_while_a_worker_beats(client, app):
 
 def test_healthz_is_503_when_the_database_is_gone(client, app, tmp_path):
     app.database.init(str(tmp_path / "missing-dir" / "db.sqlite"))  # cannot be opened
+    app.database.close_all()  # and the pool's open connections are gone
     body = client.get("/healthz")
     assert body.status == 503
     assert body.json["database"]["status"] == "error"

@@ -88,10 +88,12 @@ def record_turn(bot_id: str, session_id: str, text: str, reply: Reply,
         conversation = Conversation.get_or_none((Conversation.chatbot == bot_id) &
                                                 (Conversation.session_id == session_id))
         if conversation is None:
-            Conversation.insert(id=uuid.uuid4().hex, chatbot=bot_id, session_id=session_id,
-                                started_at=now, last_message_at=now).on_conflict_ignore().execute()
-            conversation = Conversation.get((Conversation.chatbot == bot_id) &
-                                            (Conversation.session_id == session_id))
+            new_id = uuid.uuid4().hex
+            created = list(Conversation.insert(
+                id=new_id, chatbot=bot_id, session_id=session_id, started_at=now,
+                last_message_at=now).on_conflict_ignore().returning(Conversation.id).execute())
+            conversation = Conversation(id=new_id) if created else Conversation.get(
+                (Conversation.chatbot == bot_id) & (Conversation.session_id == session_id))
         # Both rows with the same keys: insert_many takes its columns from the first.
         common = {"conversation": conversation.id, "chatbot_id": bot_id, "created_at": now}
         Message.insert_many([
