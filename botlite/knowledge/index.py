@@ -3,11 +3,31 @@ full-text search), and the one-transaction replacement of a source's chunks.
 
 ``search(bot_id, query, k)`` is what chat uses. User text never reaches FTS5
 syntax: it is cut into words and each word is quoted, so quotes, AND/OR/NEAR,
-``*``, ``:`` and unbalanced parentheses are just words.
+``*``, ``:`` and unbalanced parentheses are just words. Words joined by - . / + :
+("apt-get", "sources.list") are also searched as a phrase.
+
+A search has two steps. BM25 (title, heading and text weighted 3:2:1) picks the
+`CANDIDATES` best chunks holding any of the query's terms; they are then
+re-ranked by what BM25 over one chunk does not see. Documentation answers a
+question on one page, spread over several chunks, so a chunk gains from its
+page's next best chunks, and from a title or heading that names the query's
+terms; no page fills the results while other pages match (`PER_PAGE`). Each
+hit's ``score`` (0..1) says how much of the query the chunk covers, rare terms
+counting more, so a question about something the bot has never seen scores low.
+
+SQLite's BM25 reads the whole list of chunks holding each term it ranks (for
+the term's document frequency) and scores every chunk that matches, so a term
+in most chunks of a large index costs milliseconds. Terms are therefore
+counted first, up to `COMMON` each, and only the rarest go to BM25 while their
+chunks stay within `MATCH_BUDGET`; the others count in the re-ranking. For the
+same reason the bot is checked on the best chunks, not in the MATCH expression
+(its token is in every one of its chunks).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -18,16 +38,45 @@ from botlite.db import database
 from botlite.knowledge.chunk import Chunk as TextChunk
 from botlite.models import Chunk, Page, Source
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-# Words too common to help ranking; dropped from queries that have other words.
+# A word, or words joined without spaces by - . / + : ("apt-get", "sources.list",
+# "/etc/shadow"), kept together as one term (an FTS5 phrase) besides its words;
+# the tail of a contraction ("don't", "let's") is cut off.
+_WORD = re.compile(r"\w+(?:[-./+:]\w+)*(?:['\u2019]\w+)?")
+_WORD_AT = re.compile(r"\w+")
+_APOSTROPHE = re.compile(r"['\u2019]\w+$")
+# Words that say nothing about a topic: function words, the pieces of
+# contractions ("don't" is "don" "t") and the verbs and adverbs questions are
+# phrased with. They are dropped from queries that have other words.
 STOPWORDS = frozenset("""
-a about an and are as at be by can could do does did for from how i if in into is it its
-me my of on or our should so than that the their them then there these they this to us
-was we were what when where which who why will with would you your
+a about above after again against all also always am an and any anything are as at
+be because been before being below best better between both but by can cannot could
+d did didn do does doesn doing don down during each either else even ever every
+everything few for from further get gets getting give given gives go goes going got
+had hadn has hasn have haven having he her here hers him his how i if in instead into
+is isn it its itself just know like ll m make makes making many may me might more
+most much must my myself need needs never no nor not of off on once only or other
+our ours out over own please possible put re really s same shall she should shouldn
+so some something still such t than thank thanks that the their theirs them then
+there these they thing things this those through to too under until up us use used
+uses using ve very want wants was wasn way ways we were weren what when where which
+while who whom why will with won would wouldn yet you your yours
 """.split())
 MAX_QUERY_TERMS = 32
-# BM25 column weights: bot token (filter only), title, heading, text.
+# BM25 column weights: bot token (not searched), title, heading, text.
 WEIGHTS = (0.0, 3.0, 2.0, 1.0)
+CANDIDATES = 50
+"""Chunks BM25 hands to the re-ranking."""
+COMMON = 2000
+"""Chunks counted per query term; a term in more is common and not ranked by BM25."""
+MATCH_BUDGET = 3000
+"""BM25 ranks the rarest terms while their chunk counts add up to at most this."""
+PER_PAGE = 3
+"""Chunks of one page ranked before chunks of other pages get their turn."""
+PAGE_WEIGHT = 0.5
+"""Times the mean relative BM25 of its page's next three best chunks, added to a
+chunk's rank (its own relative BM25, at most 1)."""
+LABEL_WEIGHT = 0.3
+"""Times the share of the query its title and heading name, added to a chunk's rank."""
 
 
 @dataclass
@@ -40,7 +89,9 @@ class Hit:
     heading: str | None
     locator: str | None
     text: str
-    score: float  # 0..1, higher is more relevant
+    score: float
+    """0..1: how much of the query the chunk covers (rare terms count more),
+    nudged by its BM25 relative to the best candidate."""
 
 
 def bot_token(bot_id: str) -> str:
@@ -49,7 +100,14 @@ def bot_token(bot_id: str) -> str:
 
 
 def query_terms(query: str) -> list[str]:
-    words = [w.lower() for w in _WORD.findall(query)]
+    """The distinct words and joined words ("apt-get") of ``query`` worth
+    searching for, in order, lower case, without stopwords unless that is all."""
+    words = []
+    for word in _WORD.findall(query):
+        word = _APOSTROPHE.sub("", word.lower())
+        words.append(word)
+        if not _WORD_AT.fullmatch(word):
+            words.extend(_WORD_AT.findall(word))
     content = [w for w in words if w not in STOPWORDS]
     terms = content or words
     seen, unique = set(), []
@@ -60,73 +118,237 @@ def query_terms(query: str) -> list[str]:
     return unique[:MAX_QUERY_TERMS]
 
 
+def _phrase(term: str) -> str:
+    return '"%s"' % term.replace('"', '""')
+
+
 def match_expression(bot_id: str, query: str) -> str | None:
     """An FTS5 MATCH expression for ``query`` within one bot, or None (no words)."""
     terms = query_terms(query)
     if not terms:
         return None
-    quoted = " OR ".join('"%s"' % t.replace('"', '""') for t in terms)
-    return 'bot : "%s" AND (%s)' % (bot_token(bot_id), quoted)
-
-
-_SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "es", "ed", "ly", "s")
-
-
-def _stem(word: str) -> str:
-    for suffix in _SUFFIXES:
-        if len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[:-len(suffix)]
-    return word
-
-
-def _scored(rows: list, terms: list[str]) -> list[Hit]:
-    """Hits with a 0..1 score: the share of query terms the chunk contains (BM25
-    alone says nothing absolute: with few chunks every IDF is near zero), nudged
-    by its BM25 rank relative to the best hit."""
-    if not rows:
-        return []
-    stems = {_stem(t) for t in terms}
-    best = max(row[8] for row in rows) or 1.0
-    hits = []
-    for row in rows:
-        words = {_stem(w.lower()) for w in _WORD.findall(" ".join(
-            part for part in (row[4], row[5], row[7]) if part))}
-        coverage = len(stems & words) / len(stems) if stems else 0.0
-        relative = max(row[8], 0.0) / best if best > 0 else 0.0
-        hits.append(Hit(*row[:8], score=round(0.8 * coverage + 0.2 * relative, 4)))
-    return hits
+    return 'bot : "%s" AND (%s)' % (bot_token(bot_id), _any(terms))
 
 
 def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
-    """The ``k`` chunks of ``bot_id`` that best match ``query``, best first."""
+    """The ``k`` chunks of ``bot_id`` that best match ``query``, best first
+    (see the module's docstring)."""
     if isinstance(database.obj, peewee.PostgresqlDatabase):
         return _search_postgres(bot_id, query, k)
-    expression = match_expression(bot_id, query)
-    if expression is None:
-        return []
-    cursor = database.execute_sql(
-        "select c.id, c.source_id, c.page_id, c.url, c.title, c.heading, c.locator, c.text, "
-        "-bm25(chunk_index, %s) as relevance from chunk_index "
-        "join chunk c on c.id = chunk_index.rowid "
-        "where chunk_index match ? order by bm25(chunk_index, %s) limit ?"
-        % (", ".join(map(str, WEIGHTS)), ", ".join(map(str, WEIGHTS))),
-        (expression, k))
-    return _scored(cursor.fetchall(), query_terms(query))
-
-
-def _search_postgres(bot_id: str, query: str, k: int) -> list[Hit]:
     terms = query_terms(query)
     if not terms:
         return []
+    rows, counts = _candidates(bot_id, _any(terms), _BY_BM25, guarded=True, counted=terms)
+    if rows is None:
+        rows = _large_index_candidates(bot_id, terms, counts)
+    return _reranked(rows, terms, counts, k)
+
+
+def _large_index_candidates(bot_id: str, terms: list[str], counts: dict[str, int]
+                            ) -> list[tuple]:
+    """Candidates when too many chunks hold the terms for BM25 over all of them:
+    BM25 over the rarest while their chunks stay within `MATCH_BUDGET`; when
+    every term is common, the newest chunks holding all of them (else any)."""
+    found = sorted((term for term in terms if counts[term]), key=counts.__getitem__)
+    rare, matches = [], 0
+    for term in found:
+        if counts[term] >= COMMON or (rare and matches + counts[term] > MATCH_BUDGET):
+            break
+        rare.append(term)
+        matches += counts[term]
+    if rare:
+        return _candidates(bot_id, _any(rare), _BY_BM25)[0] or []
+    if not found:
+        return []
+    rows, _ = _candidates(bot_id, " AND ".join(map(_phrase, found)), _NEWEST)
+    return rows if rows is not None else _candidates(bot_id, _any(found), _NEWEST)[0] or []
+
+
+def _any(terms: list[str]) -> str:
+    return " OR ".join(map(_phrase, terms))
+
+
+_WEIGHTS = ", ".join(map(str, WEIGHTS))
+# How candidates are chosen: (relevance, order). The newest, unscored, for terms
+# so common that BM25 would read too much.
+_BY_BM25 = ("-bm25(chunk_index, %s)" % _WEIGHTS, "bm25(chunk_index, %s)" % _WEIGHTS)
+_NEWEST = ("0.0", "chunk_index.rowid desc")
+_COLUMNS = "c.id, c.source_id, c.page_id, c.url, c.title, c.heading, c.locator, c.text"
+# Chunks (of any bot) holding an FTS5 expression, counting up to a limit.
+_COUNT = "(select count(*) from (select 1 from chunk_index where chunk_index match %s limit %s))"
+# The best chunks of all bots: their ids, the columns of the bot's (the others'
+# are NULLs) and the chunk count of each query term (evaluated once). At least
+# one row, for the counts (with a NULL id when no chunk matches).
+_BEST = """select best.id, {columns}, best.relevance{counts} from (select 1)
+left join (
+    select chunk_index.rowid as id, {relevance} as relevance
+    from chunk_index {join}
+    where chunk_index match {expression} {where}
+    order by {order} limit :candidates) best on 1
+left join chunk c on c.id = best.id and c.chatbot_id = :bot
+order by best.relevance desc"""
+# The MATCH operand is evaluated once, before FTS5 reads a list: when more than
+# MATCH_BUDGET chunks hold the expression, an empty phrase (matching nothing)
+# stands in for it.
+_GUARDED = "(case when %s <= :budget then :expression else '\"\"' end)" % (
+    _COUNT % (":expression", ":over_budget"))
+
+
+def _candidates(bot_id: str, expression: str, ranking: tuple[str, str], guarded: bool = False,
+                counted: Sequence[str] = ()) -> tuple[list[tuple] | None, dict[str, int]]:
+    """The bot's `CANDIDATES` first chunks by ``ranking`` among those matching
+    the FTS5 ``expression`` (chunk columns and relevance; None when no chunk of
+    any bot matches, or when ``guarded`` and more than `MATCH_BUDGET` do), and
+    how many chunks hold each of the ``counted`` terms (up to `COMMON`).
+
+    Reading a chunk row to check its bot costs more than scoring it, so the
+    first chunks of all bots are taken and filtered; only when other bots'
+    chunks crowd this one's out is the query run again with the check on every
+    match.
+    """
+    params = {"expression": expression, "bot": bot_id, "candidates": CANDIDATES,
+              "budget": MATCH_BUDGET, "over_budget": MATCH_BUDGET + 1}
+    params.update(("t%d" % i, _phrase(term)) for i, term in enumerate(counted))
+    statement = functools.partial(
+        _BEST.format, columns=_COLUMNS, relevance=ranking[0], order=ranking[1],
+        counts="".join(", " + _COUNT % (":t%d" % i, COMMON) for i in range(len(counted))),
+        expression=_GUARDED if guarded else ":expression")
+    rows = database.execute_sql(statement(join="", where=""), params).fetchall()
+    counts = dict(zip(counted, rows[0][10:]))
+    if rows[0][0] is None:
+        return None, counts
+    mine = [row[1:10] for row in rows if row[1] is not None]
+    if len(mine) < len(rows) == CANDIDATES:
+        mine = [row[1:10] for row in database.execute_sql(statement(
+            join="join chunk on chunk.id = chunk_index.rowid",
+            where="and chunk.chatbot_id = :bot"), params).fetchall() if row[1] is not None]
+    return mine, counts
+
+
+def _search_postgres(bot_id: str, query: str, k: int) -> list[Hit]:
+    """`search` on PostgreSQL: ts_rank_cd over the weighted tsvector picks the
+    candidates, then the same re-ranking."""
+    terms = query_terms(query)
+    if not terms:
+        return []
+    probe = ("(select count(*) from (select 1 from chunk where tsv @@ "
+             "plainto_tsquery('english', %%s) limit %d) found)" % COMMON)
+    counts = dict(zip(terms, database.execute_sql(
+        "select " + ", ".join([probe] * len(terms)), terms).fetchone()))
     # websearch_to_tsquery never raises on user text; OR keeps recall like FTS5.
-    text = " or ".join(terms)
     cursor = database.execute_sql(
         "select id, source_id, page_id, url, title, heading, locator, text, "
         "ts_rank_cd(tsv, q, 32) * 10 as relevance "
         "from chunk, websearch_to_tsquery('english', %s) q "
         "where chatbot_id = %s and tsv @@ q order by relevance desc limit %s",
-        (text, bot_id, k))
-    return _scored([row[:8] + (float(row[8]),) for row in cursor.fetchall()], terms)
+        (" or ".join(terms), bot_id, CANDIDATES))
+    return _reranked([row[:8] + (float(row[8]),) for row in cursor.fetchall()], terms,
+                     counts, k)
+
+
+# --- re-ranking -----------------------------------------------------------------------
+
+_SUFFIXES = (("ations", ""), ("ation", ""), ("ings", ""), ("ing", ""), ("ies", "y"),
+             ("es", ""), ("ed", ""), ("ly", ""), ("s", ""), ("e", ""))
+
+
+@functools.lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    """A light stem: "installed", "installing", "installation" -> "install";
+    stricter than FTS5's Porter ("containers" stays apart from "contains")."""
+    for suffix, replacement in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not (
+                suffix in ("s", "es") and word.endswith("ss")):
+            return word[:-len(suffix)] + replacement
+    return word
+
+
+class _Matcher:
+    """Which query terms a text holds: words by light stem, joined words
+    ("apt-get") as their words in a row, whatever stands between them."""
+
+    def __init__(self, terms: Sequence[str]) -> None:
+        self.stems = [_stem(term) for term in terms]
+        # Every word with the stem starts with this (the stem, minus a "y" from "ies").
+        self.roots = [stem[:-1] if stem.endswith("y") else stem for stem in self.stems]
+        self.joined = {index: re.compile(r"(?<!\w)%s(?!\w)" % r"\W+".join(
+            map(re.escape, _WORD_AT.findall(term)))) for index, term in enumerate(terms)
+            if not _WORD_AT.fullmatch(term)}
+        self._labels: dict[str | None, frozenset[int]] = {}
+
+    def found(self, text: str | None) -> frozenset[int]:
+        if not text:
+            return frozenset()
+        lowered = text.lower()
+        return frozenset(index for index in range(len(self.stems)) if self._holds(lowered, index))
+
+    def found_in_label(self, text: str | None) -> frozenset[int]:
+        """`found` for a title or heading, which many chunks share."""
+        if text not in self._labels:
+            self._labels[text] = self.found(text)
+        return self._labels[text]
+
+    def _holds(self, lowered: str, index: int) -> bool:
+        if index in self.joined:
+            return self.joined[index].search(lowered) is not None
+        root, stem = self.roots[index], self.stems[index]
+        start = lowered.find(root)
+        while start != -1:
+            if start == 0 or not (lowered[start - 1].isalnum() or lowered[start - 1] == "_"):
+                if _stem(_WORD_AT.match(lowered, start).group()) == stem:
+                    return True
+            start = lowered.find(root, start + 1)
+        return False
+
+
+def _term_weights(terms: list[str], counts: dict[str, int]) -> list[float]:
+    """Rarer terms say more: an IDF from the (capped) chunk counts; a term in
+    no chunk at all weighs most, so a question about something absent scores low."""
+    return [math.log(1 + COMMON / (counts[term] + 0.5)) for term in terms]
+
+
+def _reranked(rows: list[tuple], terms: list[str], counts: dict[str, int],
+              k: int) -> list[Hit]:
+    """The best ``k`` of ``rows`` (chunk columns + BM25 relevance), re-ranked.
+
+    A chunk ranks by its BM25 relative to the best candidate, plus how well its
+    page's next best chunks match, plus the share of the query its title and
+    heading name; at most `PER_PAGE` chunks of a page come before other pages'.
+    Its score is the share of the query it covers (text, heading or title;
+    shares weighted by `_term_weights`), nudged by its relative BM25.
+    """
+    if not rows:
+        return []
+    matcher = _Matcher(terms)
+    weights = _term_weights(terms, counts)
+    total = sum(weights)
+    best = max(row[8] for row in rows)
+    scored = []
+    for row in rows:
+        label = matcher.found_in_label(row[4]) | matcher.found_in_label(row[5])
+        coverage = sum(weights[i] for i in label | matcher.found(row[7])) / total
+        # Without BM25 (every term common), coverage orders the candidates.
+        relative = max(row[8], 0.0) / best if best > 0 else coverage
+        scored.append((row, coverage, sum(weights[i] for i in label) / total, relative))
+    pages: dict[str, list[float]] = {}
+    for row, _, _, relative in scored:
+        pages.setdefault(row[3] or row[1], []).append(relative)
+    for relatives in pages.values():
+        relatives.sort(reverse=True)
+    ranked = []
+    for row, coverage, label, relative in scored:
+        others = list(pages[row[3] or row[1]])
+        others.remove(relative)
+        rank = relative + PAGE_WEIGHT * sum(others[:3]) / 3 + LABEL_WEIGHT * label
+        ranked.append((-rank, len(ranked), Hit(*row[:8], score=round(
+            0.8 * coverage + 0.2 * relative, 4))))
+    ranked.sort()
+    first, rest, per_page = [], [], {}
+    for _, _, hit in ranked:
+        key = hit.url or hit.source_id
+        per_page[key] = per_page.get(key, 0) + 1
+        (first if per_page[key] <= PER_PAGE else rest).append(hit)
+    return (first + rest)[:k]
 
 
 def chunk_rows(source: Source, chunks: Sequence[TextChunk], *, page: Page | None = None,

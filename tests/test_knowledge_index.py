@@ -1,0 +1,162 @@
+"""Search ranking on a real index (a temp-file SQLite database, and PostgreSQL when
+it is reachable): the behaviours chat relies on."""
+import pytest
+
+from botlite.app import Botlite
+from botlite.knowledge import index
+from botlite.models import Chatbot, Page, Source
+from botlite.settings import load_settings
+
+FILLER = ("The committee meets on the second floor. Minutes are kept in the blue binder. "
+          "Visitors sign the register at the front desk. ")
+
+
+def add_page(bot, title, *sections, url=None):
+    """A crawled page of ``bot``: (heading, text) sections, one chunk each."""
+    source = Source.get_or_none(Source.chatbot == bot, Source.kind == "website")
+    if source is None:
+        source = Source.create(id="s-" + bot, chatbot=bot, kind="website", url="http://x/")
+    url = url or "http://x/%s.html" % title.lower().replace(" ", "-")
+    page = Page.create(source=source.id, url=url, title=title, content_hash=url)
+    index.insert_chunks({"source": source.id, "page": page.id, "chatbot_id": bot,
+                         "bot": index.bot_token(bot), "url": url, "title": title,
+                         "heading": heading, "locator": url, "position": position,
+                         "text": text} for position, (heading, text) in enumerate(sections))
+    return url
+
+
+def pages(hits):
+    seen = []
+    for hit in hits:
+        if hit.url not in seen:
+            seen.append(hit.url)
+    return seen
+
+
+@pytest.fixture
+def sqlite_db(app):
+    with app.database.connection_context():
+        yield app
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    """An app on each backend, with a connection open."""
+    values = {"data_dir": str(tmp_path)}
+    if request.param == "postgresql":
+        values["database_url"] = request.getfixturevalue("postgres_url")
+    app = Botlite.open(load_settings(values, environ={}))
+    try:
+        with app.database.connection_context():
+            yield app
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def library(db):
+    return make_library()
+
+
+def make_library():
+    """A small site: one page about each topic, plus pages that mention it in passing."""
+    urls = {
+        "firewall": add_page("default", "Configuring the Firewall", (
+            "Rules", "Packet filtering rules decide which connections are accepted. "
+            "Rules are loaded at boot by a service.")),
+        "mention": add_page("default", "Office Network", (
+            "Overview", "The office network has a printer, a firewall and two switches. "
+            + FILLER)),
+        "apt-get": add_page("default", "Package Tools", (
+            "apt-get", "Run apt-get install with the package name to install software.")),
+        "apt": add_page("default", "Getting Things", (
+            "Shopping", "The apt reply to get more milk is to install a fridge.")),
+        "backup": add_page("default", "Backups", *[
+            ("Backups part %d" % n, "Backups of the server run nightly with rsync. " + FILLER)
+            for n in range(6)]),
+        "restore": add_page("default", "Restoring", (
+            "Restore", "To restore a server from backups, copy the rsync snapshot back.")),
+    }
+    return urls
+
+
+def test_a_page_titled_by_the_query_beats_a_passing_mention(library):
+    hits = index.search("default", "how do I configure the firewall?", 5)
+    assert hits[0].url == library["firewall"]
+    assert pages(hits).index(library["mention"]) > 0
+
+
+def test_a_page_does_not_fill_the_results_while_other_pages_match(library):
+    hits = index.search("default", "server backups with rsync", 5)
+    assert hits[0].url == library["backup"]
+    assert [hit.url for hit in hits[:index.PER_PAGE]] == [library["backup"]] * index.PER_PAGE
+    assert library["restore"] in pages(hits)
+
+
+def test_joined_words_are_one_term_and_a_phrase(library):
+    assert index.query_terms("How do I use apt-get?") == ["apt-get", "apt"]
+    assert index.query_terms("where is /etc/apt/sources.list") == [
+        "etc/apt/sources.list", "etc", "apt", "sources", "list"]
+    assert index.query_terms("Let's go, don't wait") == ["let", "wait"]
+    assert index.search("default", "apt-get", 5)[0].url == library["apt-get"]
+
+
+def test_question_words_are_not_searched_unless_that_is_all():
+    assert index.query_terms("What should I do if I want to install it?") == ["install"]
+    assert index.query_terms("Who are you?") == ["who", "are", "you"]
+
+
+def test_a_question_about_something_absent_scores_low(library):
+    covered = index.search("default", "restore the server from backups", 5)
+    assert max(hit.score for hit in covered if hit.url == library["restore"]) > 0.8
+    absent = index.search("default", "restore the zeppelin hangar", 3)
+    assert absent and absent[0].score < 0.5
+    assert index.search("default", "zeppelin hangar", 3) == []
+
+
+def test_light_stemming_matches_forms_of_a_word_but_not_neighbours(sqlite_db):
+    add_page("default", "Containers", ("Containers", "Run containers with lxc."))
+    add_page("default", "Archive", ("Archive", "The archive contains old installers."))
+    matcher = index._Matcher(["installation", "containers"])
+    assert matcher.found("Installing and installed: the installer.") == {0}
+    assert matcher.found("It contains nothing.") == frozenset()
+    assert matcher.found("Two container images") == {1}
+    hits = index.search("default", "containers", 5)
+    assert hits[0].title == "Containers" and hits[0].score > hits[-1].score
+
+
+@pytest.mark.parametrize("query", [
+    '"unbalanced', "a AND OR NEAR(b", "*", "col:umn", "((((", "NOT", '" OR "', "", "   ",
+    "ünïcödé ärger", "'; drop table chunk; --", "apt-get", "-", ".", "a-", "-a", "__",
+    "x'y", "it's", "1.2.3", "/etc/", "a+b", "NEAR(apt-get, 2)", "{title}: firewall",
+    "firewall*", "^firewall", "firewall -rules", '"firewall rules"',
+])
+def test_fts_syntax_in_questions_never_raises(library, query):
+    assert isinstance(index.search("default", query, 5), list)
+
+
+def test_other_bots_chunks_never_show_and_never_crowd_out(db):
+    Chatbot.create(id="other", name="Other")
+    for n in range(index.CANDIDATES + 5):
+        add_page("other", "Llamas %d" % n, ("Llamas", "Llamas graze."))
+    mine = add_page("default", "Mine", ("Herd", "Our llamas are called Ada and Bob."))
+    hits = index.search("default", "llamas", 5)
+    assert [hit.url for hit in hits] == [mine]
+    assert index.search("other", "llamas", 5)[0].url.startswith("http://x/llamas")
+
+
+def test_common_terms_are_searched_without_bm25(sqlite_db, monkeypatch):
+    library = make_library()
+    used = []
+    candidates = index._candidates
+    monkeypatch.setattr(index, "_candidates", lambda *args, **kw: (
+        used.append(args[2]), candidates(*args, **kw))[1])
+    monkeypatch.setattr(index, "MATCH_BUDGET", 0)  # every query is too broad for BM25...
+    monkeypatch.setattr(index, "COMMON", 1)  # ...and every term common
+    hits = index.search("default", "restore server backups rsync", 5)
+    assert used[-1] == index._NEWEST
+    assert hits and hits[0].url in (library["restore"], library["backup"])
+    assert all(0 <= hit.score <= 1 for hit in hits)
+    monkeypatch.setattr(index, "COMMON", 2000)  # BM25 over the rarest term only
+    assert index.search("default", "restore server", 5)[0].url == library["restore"]
+    assert used[-1] == index._BY_BM25
