@@ -102,7 +102,7 @@ class JSONSerializer(Serializer):
 
     def _deserialize(self, data: bytes) -> Any:
         data = bytes(data)
-        if data.startswith(b'{"__huey_message__":') and data.count(b'"__') == 1:
+        if data.startswith(b'{"__huey_message__":') and data.count(b'{"__') == 1:
             # The common case: a message with plain JSON arguments and no times.
             message = Message(*json.loads(data)[_MESSAGE])
             return message._replace(args=tuple(message.args or ()))
