@@ -97,3 +97,21 @@ def test_serializer_round_trips_huey_messages_and_errors():
 def test_user_data_that_looks_like_a_tag_round_trips_unchanged(value):
     serializer = JSONSerializer()
     assert serializer.deserialize(serializer.serialize(value)) == value
+
+
+def test_a_queue_from_an_earlier_version_is_upgraded_in_place(tmp_path):
+    import sqlite3
+    path = tmp_path / "old-queue.db"
+    with sqlite3.connect(str(path)) as conn:  # the table as botlite 0.1's first runner made it
+        conn.execute("create table botlite_queue (id integer primary key autoincrement, "
+                     "queue text not null, lane text not null, priority real not null "
+                     "default 0, task_id text not null, data blob not null, enqueued_at real "
+                     "not null, claimed_by text, claimed_at real)")
+    runner = TaskRunner("sqlite:///%s" % path, name="old")
+    runner.register(add)
+    try:
+        task_id = runner.enqueue("add", [1, 2])
+        runner.huey.execute(runner.huey.dequeue())
+        assert runner.state(task_id)["result"] == {"sum": 3, "at": "done"}
+    finally:
+        runner.close()

@@ -454,6 +454,15 @@ class SqliteQueueStorage(SqlRunnerMixin, SqliteStorage):
         self._checkpoint_conn = None
         super().__init__(name, filename, **kwargs)
 
+    def initialize_schema(self):
+        super().initialize_schema()
+        # Upgrade a queue created by an earlier botlite in place.
+        with self.db(commit=True, close=True) as curs:
+            columns = {row[1] for row in curs.execute("pragma table_info(botlite_queue)")}
+            if "available_at" not in columns:
+                curs.execute("alter table botlite_queue add column available_at real "
+                             "not null default 0")
+
     def _create_connection(self):
         conn = super()._create_connection()
         conn.execute("pragma synchronous=normal")
@@ -567,6 +576,9 @@ class PostgresQueueStorage(SqlRunnerMixin, PostgresStorage):
             curs.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             for sql in self.ddl:
                 curs.execute(sql)
+            # Upgrade a queue created by an earlier botlite in place.
+            curs.execute("alter table botlite_queue add column if not exists available_at "
+                         "double precision not null default 0")
 
     def sql(self, query, params=None, commit=False, results=False):
         with self.db() as curs:  # autocommit connection
