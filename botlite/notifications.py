@@ -1,17 +1,13 @@
 """The in-app notification inbox."""
 from __future__ import annotations
 
-from botlite.errors import BadRequest, NotFound
+from botlite import validate
+from botlite.errors import NotFound
 from botlite.models import Notification
 
 
 def list_for(user_id: str | None, limit: str | int | None) -> list[dict]:
-    try:
-        limit = 50 if limit in (None, "") else int(limit)
-    except ValueError:
-        raise BadRequest("limit must be a whole number", code="invalid_field") from None
-    if not 1 <= limit <= 500:
-        raise BadRequest("limit must be between 1 and 500", code="invalid_field")
+    limit = validate.limit(limit)
     query = Notification.select().order_by(Notification.created_at.desc(), Notification.id.desc())
     if user_id:
         query = query.where(Notification.user_id == user_id)

@@ -56,12 +56,7 @@ def list_tasks(runner: TaskRunner, status: str | None, name: str | None,
         if status not in STATUSES:
             raise BadRequest("status must be one of %s" % ", ".join(STATUSES),
                              code="invalid_field")
-    try:
-        limit = 50 if limit in (None, "") else int(limit)
-    except ValueError:
-        raise BadRequest("limit must be a whole number", code="invalid_field") from None
-    if not 1 <= limit <= 1000:
-        raise BadRequest("limit must be between 1 and 1000", code="invalid_field")
+    limit = validate.limit(limit, maximum=1000)
     return [task_view(s) for s in runner.states(status=status or None, name=name or None,
                                                 limit=limit)]
 

@@ -61,3 +61,14 @@ def string_list(data: dict, name: str, *, max_items: int = 50,
         raise BadRequest("field %r has an item longer than %d characters" % (name, max_length),
                          code="invalid_field")
     return cleaned
+
+
+def limit(value: str | int | None, *, default: int = 50, maximum: int = 500) -> int:
+    """A ``?limit=`` query value: a whole number from 1 to ``maximum``."""
+    try:
+        number = default if value in (None, "") else int(value)
+    except ValueError:
+        raise BadRequest("limit must be a whole number", code="invalid_field") from None
+    if not 1 <= number <= maximum:
+        raise BadRequest("limit must be between 1 and %d" % maximum, code="invalid_field")
+    return number

@@ -159,3 +159,21 @@ def wait_for(condition, timeout=10.0, interval=0.02, message="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %ss waiting for %s" % (timeout, message))
         time.sleep(interval)
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+def broker_url(request, tmp_path):
+    """Each queue storage in turn: a SQLite file, this machine's Redis, its PostgreSQL."""
+    if request.param == "sqlite":
+        return "sqlite:///%s" % (tmp_path / "queue.db")
+    return request.getfixturevalue({"redis": "redis_url", "postgresql": "postgres_url"}
+                                   [request.param])
+
+
+@pytest.fixture
+def worker(app):
+    """Two task worker threads of the app, running for the test."""
+    runtime = app.runtime(2)
+    runtime.start()
+    yield runtime
+    runtime.stop()

@@ -17,14 +17,6 @@ FUTURE = datetime.datetime.utcnow() + datetime.timedelta(seconds=60)
 FUTURE_TS = time.time() + 60
 
 
-@pytest.fixture(params=["sqlite", "redis", "postgresql"])
-def broker_url(request, tmp_path):
-    if request.param == "sqlite":
-        return "sqlite:///%s" % (tmp_path / "queue.db")
-    return request.getfixturevalue({"redis": "redis_url", "postgresql": "postgres_url"}
-                                   [request.param])
-
-
 @pytest.fixture
 def runner(broker_url):
     rt.calls.clear()

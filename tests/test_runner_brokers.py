@@ -16,13 +16,6 @@ def add(a, b):
     return {"sum": a + b, "at": "done"}
 
 
-@pytest.fixture(params=["sqlite", "redis", "postgresql"])
-def broker_url(request, tmp_path):
-    if request.param == "sqlite":
-        return "sqlite:///%s" % (tmp_path / "queue.db")
-    return request.getfixturevalue(request.param.replace("postgresql", "postgres") + "_url")
-
-
 @pytest.fixture
 def runner(broker_url):
     runner = TaskRunner(broker_url, name="test-%s" % uuid.uuid4().hex[:8])

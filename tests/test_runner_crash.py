@@ -7,20 +7,11 @@ import subprocess
 import sys
 import uuid
 
-import pytest
 
 from conftest import wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 N = 60
-
-
-@pytest.fixture(params=["sqlite", "redis", "postgresql"])
-def broker_url(request, tmp_path):
-    if request.param == "sqlite":
-        return "sqlite:///%s" % (tmp_path / "queue.db")
-    return request.getfixturevalue({"redis": "redis_url", "postgresql": "postgres_url"}
-                                   [request.param])
 
 
 def _start_worker(url, effects, name):

@@ -26,14 +26,6 @@ def upload(client, filename, content, bot="default"):
     return client.request("POST", "/api/chatbots/%s/sources" % bot, body=body, headers=headers)
 
 
-@pytest.fixture
-def worker(app):
-    runtime = app.runtime(2)
-    runtime.start()
-    yield runtime
-    runtime.stop()
-
-
 def wait_done(client, source_id, timeout=60):
     return wait_for(lambda: (lambda s: s if s["status"] in ("ready", "failed") else None)(
         client.get("/api/sources/" + source_id).json), timeout=timeout,

@@ -10,14 +10,6 @@ def _error(response, status, code):
     return response.json["error"]["message"]
 
 
-@pytest.fixture
-def worker(app):
-    runtime = app.runtime(1)
-    runtime.start()
-    yield runtime
-    runtime.stop()
-
-
 def test_submit_and_follow_a_task_to_success(client, worker):
     submitted = client.post("/api/tasks", {"name": "health_check"})
     assert submitted.status == 202

@@ -111,12 +111,7 @@ def record_turn(bot_id: str, session_id: str, text: str, reply: Reply,
 
 def conversations(bot_id: str, limit: str | int | None) -> list[dict]:
     get_bot(bot_id)
-    try:
-        limit = 50 if limit in (None, "") else int(limit)
-    except ValueError:
-        raise BadRequest("limit must be a whole number", code="invalid_field") from None
-    if not 1 <= limit <= 500:
-        raise BadRequest("limit must be between 1 and 500", code="invalid_field")
+    limit = validate.limit(limit)
     query = (Conversation.select().where(Conversation.chatbot == bot_id)
              .order_by(Conversation.last_message_at.desc()).limit(limit))
     return [c.to_dict() for c in query]
