@@ -248,6 +248,7 @@ def test_one_chat_turn_costs_a_bounded_number_of_queries(client, app, bot_with_p
 class FakeLLM:
     def __init__(self):
         self.mode, self.calls = "ok", []
+        self.content = "Standard delivery takes 3-5 working days [1]."
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -261,12 +262,21 @@ class FakeLLM:
                     handler.end_headers()
                     return
                 reply = json.dumps({"choices": [{"message": {
-                    "role": "assistant",
-                    "content": "Standard delivery takes 3-5 working days [1]."}}]}).encode()
+                    "role": "assistant", "content": outer.content}}]}).encode()
                 handler.send_response(200)
                 handler.send_header("Content-Type", "application/json")
+                if outer.mode == "gzip":
+                    import gzip
+                    reply = gzip.compress(reply)
+                    handler.send_header("Content-Encoding", "gzip")
                 handler.send_header("Content-Length", str(len(reply)))
                 handler.end_headers()
+                if outer.mode == "trickle":  # every read is quick, the whole is not
+                    for i in range(len(reply)):
+                        handler.wfile.write(reply[i:i + 1])
+                        handler.wfile.flush()
+                        time.sleep(0.02)
+                    return
                 handler.wfile.write(reply)
 
             def log_message(handler, *args):
@@ -335,3 +345,39 @@ def test_the_breaker_opens_after_failures_and_closes_after_the_cool_down(llm):
     wait_for(lambda: breaker.state == "half-open", timeout=5, message="the cool-down")
     answer = ask(client, "How long does standard shipping take?").json
     assert answer["answer_source"] == "llm" and breaker.state == "closed"
+
+
+def test_llm_citations_are_renumbered_to_the_sources(llm):
+    fake, app, client = llm
+    fake.content = "Shipping [2] and returns [1] apply; see also [7]."
+    answer = ask(client, "How long does standard shipping take, and can I return it?").json
+    assert answer["answer_source"] == "llm"
+    assert "[7]" not in answer["reply"]
+    numbers = sorted({int(n) for n in __import__("re").findall(r"\[(\d+)\]", answer["reply"])})
+    assert numbers == list(range(1, len(answer["sources"]) + 1))
+
+
+def test_a_trickling_llm_is_cut_off_at_the_timeout(llm):
+    fake, app, client = llm
+    fake.mode = "trickle"
+    started = time.monotonic()
+    answer = ask(client, "How long does standard shipping take?").json
+    assert answer["answer_source"] == "knowledge"
+    assert time.monotonic() - started < 1.5
+
+
+def test_half_open_lets_exactly_one_probe_through():
+    from botlite.chat.llm import CircuitBreaker
+    breaker = CircuitBreaker(failures_to_open=1, cool_down=0.0)
+    breaker.failure()
+    assert breaker.allow() is True      # the probe
+    assert breaker.allow() is False     # everyone else waits for its outcome
+    breaker.success()
+    assert breaker.state == "closed" and breaker.allow() is True
+
+
+def test_a_compressed_llm_answer_is_read(llm):
+    fake, app, client = llm
+    fake.mode = "gzip"
+    answer = ask(client, "How long does standard shipping take?").json
+    assert answer["answer_source"] == "llm" and "3-5 working days" in answer["reply"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 
 from botlite.chat.answer import Passage, compose_answer
@@ -77,9 +78,8 @@ class ChatEngine:
             except LLMUnavailable:
                 pass
             else:
-                cited = [passages[i] for i in generated.cited] or passages[:1]
-                return Reply(generated.text, "question", "llm", extractive.confidence,
-                             _page_sources(cited))
+                text, sources = _cite(generated, passages)
+                return Reply(text, "question", "llm", extractive.confidence, sources)
         return Reply(extractive.text, "question", "knowledge", extractive.confidence,
                      extractive.sources)
 
@@ -88,6 +88,29 @@ class ChatEngine:
         confidence = round(extractive.confidence, 3) if extractive is not None else 0.0
         return Reply(bot.fallback_message or DEFAULT_FALLBACK, "question", "fallback",
                      confidence)
+
+
+_MARK = re.compile(r"\[(\d{1,3})\]")
+
+
+def _cite(generated, passages) -> tuple[str, list[dict]]:
+    """The LLM's text with its [n] renumbered to the returned sources (one per
+    page, in order of first citation); markers naming no passage are dropped."""
+    number_of_page, sources, renumber = {}, [], {}
+    for position in generated.cited:
+        passage = passages[position]
+        key = passage.url or passage.source_id
+        if key not in number_of_page:
+            sources += _page_sources([passage])
+            number_of_page[key] = len(sources)
+        renumber[position + 1] = number_of_page[key]
+
+    def mark(match):
+        number = renumber.get(int(match.group(1)))
+        return "[%d]" % number if number else ""
+
+    text = re.sub(r" +([.,;:!?])", r"\1", _MARK.sub(mark, generated.text)).strip()
+    return text, sources or _page_sources(passages[:1])
 
 
 def _page_sources(passages) -> list[dict]:

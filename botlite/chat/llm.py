@@ -8,6 +8,7 @@ to the extractive answer, so an LLM outage never breaks chat.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 FAILURES_TO_OPEN = 3
 COOL_DOWN = 60.0
 TIMEOUT = (3.0, 20.0)
+MAX_ANSWER_BYTES = 1024 * 1024
 SYSTEM_PROMPT = (
     "You are {bot_name}, a helpful assistant. Answer the user's question using only the "
     "numbered context passages. Cite the passages you use like [1] or [2]. If the "
@@ -55,29 +57,39 @@ class CircuitBreaker:
         self.cool_down = cool_down
         self.failures = 0
         self.opened_at: float | None = None
+        self.probing = False
         self._lock = threading.Lock()
 
     def allow(self) -> bool:
+        """Closed: yes. Open: no, until the cool-down passes; then exactly one
+        caller (the probe) is let through until it succeeds or fails."""
         with self._lock:
             if self.opened_at is None:
                 return True
-            return time.monotonic() - self.opened_at >= self.cool_down  # half-open: try one
+            if self.probing or time.monotonic() - self.opened_at < self.cool_down:
+                return False
+            self.probing = True
+            return True
 
     def success(self) -> None:
         with self._lock:
-            self.failures, self.opened_at = 0, None
+            self.failures, self.opened_at, self.probing = 0, None, False
 
     def failure(self) -> None:
         with self._lock:
             self.failures += 1
+            self.probing = False
             if self.failures >= self.failures_to_open:
                 self.opened_at = time.monotonic()
 
     @property
     def state(self) -> str:
-        if self.opened_at is None:
-            return "closed"
-        return "half-open" if self.allow() else "open"
+        with self._lock:
+            if self.opened_at is None:
+                return "closed"
+            if self.probing or time.monotonic() - self.opened_at >= self.cool_down:
+                return "half-open"
+            return "open"
 
 
 class LLMClient:
@@ -99,11 +111,24 @@ class LLMClient:
             {"role": "system", "content": SYSTEM_PROMPT.format(bot_name=bot_name)},
             {"role": "user", "content": "Context:\n%s\n\nQuestion: %s" % (context, question)}]}
         headers = {"Authorization": "Bearer %s" % self.api_key} if self.api_key else {}
+        deadline = time.monotonic() + self.timeout[1]
         try:
-            response = self.session.post(self.url, json=payload, headers=headers,
-                                         timeout=self.timeout)
-            response.raise_for_status()
-            text = response.json()["choices"][0]["message"]["content"].strip()
+            # requests' read timeout is per read: a server trickling bytes would
+            # never trip it, so the whole answer must arrive before the deadline.
+            with self.session.post(self.url, json=payload, headers=headers,
+                                   timeout=self.timeout, stream=True) as response:
+                response.raise_for_status()
+                body = bytearray()
+                while True:
+                    block = response.raw.read1(65536, decode_content=True)  # what has arrived
+                    if not block:
+                        break
+                    body += block
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("no complete answer within %ss" % self.timeout[1])
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise ValueError("answer larger than %d bytes" % MAX_ANSWER_BYTES)
+            text = json.loads(body)["choices"][0]["message"]["content"].strip()
             if not text:
                 raise ValueError("empty answer")
         except Exception as exc:
