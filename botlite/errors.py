@@ -18,6 +18,10 @@ class BotliteError(Exception):
     def to_dict(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}}
 
+    def headers(self) -> dict:
+        """Extra response headers (e.g. Retry-After)."""
+        return {}
+
 
 class BadRequest(BotliteError):
     status, code = 400, "bad_request"
@@ -51,6 +55,18 @@ class UnsupportedMediaType(BotliteError):
     status, code = 415, "unsupported_media_type"
 
 
+class TooManyRequests(BotliteError):
+    """Over a rate limit; ``retry_after`` seconds until the next request is accepted."""
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class InternalError(BotliteError):
     status, code = 500, "internal_error"
 
@@ -61,4 +77,4 @@ class ServiceUnavailable(BotliteError):
 
 STATUS_CODES = {cls.status: cls.code for cls in (
     BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict,
-    PayloadTooLarge, UnsupportedMediaType, InternalError, ServiceUnavailable)}
+    PayloadTooLarge, UnsupportedMediaType, TooManyRequests, InternalError, ServiceUnavailable)}

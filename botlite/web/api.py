@@ -1,19 +1,21 @@
 """JSON API routes. A route parses, calls one function, renders."""
 from __future__ import annotations
 
-from bottle import Bottle, request, response
+from bottle import Bottle, HTTPResponse, request, response
 
-from botlite import chatbots, health, ingest, notifications, task_control
+from botlite import chatbots, health, ingest, notifications, task_control, widget
 from botlite.chat import admin as chat_admin
 from botlite.chat import service as chat
 from botlite.errors import BadRequest, PayloadTooLarge
 from botlite.knowledge import sources
-from botlite.web.app import json_body, json_response
+from botlite.web.app import current_caller, json_body, json_response
 
 MULTIPART_OVERHEAD = 64 * 1024
 
 
 def install(web: Bottle, app) -> None:
+    limiter = widget.RateLimiter()
+
     @web.get("/healthz", public=True, db=False)
     def healthz():
         healthy, report = health.check(app)
@@ -117,15 +119,29 @@ def install(web: Bottle, app) -> None:
     def read_notification(notification_id):
         return notifications.mark_read(notification_id)
 
-    # -- chat (public) -------------------------------------------------------------
+    # -- chat (public; CORS for the bot's allowed domains; rate limited) -------------
 
-    @web.post("/chatbot/message/", public=True)
+    @web.post("/chatbot/message/", public=True, cors=True)
     def chatbot_message():
-        return chat.chat(app, json_body())
+        return widget.chat(app, json_body(), None, current_caller(), limiter)
 
-    @web.post("/api/chatbots/<bot_id>/chat", public=True)
+    @web.post("/api/chatbots/<bot_id>/chat", public=True, cors=True)
     def chat_with_bot(bot_id):
-        return chat.chat(app, json_body(), bot_id=bot_id)
+        return widget.chat(app, json_body(), bot_id, current_caller(), limiter)
+
+    @web.route("/chatbot/message/", method="OPTIONS", public=True, cors=True)
+    def chatbot_message_preflight():
+        widget.preflight(None, current_caller())
+        return HTTPResponse(status=204)
+
+    @web.route("/api/chatbots/<bot_id>/chat", method="OPTIONS", public=True, cors=True)
+    def chat_with_bot_preflight(bot_id):
+        widget.preflight(bot_id, current_caller())
+        return HTTPResponse(status=204)
+
+    @web.get("/api/chatbots/<bot_id>/widget", public=True, cors=True)
+    def widget_info(bot_id):
+        return widget.public_info(bot_id, current_caller())
 
     @web.get("/api/chatbots/<bot_id>/conversations")
     def list_conversations(bot_id):

@@ -8,6 +8,8 @@ import bottle
 
 from botlite import errors
 from botlite.auth import token_matches
+from botlite.web import session
+from botlite.widget import Caller, cors_headers
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,10 @@ def json_response(payload: dict, status: int = 200) -> bottle.HTTPResponse:
 
 
 def error_response(error: errors.BotliteError) -> bottle.HTTPResponse:
-    return json_response(error.to_dict(), error.status)
+    response = json_response(error.to_dict(), error.status)
+    for name, value in error.headers().items():
+        response.set_header(name, value)
+    return response
 
 
 def bearer_token() -> str | None:
@@ -39,43 +44,109 @@ def bearer_token() -> str | None:
     return value.strip() if scheme.lower() == "bearer" else None
 
 
+def current_caller() -> Caller:
+    """The caller of a public chat route (``cors=True``): origin, address, admin."""
+    return bottle.request.environ["botlite.caller"]
+
+
 class ApiPlugin:
-    """Around every route: admin auth unless the route is public, a database
-    connection for the request (unless db=False), and client errors as JSON. Unexpected
-    exceptions are logged with their traceback and answered with a bare 500.
+    """Around every route: auth, a database connection for the request (unless
+    db=False), client errors as JSON, and CORS headers on the public chat routes.
+
+    Route options: ``public=True`` needs no auth; ``page=True`` is an HTML page that
+    needs the browser session (else a redirect to /login); anything else is the admin
+    API, which takes the bearer token, or the session cookie together with the
+    X-CSRF-Token header (that is how the pages' JavaScript calls it). ``cors=True``
+    routes get a ``Caller`` (see ``current_caller``). Unexpected exceptions are logged
+    with their traceback and answered with a bare 500.
     """
     name = "botlite-api"
     api = 2
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, page_error=None) -> None:
         self.app = app
+        self.page_error = page_error
+
+    def _admin(self) -> bool:
+        token = self.app.token
+        return token_matches(bearer_token(), token) or (
+            session.has_session(token) and session.csrf_header_ok(token))
+
+    def _authorize(self, public: bool, page: bool) -> None:
+        token = self.app.token
+        if public:
+            return
+        if page:
+            if not session.has_session(token):
+                target = bottle.request.fullpath
+                if bottle.request.query_string:
+                    target += "?" + bottle.request.query_string
+                bottle.redirect("/login?" + bottle.urlencode({"next": target}))
+            return
+        if token_matches(bearer_token(), token):
+            return
+        if session.has_session(token):
+            if session.csrf_header_ok(token):
+                return
+            raise errors.Forbidden("requests made with the dashboard session need the "
+                                   "X-CSRF-Token header from the page", code="csrf_failed")
+        raise errors.Unauthorized(
+            "this endpoint needs the header Authorization: Bearer <admin token> "
+            "(`python -m botlite token --data-dir DIR`, with the server's data "
+            "dir, prints it)")
+
+    def _caller(self) -> Caller:
+        environ = bottle.request.environ
+        own = "%s://%s" % (bottle.request.urlparts.scheme, bottle.request.urlparts.netloc)
+        caller = Caller(origin=environ.get("HTTP_ORIGIN") or None, own_origin=own,
+                        address=environ.get("REMOTE_ADDR") or "unknown",
+                        admin=self._admin())
+        environ["botlite.caller"] = caller
+        return caller
+
+    def _error(self, exc: errors.BotliteError, page: bool) -> bottle.HTTPResponse:
+        if page and self.page_error is not None:
+            return bottle.HTTPResponse(self.page_error(exc), status=exc.status,
+                                       headers={"Content-Type": "text/html; charset=utf-8"})
+        return error_response(exc)
 
     def apply(self, callback, route):
         public = route.config.get("public", False)
+        page = route.config.get("page", False)
+        cors = route.config.get("cors", False)
         database = self.app.database if route.config.get("db", True) else None
-        token = self.app.token
 
-        def wrapper(*args, **kwargs):
+        def handle(*args, **kwargs):
             try:
-                if not public and not token_matches(bearer_token(), token):
-                    raise errors.Unauthorized(
-                        "this endpoint needs the header Authorization: Bearer <admin token> "
-                        "(`python -m botlite token --data-dir DIR`, with the server's data "
-                        "dir, prints it)")
+                self._authorize(public, page)
                 if database is None:
                     return callback(*args, **kwargs)
                 with database.connection_context():
                     return callback(*args, **kwargs)
             except errors.BotliteError as exc:
-                return error_response(exc)
+                return self._error(exc, page)
             except bottle.HTTPResponse:
                 raise
             except Exception:
                 logger.exception("unhandled error in %s %s", bottle.request.method,
                                  bottle.request.path)
-                return error_response(errors.InternalError(
-                    "internal error; the server log has the details"))
-        return wrapper
+                return self._error(errors.InternalError(
+                    "internal error; the server log has the details"), page)
+
+        if not cors:
+            return handle
+
+        def with_cors(*args, **kwargs):
+            caller = self._caller()
+            result = handle(*args, **kwargs)
+            target = result if isinstance(result, bottle.HTTPResponse) else bottle.response
+            target.add_header("Vary", "Origin")
+            if caller.allow_origin:
+                preflight = bottle.request.method == "OPTIONS"
+                for name, value in cors_headers(caller.allow_origin, preflight).items():
+                    target.set_header(name, value)
+            return result
+        return with_cors
 
 
 def default_error_handler(res: bottle.HTTPError) -> str:
@@ -139,7 +210,7 @@ def create_app(app):
     bottle.BaseRequest.MEMFILE_MAX = MAX_JSON_BYTES
     web = bottle.Bottle(catchall=True)
     web.default_error_handler = default_error_handler
-    web.install(ApiPlugin(app))
+    web.install(ApiPlugin(app, page_error=pages.error_page))
     api.install(web, app)
     pages.install(web, app)
     return SecurityHeaders(web)

@@ -1,70 +1,158 @@
-"""HTML pages: login with the admin token, the dashboard home."""
+"""HTML pages: log in with the admin token, then bots, knowledge, chat, tasks.
+
+Pages are rendered on the server; their small script (static/app.js) calls the
+JSON API with the session cookie and the page's CSRF token (see web/session.py).
+A route parses, calls one function of botlite.dashboard, renders.
+"""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 
 import bottle
 
-from botlite import __version__, chatbots
+from botlite import __version__, dashboard
 from botlite.auth import token_matches
+from botlite.errors import BotliteError
+from botlite.web import session
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 STATIC = os.path.join(os.path.dirname(__file__), "static")
-SESSION_COOKIE = "botlite_session"
 
 
-def session_value(token: str) -> str:
-    """A session id derived from the admin token: it changes when the token does."""
-    return hmac.new(token.encode(), b"botlite-session-v1", hashlib.sha256).hexdigest()
+def render(template: str, **context) -> str:
+    context.setdefault("csrf", None)
+    context.setdefault("section", None)
+    return bottle.template(template, template_lookup=[TEMPLATES], version=__version__, **context)
 
 
-def render(name: str, **context) -> str:
-    return bottle.template(name, template_lookup=[TEMPLATES], version=__version__, **context)
+def error_page(error: BotliteError) -> str:
+    return render("error.tpl", error=error)
+
+
+def _next_target(value: str | None) -> str:
+    """Where to go after logging in: a path on this site only."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
 
 
 def install(web: bottle.Bottle, app) -> None:
-    expected_session = session_value(app.token)
+    csrf = session.csrf_value(app.token)
 
-    def logged_in() -> bool:
-        return token_matches(bottle.request.get_cookie(SESSION_COOKIE), expected_session)
-
-    def log_in():
-        bottle.response.set_cookie(SESSION_COOKIE, expected_session, path="/",
-                                   httponly=True, samesite="strict",
-                                   max_age=14 * 24 * 3600)
+    def page(template: str, **context) -> str:
+        return render(template, csrf=csrf, **context)
 
     @web.get("/", public=True)
     def home():
         token = bottle.request.query.get("token")
         if token is not None:
             if token_matches(token, app.token):
-                log_in()
+                session.start(app.token)
                 bottle.redirect("/")
             bottle.response.status = 401
-            return render("login.tpl", error="That token is not valid.")
-        if not logged_in():
+            return render("login.tpl", error="That token is not valid.",
+                          login_csrf=session.login_form_token(), next="/")
+        if not session.has_session(app.token):
             bottle.redirect("/login")
-        return render("home.tpl", bots=chatbots.list_bots())
+        return page("home.tpl", section="bots", **dashboard.home())
 
     @web.get("/login", public=True, db=False)
     def login_form():
-        return render("login.tpl", error=None)
+        target = _next_target(bottle.request.query.get("next"))
+        if session.has_session(app.token):
+            bottle.redirect(target)
+        return render("login.tpl", error=None, login_csrf=session.login_form_token(),
+                      next=target)
 
     @web.post("/login", public=True, db=False)
     def login():
-        if token_matches(bottle.request.forms.getunicode("token", ""), app.token):
-            log_in()
-            bottle.redirect("/")
-        bottle.response.status = 401
-        return render("login.tpl", error="That token is not valid.")
+        target = _next_target(bottle.request.forms.getunicode("next"))
+        if not session.login_form_token_ok():
+            bottle.response.status = 403
+            error = "The login form expired. Please enter the token again."
+        elif token_matches(bottle.request.forms.getunicode("token", ""), app.token):
+            session.start(app.token)
+            bottle.redirect(target)
+        else:
+            bottle.response.status = 401
+            error = "That token is not valid."
+        return render("login.tpl", error=error, login_csrf=session.login_form_token(),
+                      next=target)
 
     @web.post("/logout", public=True, db=False)
     def logout():
-        bottle.response.delete_cookie(SESSION_COOKIE, path="/")
+        if session.has_session(app.token) and not session.csrf_field_ok(app.token):
+            bottle.response.status = 403
+            return render("error.tpl", error=BotliteError(
+                "The logout form expired. Reload the page and try again."))
+        session.end()
         bottle.redirect("/login")
 
     @web.get("/static/<filename:path>", public=True, db=False)
     def static(filename):
         return bottle.static_file(filename, root=STATIC)
+
+    @web.get("/widget.js", public=True, db=False)
+    def widget_script():
+        served = bottle.static_file("widget.js", root=STATIC,
+                                    mimetype="text/javascript", charset="utf-8")
+        served.set_header("Cache-Control", "public, max-age=300")
+        served.set_header("Cross-Origin-Resource-Policy", "cross-origin")
+        return served
+
+    # -- bots ---------------------------------------------------------------------------
+
+    @web.get("/bots/<bot_id>", page=True)
+    def bot_sources(bot_id):
+        return page("bot_sources.tpl", section="bots", tab="sources",
+                    **dashboard.bot_sources(bot_id))
+
+    @web.get("/bots/<bot_id>/fragments/sources", page=True)
+    def bot_sources_fragment(bot_id):
+        return page("sources_table.tpl", **dashboard.bot_sources(bot_id))
+
+    @web.get("/bots/<bot_id>/sources/<source_id>", page=True)
+    def source_detail(bot_id, source_id):
+        return page("source.tpl", section="bots", tab="sources",
+                    **dashboard.source_detail(bot_id, source_id))
+
+    @web.get("/bots/<bot_id>/playground", page=True)
+    def playground(bot_id):
+        return page("playground.tpl", section="bots", tab="playground", **dashboard.bot(bot_id))
+
+    @web.get("/bots/<bot_id>/faqs", page=True)
+    def faqs(bot_id):
+        return page("faqs.tpl", section="bots", tab="faqs",
+                    **dashboard.bot_knowledge_extras(bot_id))
+
+    @web.get("/bots/<bot_id>/conversations", page=True)
+    def conversations(bot_id):
+        return page("conversations.tpl", section="bots", tab="conversations",
+                    **dashboard.conversations(bot_id, bottle.request.query.get("limit")))
+
+    @web.get("/bots/<bot_id>/conversations/<conversation_id>", page=True)
+    def transcript(bot_id, conversation_id):
+        return page("transcript.tpl", section="bots", tab="conversations",
+                    **dashboard.transcript(bot_id, conversation_id))
+
+    @web.get("/bots/<bot_id>/settings", page=True)
+    def bot_settings(bot_id):
+        origin = "%s://%s" % bottle.request.urlparts[:2]
+        return page("settings.tpl", section="bots", tab="settings", origin=origin,
+                    **dashboard.bot(bot_id))
+
+    # -- tasks --------------------------------------------------------------------------
+
+    @web.get("/tasks", page=True)
+    def tasks():
+        query = bottle.request.query
+        return page("tasks.tpl", section="tasks", **dashboard.tasks(
+            app.runner, query.get("status"), query.get("name"), query.get("limit")))
+
+    @web.get("/tasks/fragments/live", page=True)
+    def tasks_live():
+        return page("tasks_live.tpl", **dashboard.tasks_live(app.runner))
+
+    @web.get("/tasks/<task_id>", page=True)
+    def task(task_id):
+        return page("task.tpl", section="tasks", **dashboard.task(app.runner, task_id))

@@ -3,7 +3,9 @@
 % if error:
 <p class="error" role="alert">{{error}}</p>
 % end
-<form method="post" action="/login">
+<form method="post" action="/login" class="card narrow">
+  <input type="hidden" name="csrf_token" value="{{login_csrf}}">
+  <input type="hidden" name="next" value="{{next}}">
   <label for="token">Admin token</label>
   <input id="token" name="token" type="password" autocomplete="current-password" required>
   <button type="submit">Log in</button>

@@ -1,0 +1,179 @@
+"""The dashboard pages, the session and its CSRF protection, in-process."""
+import re
+
+import pytest
+
+from botlite.web.session import SESSION_COOKIE, csrf_value, session_value
+from conftest import wait_for
+
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
+EVENT_ATTRIBUTE = re.compile(r"<[^>]+\son[a-z]+\s*=", re.IGNORECASE)
+
+
+class Browser:
+    """The WSGI client with the dashboard's session cookie (and, for the API, its
+    CSRF header), the way the pages' JavaScript calls it."""
+
+    def __init__(self, client, token):
+        self.client = client
+        self.cookie = "%s=%s" % (SESSION_COOKIE, session_value(token))
+        self.csrf = csrf_value(token)
+
+    def get(self, path):
+        return self.client.get(path, auth=False, headers={"Cookie": self.cookie})
+
+    def api(self, method, path, json_body=None, csrf=True):
+        headers = {"Cookie": self.cookie}
+        if csrf:
+            headers["X-CSRF-Token"] = self.csrf
+        return self.client.request(method, path, json_body=json_body, auth=False,
+                                   headers=headers)
+
+
+@pytest.fixture
+def browser(client, app):
+    return Browser(client, app.token)
+
+
+def _cookies(response):
+    return response.headers.get("set-cookie", "")
+
+
+def test_pages_need_the_session_and_send_you_back_after_login(client, app):
+    response = client.get("/tasks?status=FAILURE", auth=False)
+    assert response.status in (302, 303)
+    assert response.headers["location"].endswith("/login?next=%2Ftasks%3Fstatus%3DFAILURE")
+
+    form = client.get("/login?next=/tasks", auth=False)
+    login_cookie = re.search(r"botlite_login=([^;]+)", _cookies(form)).group(1)
+    field = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    assert field == login_cookie
+    body = ("csrf_token=%s&next=%%2Ftasks&token=%s" % (field, app.token)).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "Cookie": "botlite_login=" + login_cookie}
+    done = client.request("POST", "/login", body=body, headers=headers, auth=False)
+    assert done.status in (302, 303) and done.headers["location"].endswith("/tasks")
+    cookie = _cookies(done).lower()
+    assert "botlite_session=" in cookie and "httponly" in cookie
+    assert "samesite=strict" in cookie
+
+
+def test_the_login_form_refuses_a_post_without_its_csrf_token(client, app):
+    body = ("token=%s" % app.token).encode()
+    done = client.request("POST", "/login", body=body, auth=False,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert done.status == 403 and "botlite_session" not in _cookies(done)
+    assert "expired" in done.text
+
+
+def test_a_wrong_token_in_the_login_form_is_refused(client):
+    form = client.get("/login", auth=False)
+    login_cookie = re.search(r"botlite_login=([^;]+)", _cookies(form)).group(1)
+    body = ("csrf_token=%s&token=nope" % login_cookie).encode()
+    done = client.request("POST", "/login", body=body, auth=False, headers={
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Cookie": "botlite_login=" + login_cookie})
+    assert done.status == 401 and "That token is not valid" in done.text
+    assert "botlite_session" not in _cookies(done)
+
+
+def test_logout_needs_the_csrf_field(client, browser):
+    headers = {"Cookie": browser.cookie, "Content-Type": "application/x-www-form-urlencoded"}
+    refused = client.request("POST", "/logout", body=b"", headers=headers, auth=False)
+    assert refused.status == 403 and "botlite_session" not in _cookies(refused)
+    done = client.request("POST", "/logout", body=("csrf_token=" + browser.csrf).encode(),
+                          headers=headers, auth=False)
+    assert done.status in (302, 303) and "botlite_session=" in _cookies(done)
+    assert "max-age=-1" in _cookies(done).lower() or "expires=thu, 01 jan 1970" in \
+        _cookies(done).lower()
+
+
+def test_the_api_takes_the_session_only_with_the_csrf_header(browser):
+    refused = browser.api("POST", "/api/chatbots", {"name": "Sneaky"}, csrf=False)
+    assert refused.status == 403 and refused.json["error"]["code"] == "csrf_failed"
+    assert browser.api("GET", "/api/chatbots", csrf=False).status == 403
+    made = browser.api("POST", "/api/chatbots", {"name": "Helpful"})
+    assert made.status == 201
+    wrong = browser.client.request("GET", "/api/chatbots", auth=False, headers={
+        "Cookie": browser.cookie, "X-CSRF-Token": "0" * 64})
+    assert wrong.status == 403
+
+
+def test_every_page_renders_without_inline_script(browser, app, worker):
+    bot = browser.api("POST", "/api/chatbots", {"name": "Docs"}).json
+    source = browser.client.request(
+        "POST", "/api/chatbots/%s/sources" % bot["id"],
+        body=_multipart("guide.txt", b"The office opens at nine. Parking is free."),
+        headers={"Content-Type": "multipart/form-data; boundary=XX"}).json
+    wait_for(lambda: browser.api("GET", "/api/sources/" + source["source_id"])
+             .json["status"] == "ready", message="the source to be ready")
+    reply = browser.api("POST", "/api/chatbots/%s/chat" % bot["id"],
+                        {"message": "when does the office open?"}).json
+    conversation = browser.api("GET", "/api/chatbots/%s/conversations" % bot["id"]) \
+        .json["conversations"][0]["id"]
+    browser.api("POST", "/api/chatbots/%s/faqs" % bot["id"],
+                {"question": "Is parking free?", "answer": "Yes."})
+    pages = ["/", "/bots/" + bot["id"], "/bots/%s/fragments/sources" % bot["id"],
+             "/bots/%s/sources/%s" % (bot["id"], source["source_id"]),
+             "/bots/%s/playground" % bot["id"], "/bots/%s/faqs" % bot["id"],
+             "/bots/%s/conversations" % bot["id"],
+             "/bots/%s/conversations/%s" % (bot["id"], conversation),
+             "/bots/%s/settings" % bot["id"], "/tasks", "/tasks/fragments/live",
+             "/tasks/" + source["task_id"], "/tasks?status=SUCCESS&name=process_document"]
+    for path in pages:
+        page = browser.get(path)
+        assert page.status == 200, path
+        assert page.headers["content-type"].startswith("text/html"), path
+        assert not INLINE_SCRIPT.search(page.text), path
+        assert not EVENT_ATTRIBUTE.search(page.text), path
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert page.headers["x-content-type-options"] == "nosniff"
+    assert reply["reply"] in browser.get(
+        "/bots/%s/conversations/%s" % (bot["id"], conversation)).text
+    assert "process_document" in browser.get("/tasks").text
+
+
+def test_user_text_is_escaped_everywhere_it_is_shown(browser, worker):
+    evil = '<script>alert("x")</script>'
+    bot = browser.api("POST", "/api/chatbots", {"name": evil, "greeting": evil}).json
+    html = b"<html><head><title>&lt;script&gt;alert(&quot;doc&quot;)&lt;/script&gt;</title>" \
+        b"</head><body><p>Refunds take five days.</p></body></html>"
+    source = browser.client.request(
+        "POST", "/api/chatbots/%s/sources" % bot["id"], body=_multipart("r.html", html),
+        headers={"Content-Type": "multipart/form-data; boundary=XX"}).json
+    wait_for(lambda: browser.api("GET", "/api/sources/" + source["source_id"])
+             .json["status"] == "ready", message="the source to be ready")
+    assert browser.api("GET", "/api/sources/" + source["source_id"]).json["title"] == \
+        '<script>alert("doc")</script>'
+    browser.api("POST", "/api/chatbots/%s/chat" % bot["id"],
+                {"message": evil + " how long do refunds take?"})
+    conversation = browser.api("GET", "/api/chatbots/%s/conversations" % bot["id"]) \
+        .json["conversations"][0]["id"]
+    for path in ["/", "/bots/" + bot["id"], "/bots/%s/playground" % bot["id"],
+                 "/bots/%s/settings" % bot["id"],
+                 "/bots/%s/sources/%s" % (bot["id"], source["source_id"]),
+                 "/bots/%s/conversations/%s" % (bot["id"], conversation)]:
+        text = browser.get(path).text
+        assert "<script>alert" not in text, path
+        assert "&lt;script&gt;alert(" in text, path
+
+
+def test_an_unknown_bot_page_is_an_html_404(browser):
+    page = browser.get("/bots/nope")
+    assert page.status == 404 and "no chatbot with id" in page.text
+    assert page.headers["content-type"].startswith("text/html")
+
+
+def test_the_widget_script_is_served_to_any_site(client):
+    script = client.get("/widget.js", auth=False)
+    assert script.status == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert script.headers["cross-origin-resource-policy"] == "cross-origin"
+    assert "data-bot" in script.text
+
+
+def _multipart(filename, content):
+    return (b"--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" +
+            filename.encode() + b"\"\r\nContent-Type: application/octet-stream\r\n\r\n" +
+            content + b"\r\n--XX--\r\n")
