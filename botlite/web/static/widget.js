@@ -31,7 +31,8 @@
     "* { box-sizing: border-box; font-family: system-ui, sans-serif; }",
     ".bubble { position: fixed; bottom: 20px; SIDE: 20px; width: 56px; height: 56px;",
     "  border-radius: 50%; border: 0; background: COLOR; color: #fff; font-size: 26px;",
-    "  cursor: pointer; box-shadow: 0 4px 14px rgba(0,0,0,.25); z-index: 2147483000; }",
+    "  cursor: pointer; box-shadow: 0 4px 14px rgba(0,0,0,.25); z-index: 2147483000;",
+    "  display: flex; align-items: center; justify-content: center; padding: 0; }",
     ".bubble:focus-visible, button:focus-visible, input:focus-visible { outline: 3px solid #f4a261; outline-offset: 2px; }",
     ".panel { position: fixed; bottom: 88px; SIDE: 20px; width: 360px; max-width: calc(100vw - 24px);",
     "  height: 480px; max-height: calc(100vh - 110px); display: flex; flex-direction: column;",
@@ -62,6 +63,22 @@
     return node;
   }
 
+  function chatIcon() {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "28");
+    svg.setAttribute("height", "28");
+    svg.setAttribute("aria-hidden", "true");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("fill", "currentColor");
+    path.setAttribute("d", "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5" +
+                      "a2 2 0 0 1 2-2zm3 6.5a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01z" +
+                      "m5 0a1.5 1.5 0 1 0 0 .01z");
+    svg.appendChild(path);
+    return svg;
+  }
+
   function stored() {
     try { return window.localStorage.getItem(storeKey); } catch (e) { return null; }
   }
@@ -77,8 +94,9 @@
   var style = el("style", null, CSS);
   root.appendChild(style);
 
-  var bubble = el("button", "bubble", "\uD83D\uDCAC");
+  var bubble = el("button", "bubble");
   bubble.type = "button";
+  bubble.appendChild(chatIcon());
   bubble.setAttribute("aria-label", "Open chat");
   bubble.setAttribute("aria-expanded", "false");
   var panel = el("section", "panel");
@@ -203,10 +221,6 @@
           pause(Math.min(wait, 120));
           return;
         }
-        if (response.status === 403) {
-          add("notice", "This chat is not enabled for this website yet.");
-          return;
-        }
         if (!response.ok) {
           add("notice", "Sorry, something went wrong. Please try again in a moment.");
           return;
@@ -216,6 +230,12 @@
           showReply(data);
         });
       }, function () {
+        // Also what a page on a site the bot does not allow sees: the browser hides
+        // the refusal, which carries no CORS headers.
+        if (window.console) {
+          console.warn("botlite widget: no answer from " + base + "; is this site in the " +
+                       "bot's allowed domains?");
+        }
         add("notice", "The chat cannot be reached right now. Please try again later.");
       });
   });
