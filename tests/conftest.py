@@ -97,8 +97,9 @@ class WsgiClient:
         self.wsgi = wsgi
         self.token = token
 
-    def request(self, method, path, json_body=None, body=None, headers=None, auth=True):
-        environ = {}
+    def request(self, method, path, json_body=None, body=None, headers=None, auth=True,
+                environ=None):
+        environ = dict(environ or {})
         setup_testing_defaults(environ)
         path, _, query = path.partition("?")
         headers = dict(headers or {})
