@@ -2,16 +2,22 @@
 from __future__ import annotations
 
 import datetime
+import os
+import platform
+import sqlite3
 import time
+from importlib import metadata
 
 from peewee import fn
 
-from botlite import chatbots, task_control, validate
+from botlite import __version__, chatbots, db, health, notifications, task_control, validate
+from botlite.app import redact
 from botlite.chat import admin as chat_admin
 from botlite.chat import service as chat_service
 from botlite.errors import NotFound
 from botlite.knowledge import sources
-from botlite.models import Chunk, Conversation, Faq, Message, Source
+from botlite.models import (Chatbot, Chunk, Conversation, Faq, Message, Notification, Source,
+                            UserAction)
 from botlite.web import charts
 
 ACTIVE_SOURCE = ("pending", "processing")
@@ -73,10 +79,6 @@ def transcript(bot_id: str, conversation_id: str) -> dict:
     return {"bot": bot, "conversation": conversation}
 
 
-def message_count(bot_id: str) -> int:
-    return Message.select().where(Message.chatbot_id == bot_id).count()
-
-
 # -- tasks ---------------------------------------------------------------------------
 
 def _minute(iso: str | None) -> datetime.datetime | None:
@@ -127,3 +129,46 @@ def tasks(runner, status: str | None, name: str | None, limit: str | None) -> di
 
 def task(runner, task_id: str) -> dict:
     return {"task": task_control.show(runner, task_id)}
+
+
+# -- notifications and system ---------------------------------------------------------
+
+def notifications_inbox(limit: str | None) -> dict:
+    notes = notifications.list_for(None, limit or 100)
+    return {"notifications": notes, "unread": sum(1 for n in notes if not n["read"])}
+
+
+def _package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _file_sizes(url: str) -> int | None:
+    """Bytes of a SQLite database with its WAL, or None for a server database."""
+    path = db.sqlite_path(url)
+    if path is None:
+        return None
+    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+def system(app) -> dict:
+    healthy, report = health.check(app)
+    tables = {model.__name__: model.select().count() for model in
+              (Chatbot, Source, Chunk, Faq, Conversation, Message, Notification, UserAction)}
+    queues = app.runner.queues()
+    return {
+        "healthy": healthy, "health": report,
+        "versions": [("botlite", __version__), ("Python", platform.python_version()),
+                     ("SQLite", sqlite3.sqlite_version)] +
+                    [(name, _package_version(name))
+                     for name in ("huey", "peewee", "bottle", "waitress")],
+        "data_dir": app.settings.data_dir,
+        "database": {"url": redact(app.settings.database_url),
+                     "bytes": _file_sizes(app.settings.database_url), "tables": tables},
+        "broker": {"url": redact(app.settings.broker_url),
+                   "bytes": _file_sizes(app.settings.broker_url)},
+        "queues": queues["queues"], "dead": queues["dead"],
+        "workers": report["workers"],
+    }

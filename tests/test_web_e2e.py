@@ -19,6 +19,8 @@ import time
 import pytest
 import requests
 
+import botlite
+
 from conftest import SERVICES_REQUIRED
 
 CHROMIUM = os.environ.get("BOTLITE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -331,6 +333,28 @@ def test_retry_a_failed_task_after_fixing_its_cause(server, browser, site):
     browser.get(server.base + "/bots/help-desk")
     wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, failed) and
          "Shipping guide" in text_of(d, "#sources-table"), "the website source to be ready")
+
+
+def test_notifications_inbox_and_mark_read(server, browser):
+    browser.get(server.base + "/notifications")
+    unread = "ul.inbox li.unread"
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, unread) or d.refresh(),
+         "a notification about the ready sources")
+    assert "office-guide" in text_of(browser, "ul.inbox")
+    shot(browser, "15-notifications")
+    count = len(browser.find_elements(By.CSS_SELECTOR, unread))
+    find(browser, unread + " button").click()
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, unread)) == count - 1,
+         "one notification fewer unread")
+
+
+def test_system_page(server, browser):
+    browser.get(server.base + "/system")
+    assert text_of(browser, "#health-status") == "ok"
+    versions = text_of(browser, "main")
+    assert "huey" in versions and "SQLite" in versions and "Dead letters" in versions
+    assert text_of(browser, "header .version") == botlite.__version__
+    shot(browser, "16-system")
 
 
 def test_settings_and_the_widget_on_another_site(server, browser, site):

@@ -156,3 +156,14 @@ def install(web: bottle.Bottle, app) -> None:
     @web.get("/tasks/<task_id>", page=True)
     def task(task_id):
         return page("task.tpl", section="tasks", **dashboard.task(app.runner, task_id))
+
+    # -- notifications, system ----------------------------------------------------------
+
+    @web.get("/notifications", page=True)
+    def notifications():
+        return page("notifications.tpl", section="notifications",
+                    **dashboard.notifications_inbox(bottle.request.query.get("limit")))
+
+    @web.get("/system", page=True)
+    def system():
+        return page("system.tpl", section="system", **dashboard.system(app))

@@ -1,0 +1,19 @@
+% rebase("base.tpl", title="Notifications")
+<h1>Notifications</h1>
+% if not notifications:
+<p class="empty">No notifications yet. You get one when a source is ready or fails, and when background work needs your attention.</p>
+% else:
+<p class="hint">{{unread}} unread of the {{len(notifications)}} most recent.</p>
+<ul class="inbox">
+% for n in notifications:
+  <li class="card {{"read" if n["read"] else "unread"}} {{n["notification_type"]}}" id="notification-{{n["id"]}}">
+    <p><span class="badge {{n["notification_type"]}}">{{n["notification_type"]}}</span>
+      <b>{{n["title"]}}</b> <span class="hint">{{n["created_at"]}} · for {{n["user_id"]}}</span></p>
+    <p>{{n["message"]}}</p>
+    % if not n["read"]:
+    <button type="button" data-api="/api/notifications/{{n["id"]}}/read" data-method="POST" data-then="reload">Mark as read</button>
+    % end
+  </li>
+% end
+</ul>
+% end
