@@ -120,7 +120,9 @@
     var button = event.target.closest ? event.target.closest("button[data-api]") : null;
     if (!button) { return; }
     event.preventDefault();
-    run(button, button.getAttribute("data-method") || "POST", button.getAttribute("data-api"));
+    var body = button.getAttribute("data-body");
+    run(button, button.getAttribute("data-method") || "POST", button.getAttribute("data-api"),
+        body ? JSON.parse(body) : undefined);
   });
 
   /* -- live regions ------------------------------------------------------------ */
@@ -145,6 +147,10 @@
     return fetch(region.getAttribute("data-refresh"), {credentials: "same-origin",
                                                        headers: {"Accept": "text/html"}})
       .then(function (response) {
+        if (response.redirected) {  // the session ended: show the login page
+          window.location.reload();
+          throw new Error("logged out");
+        }
         if (!response.ok) { throw new Error("HTTP " + response.status); }
         return response.text();
       })
@@ -159,6 +165,30 @@
   }
 
   Array.prototype.forEach.call(document.querySelectorAll("[data-refresh]"), schedule);
+
+  /* -- crontab previews ---------------------------------------------------------- */
+
+  Array.prototype.forEach.call(document.querySelectorAll("input[data-preview]"), function (input) {
+    var target = document.getElementById(input.getAttribute("data-preview-target"));
+    var timer = null;
+    function show() {
+      var url = input.getAttribute("data-preview") + "?count=5&crontab=" +
+        encodeURIComponent(input.value.trim());
+      api("GET", url).then(function (data) {
+        target.textContent = "";
+        target.classList.remove("error");
+        data.next_runs.forEach(function (when) { target.appendChild(element("li", null, when)); });
+      }, function (error) {
+        target.textContent = "";
+        target.classList.add("error");
+        target.appendChild(element("li", null, error.message));
+      });
+    }
+    input.addEventListener("input", function () {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(show, 250);
+    });
+  });
 
   /* -- uploads ------------------------------------------------------------------- */
 

@@ -6,8 +6,8 @@
   <h2>Upload files</h2>
   <div class="dropzone" data-upload="/api/chatbots/{{bot.id}}/sources" data-refresh-target="sources-table">
     <p>Drop PDF, DOCX, XLSX, CSV, TXT, MD or HTML files here, or</p>
-    <label for="upload-file" class="button">Choose files</label>
     <input id="upload-file" type="file" multiple class="visually-hidden">
+    <label for="upload-file" class="button">Choose files</label>
     <p class="form-error error" role="alert" hidden></p>
     <p class="upload-status" role="status" aria-live="polite"></p>
   </div>
