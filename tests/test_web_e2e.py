@@ -175,6 +175,7 @@ def browser(server):
                      "--disable-gpu", "--window-size=1280,900", "--disable-extensions",
                      "--no-first-run"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.implicitly_wait(0)
     os.makedirs(SCREENSHOTS, exist_ok=True)
@@ -484,3 +485,14 @@ def test_phone_width_pages_fit_the_screen(server, browser):
             shot(browser, name)
     finally:
         browser.set_window_size(1280, 900)
+
+
+def test_our_pages_log_no_errors_and_break_no_csp_rule(server, browser):
+    browser.get_log("browser")  # forget the earlier pages' messages
+    for path in ("/", "/bots/help-desk", "/bots/help-desk/playground", "/bots/help-desk/faqs",
+                 "/bots/help-desk/settings", "/tasks", "/notifications", "/system"):
+        browser.get(server.base + path)
+        find(browser, "main")
+    problems = [entry["message"] for entry in browser.get_log("browser")
+                if entry["level"] in ("SEVERE", "WARNING")]
+    assert problems == []
