@@ -178,3 +178,28 @@ def _multipart(filename, content):
     return (b"--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" +
             filename.encode() + b"\"\r\nContent-Type: application/octet-stream\r\n\r\n" +
             content + b"\r\n--XX--\r\n")
+
+
+def test_charts_escape_their_labels():
+    from botlite.web import charts
+    bars = charts.bar_chart("<b>title</b>", [("<i>x</i>", 3), ("y", 0)])
+    line = charts.line_chart("t", [("<script>", 1.5), ("gap", None), ("z", 2)], unit=" ms")
+    for svg in (bars, line):
+        assert svg.startswith("<svg") and "<script>" not in svg
+        assert "<i>" not in svg and "<b>" not in svg
+    assert "&lt;i&gt;x&lt;/i&gt;" in bars and "&lt;script&gt;" in line
+    assert line.count("<circle") == 2  # no point for the gap
+
+
+def test_throughput_counts_tasks_by_the_minute_they_finished():
+    from botlite.dashboard import throughput_chart
+    now = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+    tasks = [{"status": "SUCCESS", "finished_at": "2023-11-14T22:13:05Z"},
+             {"status": "SUCCESS", "finished_at": "2023-11-14T22:13:10Z"},
+             {"status": "FAILURE", "finished_at": "2023-11-14T22:12:59Z"},
+             {"status": "SUCCESS", "finished_at": "2023-11-14T20:00:00Z"},  # too old
+             {"status": "STARTED", "finished_at": None}]
+    svg = throughput_chart(tasks, now)
+    assert "22:13 succeeded: 2</title>" in svg
+    assert "22:12 failed or revoked: 1</title>" in svg
+    assert svg.count("<rect") == 2
