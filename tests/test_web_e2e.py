@@ -479,8 +479,8 @@ def test_phone_width_pages_fit_the_screen(server, browser):
                 "return document.documentElement.scrollWidth - window.innerWidth")
             wide = browser.execute_script(
                 "return Array.from(document.querySelectorAll('body *')).filter(e => "
-                "e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.scroll')).slice(0, 5)"
-                ".map(e => e.tagName + '.' + e.className + '#' + e.id)")
+                "e.getBoundingClientRect().right > window.innerWidth + 1 && "
+                "!e.closest('.scroll')).slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id)")
             assert overflow <= 0, (path, wide)
             shot(browser, name)
     finally:

@@ -148,3 +148,16 @@ def test_idle_visitors_are_forgotten():
     now[0] += 61
     limiter.hit("bot", "new", 5)
     assert list(limiter.hits) == [("bot", "new")]
+
+
+def test_forwarded_headers_do_not_make_another_site_look_like_ours(client, shop_bot):
+    refused = _chat(client, "shop", "https://evil.test", headers={
+        "X-Forwarded-Host": "evil.test", "X-Forwarded-Proto": "https"})
+    assert refused.status == 403
+
+
+def test_the_dashboard_behind_a_tls_proxy_may_use_the_playground(client, shop_bot, app):
+    session = {"Cookie": "%s=%s" % (SESSION_COOKIE, session_value(app.token)),
+               "X-CSRF-Token": csrf_value(app.token)}
+    answer = _chat(client, "shop", "https://127.0.0.1", headers=session)
+    assert answer.status == 200 and "access-control-allow-origin" not in answer.headers

@@ -97,7 +97,8 @@ class ApiPlugin:
 
     def _caller(self) -> Caller:
         environ = bottle.request.environ
-        own = "%s://%s" % (bottle.request.urlparts.scheme, bottle.request.urlparts.netloc)
+        # Not bottle's urlparts: it believes X-Forwarded-Host and -Proto.
+        own = "%s://%s" % (environ.get("wsgi.url_scheme", "http"), environ.get("HTTP_HOST", ""))
         caller = Caller(origin=environ.get("HTTP_ORIGIN") or None, own_origin=own,
                         address=environ.get("REMOTE_ADDR") or "unknown",
                         admin=self._admin())
