@@ -253,6 +253,21 @@ def test_upload_a_file_and_watch_its_progress_bar_reach_ready(server, browser, t
     shot(browser, "02-bot-knowledge")
 
 
+def test_drop_a_file_onto_the_page(server, browser):
+    browser.execute_script("""
+        var zone = document.querySelector('.dropzone');
+        var data = new DataTransfer();
+        data.items.add(new File(['Lost property is kept at the front desk for a month.'],
+                                'lost-property.txt', {type: 'text/plain'}));
+        zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: data, bubbles: true}));
+        zone.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
+    """)
+    ready = '#sources-table tr[data-status="ready"]'
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ready)) == 2,
+         "the dropped file to become ready")
+    assert "lost-property.txt" in text_of(browser, "#sources-table")
+
+
 def test_ask_a_question_and_follow_the_citation(server, browser):
     browser.get(server.base + "/bots/help-desk/playground")
     assert "Hi! Ask me about the office." in text_of(browser, "#playground .log")

@@ -2,6 +2,7 @@
 import re
 
 import pytest
+from bs4 import BeautifulSoup
 
 from botlite.web.session import SESSION_COOKIE, csrf_value, session_value
 from conftest import wait_for
@@ -130,9 +131,24 @@ def test_every_page_renders_without_inline_script(browser, app, worker):
         csp = page.headers["content-security-policy"]
         assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
         assert page.headers["x-content-type-options"] == "nosniff"
+        _assert_controls_are_labelled(page.text, path)
     assert reply["reply"] in browser.get(
         "/bots/%s/conversations/%s" % (bot["id"], conversation)).text
     assert "process_document" in browser.get("/tasks").text
+
+
+def _assert_controls_are_labelled(html, path):
+    """Every form control has a label (or aria-label); every button says what it does."""
+    soup = BeautifulSoup(html, "html.parser")
+    labelled = {label.get("for") for label in soup.find_all("label")}
+    for control in soup.find_all(["input", "select", "textarea"]):
+        if control.get("type") == "hidden":
+            continue
+        assert control.get("id") in labelled or control.get("aria-label"), (path, control)
+    for button in soup.find_all("button"):
+        assert button.get_text(strip=True) or button.get("aria-label"), (path, button)
+    for link in soup.find_all("a"):
+        assert link.get_text(strip=True), (path, link)
 
 
 def test_user_text_is_escaped_everywhere_it_is_shown(browser, worker):
