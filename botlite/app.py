@@ -14,6 +14,7 @@ from botlite import db as dbmod
 from botlite.auth import admin_token
 from botlite.models import DEFAULT_BOT_ID, Chatbot
 from botlite.runner import Runtime, TaskRunner
+from botlite.schedule import Scheduler, ensure_default_jobs
 from botlite.settings import Settings, ensure_data_dir
 from botlite.tasks import context as task_context
 from botlite.tasks import register_all
@@ -86,6 +87,8 @@ class Botlite:
             raise StartupError("cannot open the task queue %s: %s" % (
                 redact(settings.broker_url), first_line(exc))) from None
         register_all(runner)
+        with database.connection_context():
+            ensure_default_jobs(runner)
         task_context.configure(settings.data_dir, settings.allow_private_urls)
         # Each task gets its own connection, opened and closed around it.
         runner.huey.pre_execute("open-db")(lambda task: database.connect(reuse_if_open=True))
@@ -93,8 +96,11 @@ class Botlite:
         return cls(settings, database, runner, token)
 
     def runtime(self, workers: int | None = None, lanes=None) -> Runtime:
+        """Task workers, and the scheduler of the database-backed schedule (which
+        also expires old results, so the runtime's own pruning is off)."""
         return Runtime(self.runner, self.settings.workers if workers is None else workers,
-                       lanes=lanes, shutdown_timeout=self.settings.shutdown_timeout)
+                       lanes=lanes, shutdown_timeout=self.settings.shutdown_timeout,
+                       prune_interval=None, services=[Scheduler(self.runner)])
 
     def close(self) -> None:
         self.runner.close()

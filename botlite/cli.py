@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import signal
 import sys
@@ -207,7 +208,6 @@ def cmd_token(args) -> int:
 
 
 def _print_json(value) -> None:
-    import json
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
@@ -388,6 +388,66 @@ def cmd_chat(args) -> int:
         app.close()
 
 
+def _schedule_action(args, action, render=_print_json) -> int:
+    from botlite import schedule
+    from botlite.errors import BotliteError
+
+    app = _open_app(args, quiet=True)
+    try:
+        with app.database.connection_context():
+            render(action(schedule, app.runner))
+    except BotliteError as exc:
+        raise CliError(exc.message) from None
+    finally:
+        app.close()
+    return 0
+
+
+def _print_schedule_table(jobs) -> None:
+    if not jobs:
+        print("no schedule jobs")
+    print("%-20s  %-7s  %-14s  %-20s  %-20s  %-9s  %s" % (
+        "JOB", "ENABLED", "CRONTAB (UTC)", "NEXT RUN", "LAST RUN", "LAST", "ARGS"))
+    for job in jobs:
+        print("%-20s  %-7s  %-14s  %-20s  %-20s  %-9s  %s" % (
+            job["name"], "yes" if job["enabled"] else "no", job["crontab"],
+            job["next_run"] or "-", job["last_run"] or "-", job["last_status"] or "-",
+            json.dumps(job["args"])))
+
+
+def cmd_schedule_list(args) -> int:
+    return _schedule_action(args, lambda s, runner: s.list_jobs(runner),
+                            render=_print_json if args.json else _print_schedule_table)
+
+
+def cmd_schedule_enable(args) -> int:
+    return _schedule_action(args, lambda s, runner: s.update_job(runner, args.job,
+                                                                 {"enabled": True}))
+
+
+def cmd_schedule_disable(args) -> int:
+    return _schedule_action(args, lambda s, runner: s.update_job(runner, args.job,
+                                                                 {"enabled": False}))
+
+
+def cmd_schedule_set(args) -> int:
+    changes = {}
+    if args.crontab is not None:
+        changes["crontab"] = args.crontab
+    if args.args is not None:
+        try:
+            changes["args"] = json.loads(args.args)
+        except ValueError:
+            raise CliError("--args must be a JSON list, e.g. '[30]'") from None
+    if not changes:
+        raise CliError("schedule set needs --crontab and/or --args")
+    return _schedule_action(args, lambda s, runner: s.update_job(runner, args.job, changes))
+
+
+def cmd_schedule_run(args) -> int:
+    return _schedule_action(args, lambda s, runner: s.run_now(runner, args.job))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m botlite",
                      description="botlite: a chatbot builder and its task runner in one "
@@ -442,6 +502,32 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("queue", metavar="QUEUE")
     purge.set_defaults(run=cmd_tasks_purge)
     for sub in actions.choices.values():
+        _add_setting_flags(sub, "data_dir", "database_url", "broker_url")
+
+    sched = commands.add_parser(
+        "schedule", help="list and change the periodic jobs (UTC crontabs)",
+        description="List and change the periodic schedule kept in the database. Changes "
+                    "take effect at the next minute in running processes; no restart.")
+    jobs = sched.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    jobs.required = True
+    listing = jobs.add_parser("list", help="every job: crontab, next and last run, last status")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=cmd_schedule_list)
+    for action, helptext, handler in (
+            ("enable", "enable a job (its next slot runs; missed ones don't)",
+             cmd_schedule_enable),
+            ("disable", "disable a job", cmd_schedule_disable),
+            ("run", "enqueue a job's task now, outside its schedule", cmd_schedule_run)):
+        sub = jobs.add_parser(action, help=helptext)
+        sub.add_argument("job", metavar="JOB")
+        sub.set_defaults(run=handler)
+    setter = jobs.add_parser("set", help="change a job's crontab and/or args")
+    setter.add_argument("job", metavar="JOB")
+    setter.add_argument("--crontab", metavar="EXPR",
+                        help="five fields, UTC, e.g. '*/10 * * * *' or '@daily'")
+    setter.add_argument("--args", metavar="JSON", help="the task's positional args, e.g. '[30]'")
+    setter.set_defaults(run=cmd_schedule_set)
+    for sub in jobs.choices.values():
         _add_setting_flags(sub, "data_dir", "database_url", "broker_url")
 
     ingest = commands.add_parser(

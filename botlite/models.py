@@ -212,3 +212,35 @@ class UserAction(BaseModel):
     action = CharField(max_length=32)
     value = TextField(null=True)
     created_at = DateTimeField(default=utcnow)
+
+
+class ScheduleJob(BaseModel):
+    """A periodic job: which task to enqueue, when (crontab, UTC) and with what."""
+    name = CharField(primary_key=True, max_length=64)
+    task = CharField(max_length=100)
+    crontab = CharField(max_length=200)
+    args = TextField(default="[]")
+    enabled = BooleanField(default=True)
+    no_overlap = BooleanField(default=True)
+    description = TextField(default="")
+    last_slot = DateTimeField(null=True)  # newest slot handled (run, skipped or passed by an edit)
+    last_run = DateTimeField(null=True)
+    last_status = CharField(max_length=20, null=True)
+    last_task_id = CharField(max_length=64, null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    @property
+    def args_list(self) -> list:
+        return json.loads(self.args)
+
+
+class ScheduleRun(BaseModel):
+    """One (job, slot): unique, so that only one scheduler enqueues it."""
+    job = CharField(max_length=64)
+    slot = DateTimeField()
+    status = CharField(max_length=20)  # enqueued | skipped | failed
+    task_id = CharField(max_length=64, null=True)
+    detail = TextField(default="")
+    scheduler = CharField(max_length=200, default="")  # host:pid of the one that claimed it
+    created_at = DateTimeField(default=utcnow)

@@ -404,8 +404,10 @@ def test_stale_websites_are_resynced_by_the_periodic_job(client, app, site, priv
     with app.database.connection_context():
         Source.update(status="ready", last_synced_at=datetime.datetime.utcnow() -
                       datetime.timedelta(hours=2)).where(Source.id.in_([source_id, fresh])).execute()
-    periodic = [type(t).__name__ for t in app.runner.huey._registry.periodic_tasks]
-    assert periodic == [resync_websites.__name__]
+    from botlite import schedule
+    job = schedule.get_job(app.runner, "resync_websites")
+    assert (job["task"], job["crontab"], job["enabled"]) == (resync_websites.__name__,
+                                                            "*/15 * * * *", True)
     # Run queued work step by step: the two initial crawls are dropped first.
     app.runner.purge("websites")
     task_id = app.runner.enqueue("resync_websites")

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 
 from huey.consumer import Consumer, Worker
 
@@ -116,7 +117,9 @@ class Runtime:
     def __init__(self, runner: TaskRunner, workers: int = 2, *, lanes=None,
                  periodic: bool = True, shutdown_timeout: float = 10.0,
                  heartbeat_interval: float = HEARTBEAT_INTERVAL,
-                 poll_interval: float = POLL_INTERVAL) -> None:
+                 poll_interval: float = POLL_INTERVAL,
+                 prune_interval: float | None = PRUNE_INTERVAL,
+                 services: Sequence = ()) -> None:
         self.runner = runner
         self.storage = runner.storage
         self.workers = workers
@@ -124,6 +127,8 @@ class Runtime:
         self.shutdown_timeout = shutdown_timeout
         self.heartbeat_interval = heartbeat_interval
         self.poll_interval = poll_interval
+        self.prune_interval = prune_interval
+        self.services = tuple(services)  # started after the workers, stopped before them
         self.hostname = socket.gethostname()
         self.namespace = _pid_namespace()
         self.worker_id = "%s:%d:%s:%s" % (self.hostname, os.getpid(), self.namespace,
@@ -189,6 +194,8 @@ class Runtime:
         self.consumer.start()
         self._heartbeat.start()
         self._maintenance.start()
+        for service in self.services:
+            service.start()
         logger.info("started %d worker thread(s) as %s%s", self.workers, self.worker_id,
                     " on queues %s" % ",".join(self.lanes) if self.lanes else "")
 
@@ -211,7 +218,8 @@ class Runtime:
             try:
                 if checkpoint is not None:
                     checkpoint()
-                if time.monotonic() - self._last_prune > PRUNE_INTERVAL:
+                if (self.prune_interval is not None
+                        and time.monotonic() - self._last_prune > self.prune_interval):
                     self._last_prune = time.monotonic()
                     pruned = self.runner.prune()
                     if any(pruned.values()):
@@ -227,6 +235,7 @@ class Runtime:
         Returns True when every worker finished in time.
         """
         self._stopping.set()
+        self._stop_services()
         self.runner.wake.set()
         try:
             self.consumer.stop(graceful=True)
@@ -245,11 +254,19 @@ class Runtime:
     def abandon(self) -> None:
         """Stop without waiting: release this process's claims for a re-run."""
         self._stopping.set()
+        self._stop_services()
         self.consumer.stop_flag.set()
         released = self.storage.release_claims([self.worker_id])
         if released:
             logger.warning("released %d running task(s) for a re-run", released)
         self._forget()
+
+    def _stop_services(self) -> None:
+        for service in self.services:
+            try:
+                service.stop()
+            except Exception:
+                logger.exception("could not stop %r", service)
 
     def _forget(self) -> None:
         try:

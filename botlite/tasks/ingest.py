@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import uuid
 
-from huey import crontab
 
 from botlite.knowledge import sources
 from botlite.knowledge.crawl import CrawlError
@@ -65,7 +64,7 @@ def scrape_website(source_id: str) -> dict:
         raise  # transient: retried with backoff
 
 
-@task(queue="low_priority", dedup=True, dedup_ttl=300, periodic=crontab(minute="*/15"))
+@task(queue="low_priority", dedup=True, dedup_ttl=300)
 def resync_websites() -> dict:
     """Queue a re-crawl of every website source whose refresh interval passed."""
     runner = current_runner()

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from bottle import Bottle, HTTPResponse, request, response
 
-from botlite import chatbots, health, ingest, notifications, task_control, widget
+from botlite import (chatbots, health, ingest, notifications, schedule, task_control, validate,
+                     widget)
 from botlite.chat import admin as chat_admin
 from botlite.chat import service as chat
 from botlite.errors import BadRequest, PayloadTooLarge
@@ -73,6 +74,41 @@ def install(web: Bottle, app) -> None:
     @web.post("/api/queues/<queue>/purge")
     def purge_queue(queue):
         return task_control.purge(app.runner, queue)
+
+    # -- the periodic schedule -------------------------------------------------------
+
+    @web.get("/api/schedule")
+    def list_schedule():
+        return {"jobs": schedule.list_jobs(app.runner)}
+
+    @web.post("/api/schedule")
+    def create_schedule_job():
+        response.status = 201
+        return schedule.create_job(app.runner, json_body())
+
+    @web.get("/api/schedule/preview")
+    def preview_crontab():
+        return schedule.preview(request.query.get("crontab"),
+                                validate.limit(request.query.get("count"), default=5,
+                                               maximum=50))
+
+    @web.get("/api/schedule/<name>")
+    def get_schedule_job(name):
+        return dict(schedule.get_job(app.runner, name),
+                    runs=schedule.runs(name, request.query.get("limit")))
+
+    @web.route("/api/schedule/<name>", method="PATCH")
+    def patch_schedule_job(name):
+        return schedule.update_job(app.runner, name, json_body())
+
+    @web.delete("/api/schedule/<name>")
+    def delete_schedule_job(name):
+        return schedule.delete_job(app.runner, name)
+
+    @web.post("/api/schedule/<name>/run")
+    def run_schedule_job(name):
+        response.status = 202
+        return schedule.run_now(app.runner, name)
 
     @web.get("/api/chatbots/<bot_id>/sources")
     def list_sources(bot_id):
