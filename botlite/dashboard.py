@@ -10,7 +10,8 @@ from importlib import metadata
 
 from peewee import fn
 
-from botlite import __version__, chatbots, db, health, notifications, task_control, validate
+from botlite import (__version__, chatbots, db, health, notifications, schedule, task_control,
+                     validate)
 from botlite.app import redact
 from botlite.chat import admin as chat_admin
 from botlite.chat import service as chat_service
@@ -129,6 +130,16 @@ def tasks(runner, status: str | None, name: str | None, limit: str | None) -> di
 
 def task(runner, task_id: str) -> dict:
     return {"task": task_control.show(runner, task_id)}
+
+
+# -- schedule -----------------------------------------------------------------------
+
+def schedule_jobs(runner) -> dict:
+    """The jobs, each enabled one with its next runs."""
+    jobs = schedule.list_jobs(runner)
+    for job in jobs:
+        job["next_runs"] = schedule.preview(job["crontab"])["next_runs"] if job["enabled"] else []
+    return {"jobs": jobs}
 
 
 # -- notifications and system ---------------------------------------------------------

@@ -351,6 +351,37 @@ def test_retry_a_failed_task_after_fixing_its_cause(server, browser, site):
          "Shipping guide" in text_of(d, "#sources-table"), "the website source to be ready")
 
 
+def test_edit_a_crontab_with_its_preview_and_disable_a_job(server, browser):
+    browser.get(server.base + "/schedule")
+    job, runs = "#job-resync_websites", "#runs-resync_websites li"
+    cron = find(browser, "#cron-resync_websites")
+    cron.clear()
+    cron.send_keys("61 * * * *")
+    wait(browser, lambda d: "not a valid crontab" in text_of(d, "#runs-resync_websites"),
+         "the preview to explain the mistake")
+    cron.clear()
+    cron.send_keys("15 */6 * * *")
+
+    def previewed(d):
+        times = [li.text for li in d.find_elements(By.CSS_SELECTOR, runs)]
+        return len(times) == 5 and all(re.search(r"T(00|06|12|18):15:00Z$", t) for t in times)
+    wait(browser, previewed, "five next runs at :15 every 6 hours")
+    shot(browser, "17-schedule-preview")
+    find(browser, job + " button[type=submit]").click()
+    wait(browser, lambda d: server.api("GET", "/api/schedule/resync_websites")["crontab"] ==
+         "15 */6 * * *", "the crontab to be saved")
+
+    wait(browser, lambda d: find(d, "#cron-resync_websites").get_attribute("value") ==
+         "15 */6 * * *", "the page to show the saved crontab")
+    find(browser, job + " button.danger").click()
+    wait(browser, lambda d: find(d, job).get_attribute("data-enabled") == "false",
+         "the job to show as disabled")
+    assert server.api("GET", "/api/schedule/resync_websites")["enabled"] is False
+    assert "never (disabled)" in text_of(browser, job)
+    assert find(browser, "#job-health_check").get_attribute("data-enabled") == "true"
+    shot(browser, "18-schedule")
+
+
 def test_notifications_inbox_and_mark_read(server, browser):
     browser.get(server.base + "/notifications")
     unread = "ul.inbox li.unread"

@@ -121,7 +121,7 @@ def test_every_page_renders_without_inline_script(browser, app, worker):
              "/bots/%s/conversations/%s" % (bot["id"], conversation),
              "/bots/%s/settings" % bot["id"], "/tasks", "/tasks/fragments/live",
              "/tasks/" + source["task_id"], "/tasks?status=SUCCESS&name=process_document",
-             "/notifications", "/system"]
+             "/notifications", "/system", "/schedule"]
     for path in pages:
         page = browser.get(path)
         assert page.status == 200, path

@@ -157,7 +157,11 @@ def install(web: bottle.Bottle, app) -> None:
     def task(task_id):
         return page("task.tpl", section="tasks", **dashboard.task(app.runner, task_id))
 
-    # -- notifications, system ----------------------------------------------------------
+    # -- schedule, notifications, system ------------------------------------------------
+
+    @web.get("/schedule", page=True)
+    def schedule_page():
+        return page("schedule.tpl", section="schedule", **dashboard.schedule_jobs(app.runner))
 
     @web.get("/notifications", page=True)
     def notifications():
