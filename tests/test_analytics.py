@@ -212,3 +212,31 @@ def test_feedback_errors(client, app):
         response = client.post(path, body, auth=False)
         assert response.status == status, (path, body, response.json)
         assert set(response.json["error"]) == {"code", "message"}
+
+
+def test_rollups_reports_and_cleanup_on_postgresql(tmp_path, postgres_url):
+    from botlite import operations
+    from botlite.app import Botlite
+    from botlite.settings import load_settings
+    app = Botlite.open(load_settings({"data_dir": str(tmp_path), "database_url": postgres_url},
+                                     environ={}))
+    try:
+        with app.database.connection_context():
+            turn("s1", "Do you sell llamas?", "fallback", _at(D2, 10), 90.0)
+            turn("s1", "do you sell llamas?", "fallback", _at(D1, 10), 10.0)
+            turn("s2", "Shipping?", "knowledge", _at(D1, 11), 20.0)
+            assert analytics.update_rollups()["days_updated"] == 2
+            assert analytics.update_rollups()["days_updated"] == 0
+            d1 = _row(D1)
+            assert (d1.messages, d1.sessions, d1.fallback_rate, d1.p95_latency_ms) == (
+                2, 2, 0.5, 20.0)
+            report = analytics.report("default", "7d")
+            assert report["totals"]["messages"] == 3 and report["totals"]["sessions"] == 2
+            assert report["top_unanswered"] == [{"question": "Do you sell llamas?", "count": 2}]
+            assert analytics.report("default", "7d")["cached"] is True
+            turn("s0", "ancient", "knowledge", utcnow() - datetime.timedelta(days=100), 1.0)
+            counts = operations.cleanup_old_data(app.runner, 90)
+            assert counts["messages"] == 2 and counts["conversations"] == 1
+            assert Message.select().count() == 6
+    finally:
+        app.close()
