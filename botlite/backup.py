@@ -136,7 +136,8 @@ def inspect(file: str) -> dict:
                                 % MARKER).fetchall()
         except sqlite3.DatabaseError:
             raise BackupError("%s is not a botlite backup (no %s table; make backups with "
-                              "backup_data or `python -m botlite backup`)" % (file, MARKER)) from None
+                              "backup_data or `python -m botlite backup`)"
+                              % (file, MARKER)) from None
         if len(rows) != 1 or rows[0][0] not in KINDS:
             raise BackupError("%s has a damaged %s table" % (file, MARKER))
         check = conn.execute("pragma quick_check").fetchone()[0]

@@ -23,7 +23,10 @@ def check(app) -> tuple[bool, dict]:
         with app.database.connection_context():
             app.database.execute_sql("select 1").fetchone()
             database = {"status": "ok", "ms": round((time.perf_counter() - started) * 1000, 2)}
-            last_check = operations.last_check()
+            try:
+                last_check = operations.last_check()
+            except Exception:
+                logger.exception("health check: cannot read the last health_check result")
     except Exception:
         logger.exception("health check: database unreachable")
         database = {"status": "error"}

@@ -108,8 +108,9 @@ def cleanup_old_data(runner, days: int) -> dict:
             Message.select(fn.COUNT(Message.id)).where(Message.conversation == Conversation.id)
         )).where(Conversation.started_at < cutoff).execute()
     counts["user_actions"] = delete_in_batches(UserAction, UserAction.created_at < cutoff)
+    read = Notification.read == True  # noqa: E712 (SQL, not Python)
     counts["notifications"] = delete_in_batches(
-        Notification, (Notification.read == True) & (Notification.created_at < cutoff))  # noqa: E712
+        Notification, read & (Notification.created_at < cutoff))
     counts["health_samples"] = delete_in_batches(HealthSample, HealthSample.checked_at < cutoff)
     counts["system_reports"] = delete_in_batches(SystemReport, SystemReport.created_at < cutoff)
     counts["analytics_reports"] = delete_in_batches(AnalyticsReport,

@@ -6,6 +6,7 @@ import peewee
 from botlite import analytics
 from botlite.models import Chatbot, UserAction
 from botlite.runner import PermanentError, task
+from botlite.timeutil import utcnow
 
 ACTIONS = ("message", "feedback")
 FEEDBACK_VALUES = ("helpful", "not_helpful")
@@ -27,7 +28,7 @@ def process_user_action(chatbot_id: str, session_id: str, message_id: str | None
         row = UserAction.get((UserAction.message_id == message_id) &
                              (UserAction.action == action))
         if action == "feedback" and row.value != value:
-            UserAction.update(value=value, created_at=analytics.utcnow()).where(
+            UserAction.update(value=value, created_at=utcnow()).where(
                 UserAction.id == row.id).execute()
     return {"action_id": row.id, "action": action, "value": value}
 

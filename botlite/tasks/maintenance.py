@@ -37,7 +37,7 @@ def health_check() -> dict:
                                    "%s:%d" % (socket.gethostname(), os.getpid()))
 
 
-@task(dedup=True, dedup_ttl=600)
+@task(dedup=True, dedup_ttl=60)
 def cleanup_old_data(days: int = 90) -> dict:
     """Delete conversations, messages, user actions, read notifications, samples,
     reports and finished task states older than ``days`` days, in small batches."""
@@ -45,7 +45,7 @@ def cleanup_old_data(days: int = 90) -> dict:
     return operations.cleanup_old_data(_runner(), days)
 
 
-@task(dedup=True, dedup_ttl=600)
+@task(dedup=True, dedup_ttl=60)
 def cleanup_temp_files(max_age_hours: float = 6) -> dict:
     """Remove unfinished uploads/backups and upload folders without a source,
     older than ``max_age_hours``."""
@@ -53,7 +53,7 @@ def cleanup_temp_files(max_age_hours: float = 6) -> dict:
     return operations.cleanup_temp_files(context.data_dir, max_age_hours)
 
 
-@task(queue="low_priority", dedup=True, dedup_ttl=600)
+@task(queue="low_priority", dedup=True, dedup_ttl=60)
 def backup_data(keep: int | None = None) -> dict:
     """Online backup of the SQLite app database and queue into <data dir>/backups,
     keeping the newest ``keep`` (default BOTLITE_BACKUP_KEEP) of each."""
@@ -61,7 +61,7 @@ def backup_data(keep: int | None = None) -> dict:
     return backup.backup_all(context.data_dir, context.database_url, context.broker_url, keep)
 
 
-@task(queue="low_priority", dedup=True, dedup_ttl=600)
+@task(queue="low_priority", dedup=True, dedup_ttl=60)
 def generate_reports(hours: float = 24) -> dict:
     """The system report over the last ``hours``: per-task throughput, failure
     rate and durations, queue depth per hour, the slowest tasks."""
