@@ -311,3 +311,36 @@ def test_system_report_errors_and_auth(client):
     assert bad.status == 400 and bad.json["error"]["code"] == "invalid_field"
     first = client.get("/api/reports/system")  # none yet: made on the request
     assert first.status == 200 and first.json["tasks_seen"] == 0
+
+
+def test_health_reports_and_cleanup_on_every_queue_storage(app, broker_url):
+    """The tasks that read the queue (depth, task states) on SQLite, Redis, PostgreSQL."""
+    from botlite.runner import TaskRunner
+    from botlite.tasks import register_all
+    runner = TaskRunner(broker_url, name="test-%s" % uuid.uuid4().hex[:8])
+    register_all(runner)
+
+    def run(name, args=()):
+        task_id = runner.enqueue(name, list(args))
+        task = runner.huey.dequeue("local")
+        assert task is not None and task.id == task_id
+        with app.database.connection_context():
+            runner.huey.execute(task)
+        return runner.state(task_id)
+
+    try:
+        runner.enqueue("update_analytics", delay=3600)  # something waiting in the queue
+        health = run("health_check")
+        assert health["status"] == "SUCCESS", health["error"]
+        assert health["result"]["queue"]["status"] == "ok"
+        assert health["result"]["queue"]["scheduled"] + health["result"]["queue"]["pending"] >= 1
+        report = run("generate_reports", [1])
+        assert report["status"] == "SUCCESS", report["error"]
+        assert report["result"]["tasks"]["health_check"]["succeeded"] == 1
+        assert report["result"]["queue_depth"][0]["samples"] == 1
+        cleanup = run("cleanup_old_data", [90])
+        assert cleanup["status"] == "SUCCESS", cleanup["error"]
+        assert cleanup["result"]["task_states"] == 0
+    finally:
+        runner.huey.flush()
+        runner.close()

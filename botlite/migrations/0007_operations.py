@@ -91,4 +91,5 @@ def up(migrator, db):
         migrator.add_index("notification", ("user_id", "read"), False),
         migrator.add_index("user_action", ("created_at",), False),
         migrator.add_index("message", ("created_at",), False),
+        migrator.add_index("conversation", ("started_at",), False),
     )
