@@ -148,15 +148,18 @@ def _top_questions(bot_id: str, start: datetime.datetime, fallback_only: bool) -
     count = fn.COUNT(Message.id)
     query = Message.select(fn.MIN(Message.text), count)
     if fallback_only:
+        # From the (few) fallback replies to their questions: a turn's question and
+        # reply share the conversation and the timestamp.
         reply = Message.alias()
-        # a turn's question and reply share the conversation and the timestamp
         query = query.join(reply, on=((reply.conversation == Message.conversation) &
-                                      (reply.created_at == Message.created_at) &
-                                      (reply.role == "bot"))).where(
-            reply.answer_source == "fallback")
-    query = (query.where((Message.chatbot_id == bot_id) & (Message.role == "user") &
-                         (Message.created_at >= start))
-             .group_by(key).order_by(count.desc(), key).limit(TOP_N))
+                                      (reply.created_at == Message.created_at))).where(
+            (reply.chatbot_id == bot_id) & (reply.role == "bot") &
+            (reply.answer_source == "fallback") & (reply.created_at >= start) &
+            (Message.role == "user"))
+    else:
+        query = query.where((Message.chatbot_id == bot_id) & (Message.role == "user") &
+                            (Message.created_at >= start))
+    query = query.group_by(key).order_by(count.desc(), key).limit(TOP_N)
     return [{"question": text.strip(), "count": n} for text, n in query.tuples()]
 
 
@@ -196,7 +199,8 @@ def build_report(bot_id: str, period: str) -> dict:
         (Message.chatbot_id == bot_id) & (Message.role == "bot") &
         (Message.created_at >= start) & Message.latency_ms.is_null(False)).tuples()]
     sessions = (Message.select(fn.COUNT(Message.conversation.distinct()))
-                .where((Message.chatbot_id == bot_id) & (Message.created_at >= start)).scalar())
+                .where((Message.chatbot_id == bot_id) & (Message.role == "bot") &
+                       (Message.created_at >= start)).scalar())
     return {
         "chatbot_id": bot_id, "period": period,
         "from": first.isoformat(), "to": last.isoformat(),
