@@ -144,8 +144,9 @@ def _size(path: str) -> int:
 
 
 def cleanup_temp_files(data_dir: str, max_age_hours: float) -> dict:
-    """Remove unfinished uploads and backups, and upload folders no source owns,
-    once they are older than ``max_age_hours`` (younger ones may be in use)."""
+    """Remove unfinished uploads and backups, upload folders no source owns and
+    stray files in a source's folder, once they are older than ``max_age_hours``
+    (younger ones may be in use)."""
     cutoff = time.time() - max_age_hours * 3600
     removed = {"temp_files": 0, "orphaned_uploads": 0, "bytes": 0, "paths": []}
 
@@ -169,13 +170,22 @@ def cleanup_temp_files(data_dir: str, max_age_hours: float) -> dict:
             elif entry.is_dir(follow_symlinks=False):
                 folders[entry.name] = entry.path
     names = sorted(folders)
-    known = set()
+    known = {}
     for start in range(0, len(names), BATCH):
-        known.update(s for (s,) in Source.select(Source.id).where(
+        known.update(Source.select(Source.id, Source.stored_path).where(
             Source.id.in_(names[start:start + BATCH])).tuples())
     for name in names:
-        if name not in known and _newest_mtime(folders[name]) < cutoff:
-            remove(folders[name], "orphaned_uploads")
+        if name not in known:
+            if _newest_mtime(folders[name]) < cutoff:
+                remove(folders[name], "orphaned_uploads")
+            continue
+        # A source's folder holds its one file; anything else there is left over.
+        kept = os.path.normpath(os.path.join(data_dir, known[name] or ""))
+        for root, _, files in os.walk(folders[name]):
+            for file in files:
+                path = os.path.join(root, file)
+                if os.path.normpath(path) != kept and os.lstat(path).st_mtime < cutoff:
+                    remove(path, "orphaned_uploads")
     backups = os.path.join(data_dir, "backups")
     if os.path.isdir(backups):
         for entry in os.scandir(backups):

@@ -66,13 +66,15 @@ def deliver(url: str, secret: str, payload: dict, delivery_id: str, timeout: flo
         SIGNATURE_HEADER: sign(secret, timestamp, body),
     }
     try:
-        answer = requests.post(url, data=body, headers=headers, timeout=timeout,
-                               allow_redirects=False)
+        # stream=True: only the status line matters; the receiver's body is never
+        # read, so a large or trickling one cannot hold the worker.
+        with requests.post(url, data=body, headers=headers, timeout=timeout,
+                           allow_redirects=False, stream=True) as answer:
+            status = answer.status_code
     except requests.Timeout:
         raise DeliveryFailed("the receiver did not answer within %gs" % timeout) from None
     except requests.RequestException as exc:
         raise DeliveryFailed("cannot reach the receiver: %s" % type(exc).__name__) from None
-    answer.close()
-    if not 200 <= answer.status_code < 300:
-        raise DeliveryFailed("the receiver answered HTTP %d" % answer.status_code)
-    return answer.status_code
+    if not 200 <= status < 300:
+        raise DeliveryFailed("the receiver answered HTTP %d" % status)
+    return status

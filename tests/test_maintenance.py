@@ -132,6 +132,7 @@ def test_cleanup_temp_files_keeps_young_and_referenced_files(client, app, worker
         Source.create(id="a" * 32, chatbot="default", kind="file",
                       stored_path="uploads/%s/manual.pdf" % ("a" * 32))
     referenced = _file(os.path.join(uploads, "a" * 32, "manual.pdf"), 48)
+    stray = _file(os.path.join(uploads, "a" * 32, "old-name.pdf"), 48)
     orphan = _file(os.path.join(uploads, "b" * 32, "gone.pdf"), 48)
     young_orphan = _file(os.path.join(uploads, "c" * 32, "arriving.pdf"), 1)
     old_temp = _file(os.path.join(uploads, ".incoming-abc"), 12)
@@ -143,9 +144,9 @@ def test_cleanup_temp_files_keeps_young_and_referenced_files(client, app, worker
     done = run_task(client, "cleanup_temp_files", [])
     assert done["status"] == "SUCCESS", done["error"]
     result = done["result"]
-    assert result["orphaned_uploads"] == 1 and result["temp_files"] == 2
-    assert result["bytes"] == 30
-    for path in (orphan, old_temp, old_partial):
+    assert result["orphaned_uploads"] == 2 and result["temp_files"] == 2
+    assert result["bytes"] == 40
+    for path in (orphan, stray, old_temp, old_partial):
         assert not os.path.exists(path)
     assert not os.path.exists(os.path.dirname(orphan))
     for path in (referenced, young_orphan, young_temp):

@@ -279,3 +279,33 @@ def test_inbox_endpoints_need_the_token(client):
     for method, path in (("GET", "/api/notifications"), ("POST", "/api/notifications/1/read"),
                          ("POST", "/api/notifications/read-all")):
         assert client.request(method, path, auth=False).status == 401
+
+
+def test_a_slow_or_absent_receiver_fails_the_attempt():
+    import socket
+    release = threading.Event()
+
+    class Hanging(BaseHTTPRequestHandler):
+        def do_POST(self):
+            release.wait(10)  # answers only when the test is over
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hanging)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = "http://127.0.0.1:%d/" % server.server_address[1]
+        started = time.monotonic()
+        with pytest.raises(webhooks.DeliveryFailed, match="did not answer within 0.3s"):
+            webhooks.deliver(url, SECRET, {"event": "notification"}, "1", 0.3)
+        assert time.monotonic() - started < 3
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = "http://127.0.0.1:%d/" % sock.getsockname()[1]
+    with pytest.raises(webhooks.DeliveryFailed, match="cannot reach the receiver"):
+        webhooks.deliver(closed, SECRET, {"event": "notification"}, "1", 2)
