@@ -61,19 +61,22 @@ def p95(values: list[float]) -> float | None:
 
 
 def touched_days(since: datetime.datetime | None) -> set[tuple[str, datetime.date]]:
-    """(bot, day) pairs with messages, new conversations or feedback since ``since``."""
+    """(bot, day) pairs with messages, new conversations or feedback (new or
+    changed; it counts on the day it was first given) since ``since``."""
     found = set()
-    for model, bot, stamp, extra in (
-            (Message, Message.chatbot_id, Message.created_at, None),
-            (Conversation, Conversation.chatbot, Conversation.started_at, None),
-            (UserAction, UserAction.chatbot_id, UserAction.created_at,
+    # (model, bot column, the day it counts on, when it last changed, filter)
+    for model, bot, day, changed, extra in (
+            (Message, Message.chatbot_id, Message.created_at, Message.created_at, None),
+            (Conversation, Conversation.chatbot, Conversation.started_at,
+             Conversation.started_at, None),
+            (UserAction, UserAction.chatbot_id, UserAction.created_at, UserAction.updated_at,
              UserAction.action == "feedback")):
-        query = model.select(bot, fn.date(stamp)).distinct()
+        query = model.select(bot, fn.date(day)).distinct()
         if since is not None:
-            query = query.where(stamp >= since - WATERMARK_LAG)
+            query = query.where(changed >= since - WATERMARK_LAG)
         if extra is not None:
             query = query.where(extra)
-        found.update((bot_id, _as_date(day)) for bot_id, day in query.tuples())
+        found.update((bot_id, _as_date(value)) for bot_id, value in query.tuples())
     return found
 
 

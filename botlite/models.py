@@ -227,6 +227,7 @@ class UserAction(BaseModel):
     action = CharField(max_length=32)
     value = TextField(null=True)
     created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(null=True, default=utcnow)
 
 
 class AnalyticsDaily(BaseModel):

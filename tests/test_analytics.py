@@ -240,3 +240,29 @@ def test_rollups_reports_and_cleanup_on_postgresql(tmp_path, postgres_url):
             assert Message.select().count() == 6
     finally:
         app.close()
+
+
+def test_a_changed_feedback_rebuilds_the_day_it_was_given(known):
+    from botlite.tasks.analytics import process_user_action
+    with known.database.connection_context():
+        reply = Message.get((Message.role == "bot") & (Message.created_at == _at(D1, 8)))
+        UserAction.create(chatbot_id="default", session_id="s3", message_id=reply.id,
+                          action="feedback", value="not_helpful", created_at=_at(D1, 8, 1),
+                          updated_at=_at(D1, 8, 1))
+        analytics.update_rollups()
+        assert (_row(D1).helpful, _row(D1).not_helpful) == (0, 1)
+        process_user_action("default", "s3", reply.id, "feedback", "helpful")
+        assert analytics.update_rollups()["days_updated"] == 1
+        assert (_row(D1).helpful, _row(D1).not_helpful) == (1, 0)
+        assert AnalyticsDaily.get_or_none(AnalyticsDaily.day == TODAY) is None
+
+
+def test_process_user_action_refuses_unknown_actions_and_values(app):
+    from botlite.runner import PermanentError
+    from botlite.tasks.analytics import process_user_action
+    with app.database.connection_context():
+        with pytest.raises(PermanentError, match="action must be one of"):
+            process_user_action("default", "s", "m", "click")
+        with pytest.raises(PermanentError, match="feedback must be one of"):
+            process_user_action("default", "s", "m", "feedback", "meh")
+        assert UserAction.select().count() == 0

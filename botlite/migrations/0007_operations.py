@@ -1,6 +1,6 @@
 """Operations: webhook delivery on notifications, per-bot webhooks, analytics
-rollups and reports, health samples, system reports, and a small key-value table
-for watermarks."""
+rollups and reports, health samples, system reports, a small key-value table
+for watermarks, and when a user action (feedback) last changed."""
 import datetime
 
 from peewee import (CharField, DateField, DateTimeField, FloatField, IntegerField, Model,
@@ -89,7 +89,11 @@ def up(migrator, db):
         migrator.add_index("notification", ("task_id",), True),
         migrator.add_index("notification", ("content_hash", "created_at"), False),
         migrator.add_index("notification", ("user_id", "read"), False),
+        migrator.add_column("user_action", "updated_at", DateTimeField(null=True)),
         migrator.add_index("user_action", ("created_at",), False),
         migrator.add_index("message", ("created_at",), False),
         migrator.add_index("conversation", ("started_at",), False),
     )
+    # Feedback changed since the last rollup (a visitor changing their mind).
+    db.execute_sql("create index user_action_feedback_updated on user_action (updated_at) "
+                   "where action = 'feedback'")

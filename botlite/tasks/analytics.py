@@ -16,7 +16,8 @@ FEEDBACK_VALUES = ("helpful", "not_helpful")
 def process_user_action(chatbot_id: str, session_id: str, message_id: str | None,
                         action: str = "message", value: str | None = None) -> dict:
     """Record one action (a message, a feedback) once, even when retried. A second
-    feedback on the same reply replaces the first (the visitor changed their mind)."""
+    feedback on the same reply replaces the first (the visitor changed their mind);
+    it still counts on the day it was first given, which update_analytics rebuilds."""
     if action not in ACTIONS:
         raise PermanentError("action must be one of %s" % ", ".join(ACTIONS))
     if action == "feedback" and value not in FEEDBACK_VALUES:
@@ -28,7 +29,7 @@ def process_user_action(chatbot_id: str, session_id: str, message_id: str | None
         row = UserAction.get((UserAction.message_id == message_id) &
                              (UserAction.action == action))
         if action == "feedback" and row.value != value:
-            UserAction.update(value=value, created_at=utcnow()).where(
+            UserAction.update(value=value, updated_at=utcnow()).where(
                 UserAction.id == row.id).execute()
     return {"action_id": row.id, "action": action, "value": value}
 
