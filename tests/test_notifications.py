@@ -309,3 +309,24 @@ def test_a_slow_or_absent_receiver_fails_the_attempt():
         closed = "http://127.0.0.1:%d/" % sock.getsockname()[1]
     with pytest.raises(webhooks.DeliveryFailed, match="cannot reach the receiver"):
         webhooks.deliver(closed, SECRET, {"event": "notification"}, "1", 2)
+
+
+def test_once_semantics_and_the_inbox_on_postgresql(tmp_path, postgres_url, receiver):
+    app = Botlite.open(load_settings({"data_dir": str(tmp_path), "database_url": postgres_url},
+                                     environ={}))
+    try:
+        with app.database.connection_context():
+            for task_id in ("t-1", "t-1", "t-2"):
+                notifications.send("pat", "Hi", "Once", task_id=task_id,
+                                   webhook_url=receiver.url, webhook_secret=SECRET)
+            for _ in range(2):
+                notifications.send("pat", "Ready", "Keyed", dedup_key="k-1",
+                                   webhook_url=receiver.url, webhook_secret=SECRET)
+            assert Notification.select().count() == 2
+            assert notifications.list_for("pat", None, "true")[0]["webhook"]["status"] == \
+                "delivered"
+            assert notifications.mark_all_read({"user_id": "pat"})["marked"] == 2
+            assert notifications.list_for("pat", None, "1") == []
+    finally:
+        app.close()
+    assert len(receiver.requests) == 2 and all(_signature_ok(r) for r in receiver.requests)
