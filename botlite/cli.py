@@ -391,11 +391,11 @@ def cmd_chat(args) -> int:
 def cmd_backup(args) -> int:
     from botlite import backup
 
+    if args.keep is not None and args.keep < 1:
+        raise CliError("--keep must be at least 1")
     app = _open_app(args, quiet=True)
     try:
         keep = app.settings.backup_keep if args.keep is None else args.keep
-        if keep < 1:
-            raise CliError("--keep must be at least 1")
         _print_json(backup.backup_all(app.settings.data_dir, app.settings.database_url,
                                       app.settings.broker_url, keep))
     finally:

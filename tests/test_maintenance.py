@@ -345,3 +345,10 @@ def test_health_reports_and_cleanup_on_every_queue_storage(app, broker_url):
     finally:
         runner.huey.flush()
         runner.close()
+
+
+def test_backup_command_bad_keep_is_exit_2_and_creates_nothing(tmp_path, capsys):
+    target = tmp_path / "never"
+    assert main(["backup", "--keep", "0", "--data-dir", str(target)]) == 2
+    assert capsys.readouterr().err == "botlite: error: --keep must be at least 1\n"
+    assert not target.exists()
