@@ -86,10 +86,11 @@ class Botlite:
         except Exception as exc:
             raise StartupError("cannot open the task queue %s: %s" % (
                 redact(settings.broker_url), first_line(exc))) from None
-        register_all(runner)
+        register_all(runner, webhook_retry_delay=settings.webhook_retry_delay)
         with database.connection_context():
             ensure_default_jobs(runner)
         task_context.configure(settings.data_dir, settings.allow_private_urls)
+        task_context.configure_operations(settings)
         # Each task gets its own connection, opened and closed around it.
         runner.huey.pre_execute("open-db")(lambda task: database.connect(reuse_if_open=True))
         runner.huey.post_execute("close-db")(lambda task, value, exc: database.close())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from urllib.parse import urlsplit
 
 import peewee
 
@@ -14,7 +15,8 @@ from botlite import validate
 
 BOT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 EDITABLE = {"name", "description", "greeting", "fallback_message", "allowed_domains",
-            "rate_limit_per_minute"}
+            "rate_limit_per_minute", "webhook_url", "webhook_secret"}
+MIN_SECRET_LENGTH = 16
 
 
 HOST_PATTERN = re.compile(r"^(https?://)?(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?"
@@ -59,12 +61,42 @@ def _changes(data: dict, *, creating: bool) -> dict:
                              "*.example.com or https://example.com:8443 (not %r)" % bad[0],
                              code="invalid_field")
         changes["allowed_domains"] = json.dumps(domains)
-    return {key: value for key, value in changes.items() if value is not None}
+    changes = {key: value for key, value in changes.items() if value is not None}
+    changes.update(_webhook_changes(data))
+    return changes
+
+
+def _webhook_changes(data: dict) -> dict:
+    """webhook_url / webhook_secret; null or "" clears them."""
+    changes = {}
+    if "webhook_url" in data:
+        url = validate.text(data, "webhook_url", max_length=2000) or None
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise BadRequest("field 'webhook_url' must be an http:// or https:// URL",
+                                 code="invalid_field")
+        changes["webhook_url"] = url
+    if "webhook_secret" in data:
+        secret = validate.text(data, "webhook_secret", max_length=500) or None
+        if secret is not None and len(secret) < MIN_SECRET_LENGTH:
+            raise BadRequest("field 'webhook_secret' must be at least %d characters"
+                             % MIN_SECRET_LENGTH, code="invalid_field")
+        changes["webhook_secret"] = secret
+    return changes
+
+
+def _check_webhook(url: str | None, secret: str | None) -> None:
+    if url and not secret:
+        raise BadRequest("a webhook_url needs a webhook_secret (at least %d characters): "
+                         "deliveries are always signed" % MIN_SECRET_LENGTH,
+                         code="invalid_field")
 
 
 def create_bot(data: dict) -> Chatbot:
     validate.reject_unknown(data, EDITABLE | {"id"})
     fields = _changes(data, creating=True)
+    _check_webhook(fields.get("webhook_url"), fields.get("webhook_secret"))
     wanted = validate.text(data, "id", max_length=64)
     if wanted is not None:
         if not BOT_ID.match(wanted):
@@ -89,6 +121,8 @@ def update_bot(bot_id: str, data: dict) -> Chatbot:
     validate.reject_unknown(data, EDITABLE)
     changes = _changes(data, creating=False)
     bot = get_bot(bot_id)
+    _check_webhook(changes.get("webhook_url", bot.webhook_url),
+                   changes.get("webhook_secret", bot.webhook_secret))
     if changes:
         changes["updated_at"] = utcnow()
         Chatbot.update(**changes).where(Chatbot.id == bot.id).execute()

@@ -403,6 +403,21 @@ def _schedule_action(args, action, render=_print_json) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    from botlite import backup
+
+    if args.keep is not None and args.keep < 1:
+        raise CliError("--keep must be at least 1")
+    app = _open_app(args, quiet=True)
+    try:
+        keep = app.settings.backup_keep if args.keep is None else args.keep
+        _print_json(backup.backup_all(app.settings.data_dir, app.settings.database_url,
+                                      app.settings.broker_url, keep))
+    finally:
+        app.close()
+    return 0
+
+
 def _print_schedule_table(jobs) -> None:
     if not jobs:
         print("no schedule jobs")
@@ -446,6 +461,40 @@ def cmd_schedule_set(args) -> int:
 
 def cmd_schedule_run(args) -> int:
     return _schedule_action(args, lambda s, runner: s.run_now(runner, args.job))
+
+
+def cmd_restore(args) -> int:
+    from botlite import backup
+    from botlite.runner import HEARTBEAT_MAX_AGE, TaskRunner
+    from botlite.settings import ensure_data_dir
+
+    settings = _settings(args)
+    try:
+        marker = backup.inspect(args.file)
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from None
+    ensure_data_dir(settings)
+    try:
+        runner = TaskRunner(settings.broker_url)
+        try:
+            alive = runner.storage.workers(HEARTBEAT_MAX_AGE)
+        finally:
+            runner.close()
+    except Exception:
+        alive = []  # a queue that cannot be opened has no live workers to worry about
+    if alive:
+        raise CliError("botlite is running (%d worker process(es) beat in the last %ds, "
+                       "e.g. %s pid %s): stop every serve and worker first"
+                       % (len(alive), HEARTBEAT_MAX_AGE, alive[0].get("hostname"),
+                          alive[0].get("pid")))
+    try:
+        done = backup.restore(args.file, settings.database_url, settings.broker_url)
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from None
+    print("restored the %s database %s from %s (made %s)%s" % (
+        marker["kind"], done["restored"], args.file, marker["created_at"],
+        "; the replaced one is kept as %s" % done["previous"] if done["previous"] else ""))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -562,6 +611,27 @@ def build_parser() -> argparse.ArgumentParser:
                     "number of dead (failed) tasks.")
     _add_setting_flags(queues, "data_dir", "database_url", "broker_url")
     queues.set_defaults(run=cmd_queues)
+
+    backup = commands.add_parser(
+        "backup", help="back up the SQLite databases into <data dir>/backups now",
+        description="Make an online backup of the app database and the task queue (when "
+                    "they are SQLite) into <data dir>/backups, keeping the newest --keep of "
+                    "each (the task backup_data does the same on its schedule).")
+    backup.add_argument("--keep", type=int, default=None,
+                        help="keep this many backups of each database "
+                             "(default BOTLITE_BACKUP_KEEP, 7)")
+    _add_setting_flags(backup, "data_dir", "database_url", "broker_url")
+    backup.set_defaults(run=cmd_backup)
+
+    restore = commands.add_parser(
+        "restore", help="put a backup file back (botlite must be stopped)",
+        description="Restore the app database or the task queue from a file made by "
+                    "backup_data / `backup`. Stop every serve and worker first: it refuses "
+                    "while a worker heartbeat is fresh. The replaced database is kept as "
+                    "<file>.before-restore.")
+    restore.add_argument("file", metavar="FILE")
+    _add_setting_flags(restore, "data_dir", "database_url", "broker_url")
+    restore.set_defaults(run=cmd_restore)
 
     token = commands.add_parser(
         "token", help="print the admin token",

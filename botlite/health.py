@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
+from botlite import operations
 from botlite.runner import HEARTBEAT_MAX_AGE
 
 logger = logging.getLogger(__name__)
@@ -17,10 +18,15 @@ def check(app) -> tuple[bool, dict]:
     """(healthy, report). Unhealthy reasons are listed in report["reasons"]."""
     reasons = []
     started = time.perf_counter()
+    last_check = None
     try:
         with app.database.connection_context():
             app.database.execute_sql("select 1").fetchone()
-        database = {"status": "ok", "ms": round((time.perf_counter() - started) * 1000, 2)}
+            database = {"status": "ok", "ms": round((time.perf_counter() - started) * 1000, 2)}
+            try:
+                last_check = operations.last_check()
+            except Exception:
+                logger.exception("health check: cannot read the last health_check result")
     except Exception:
         logger.exception("health check: database unreachable")
         database = {"status": "error"}
@@ -47,7 +53,8 @@ def check(app) -> tuple[bool, dict]:
                        "worker` or `serve` without --no-worker" % HEARTBEAT_MAX_AGE)
 
     report = {"status": "ok" if not reasons else "unavailable",
-              "database": database, "queue": queue, "workers": workers}
+              "database": database, "queue": queue, "workers": workers,
+              "last_check": last_check}
     if reasons:
         report["reasons"] = reasons
         report["error"] = {"code": "unavailable", "message": "; ".join(reasons)}

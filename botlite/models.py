@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import json
 
-from peewee import (BigIntegerField, BooleanField, CharField, DateTimeField, FloatField,
-                    ForeignKeyField,
-                    IntegerField, Model, TextField)
+from peewee import (BigIntegerField, BooleanField, CharField, DateField, DateTimeField,
+                    FloatField, ForeignKeyField, IntegerField, Model, TextField)
 
 from botlite.db import database
 from botlite.timeutil import isoformat, utcnow
@@ -28,6 +27,8 @@ class Chatbot(BaseModel):
     fallback_message = TextField(default="")
     allowed_domains = TextField(default="[]")
     rate_limit_per_minute = IntegerField(default=30)
+    webhook_url = TextField(null=True)
+    webhook_secret = TextField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
 
@@ -40,11 +41,11 @@ class Chatbot(BaseModel):
             "fallback_message": self.fallback_message,
             "allowed_domains": json.loads(self.allowed_domains or "[]"),
             "rate_limit_per_minute": self.rate_limit_per_minute,
+            "webhook_url": self.webhook_url,
+            "webhook_secret_set": bool(self.webhook_secret),  # the secret is never shown
             "created_at": isoformat(self.created_at),
             "updated_at": isoformat(self.updated_at),
         }
-
-
 
 
 class Source(BaseModel):
@@ -133,11 +134,25 @@ class Notification(BaseModel):
     read = BooleanField(default=False)
     dedup_key = CharField(max_length=128, null=True, unique=True)
     created_at = DateTimeField(default=utcnow, index=True)
+    chatbot_id = CharField(max_length=64, null=True)
+    task_id = CharField(max_length=64, null=True, unique=True)
+    content_hash = CharField(max_length=64, null=True)
+    read_at = DateTimeField(null=True)
+    webhook_status = CharField(max_length=16, null=True)  # None | pending | delivered | failed
+    delivered_at = DateTimeField(null=True)
+    delivery_attempts = IntegerField(default=0)
+    delivery_error = TextField(null=True)
+    delivery_claimed_until = DateTimeField(null=True)
 
     def to_dict(self) -> dict:
         return {"id": str(self.id), "user_id": self.user_id, "title": self.title,
                 "message": self.message, "notification_type": self.notification_type,
-                "read": self.read, "created_at": isoformat(self.created_at)}
+                "read": self.read, "created_at": isoformat(self.created_at),
+                "read_at": isoformat(self.read_at), "chatbot_id": self.chatbot_id,
+                "webhook": None if self.webhook_status is None else {
+                    "status": self.webhook_status, "attempts": self.delivery_attempts,
+                    "delivered_at": isoformat(self.delivered_at),
+                    "error": self.delivery_error}}
 
 
 class Faq(BaseModel):
@@ -212,6 +227,7 @@ class UserAction(BaseModel):
     action = CharField(max_length=32)
     value = TextField(null=True)
     created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(null=True, default=utcnow)
 
 
 class ScheduleJob(BaseModel):
@@ -239,8 +255,69 @@ class ScheduleRun(BaseModel):
     """One (job, slot): unique, so that only one scheduler enqueues it."""
     job = CharField(max_length=64)
     slot = DateTimeField()
-    status = CharField(max_length=20)  # enqueued | skipped | failed
+    status = CharField(max_length=20)  # CLAIMED, then ENQUEUED | SKIPPED | ERROR
     task_id = CharField(max_length=64, null=True)
     detail = TextField(default="")
     scheduler = CharField(max_length=200, default="")  # host:pid of the one that claimed it
     created_at = DateTimeField(default=utcnow)
+
+
+class AnalyticsDaily(BaseModel):
+    """One bot's numbers for one UTC day (rebuilt by update_analytics)."""
+    chatbot_id = CharField(max_length=64)
+    day = DateField()
+    messages = IntegerField(default=0)
+    conversations = IntegerField(default=0)
+    sessions = IntegerField(default=0)
+    fallbacks = IntegerField(default=0)
+    fallback_rate = FloatField(default=0.0)
+    avg_latency_ms = FloatField(null=True)
+    p95_latency_ms = FloatField(null=True)
+    intents = TextField(default="{}")
+    answer_sources = TextField(default="{}")
+    helpful = IntegerField(default=0)
+    not_helpful = IntegerField(default=0)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "analytics_daily"
+
+
+class AnalyticsReport(BaseModel):
+    chatbot_id = CharField(max_length=64)
+    period = CharField(max_length=8)
+    report = TextField()
+    generated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "analytics_report"
+
+
+class HealthSample(BaseModel):
+    checked_at = DateTimeField(default=utcnow, index=True)
+    status = CharField(max_length=16)
+    pending = IntegerField(null=True)
+    scheduled = IntegerField(null=True)
+    running = IntegerField(null=True)
+    result = TextField()
+
+    class Meta:
+        table_name = "health_sample"
+
+
+class SystemReport(BaseModel):
+    created_at = DateTimeField(default=utcnow, index=True)
+    report = TextField()
+
+    class Meta:
+        table_name = "system_report"
+
+
+class OpsState(BaseModel):
+    """Small named values the operations tasks keep between runs (watermarks)."""
+    key = CharField(primary_key=True, max_length=64)
+    value = TextField()
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "ops_state"

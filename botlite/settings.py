@@ -58,7 +58,7 @@ def _seconds(value: str) -> float:
     return number
 
 
-def _megabytes(value: str) -> int:
+def _positive_count(value: str) -> int:
     number = _count(value)
     if number == 0:
         raise ValueError("must be at least 1")
@@ -164,12 +164,26 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("llm_timeout", "BOTLITE_LLM_TIMEOUT", 20.0,
             "Seconds to wait for the LLM's answer before answering without it.", _seconds),
     Setting("max_upload_mb", "BOTLITE_MAX_UPLOAD_MB", 50,
-            "Largest accepted upload, in megabytes (larger: 413).", _megabytes),
+            "Largest accepted upload, in megabytes (larger: 413).", _positive_count),
     Setting("shutdown_timeout", "BOTLITE_SHUTDOWN_TIMEOUT", 10.0,
             "Seconds running tasks get to finish after SIGINT/SIGTERM.",
             _seconds, "--shutdown-timeout"),
     Setting("log_level", "BOTLITE_LOG_LEVEL", "INFO",
             "DEBUG, INFO, WARNING or ERROR.", _log_level, "--log-level"),
+    Setting("webhook_url", "BOTLITE_WEBHOOK_URL", None,
+            "Optional URL every notification is POSTed to (a bot's own webhook_url wins "
+            "for that bot's notifications). Needs BOTLITE_WEBHOOK_SECRET.",
+            _http_url),
+    Setting("webhook_secret", "BOTLITE_WEBHOOK_SECRET", None,
+            "Secret that signs webhook deliveries (HMAC-SHA256, at least 16 characters).",
+            _optional_text),
+    Setting("webhook_timeout", "BOTLITE_WEBHOOK_TIMEOUT", 10.0,
+            "Seconds a webhook receiver gets to answer one delivery.", _seconds),
+    Setting("webhook_retry_delay", "BOTLITE_WEBHOOK_RETRY_DELAY", 10.0,
+            "Seconds before the first retry of a failed delivery (then doubled, 3 retries).",
+            _seconds),
+    Setting("backup_keep", "BOTLITE_BACKUP_KEEP", 7,
+            "How many backups of each SQLite database backup_data keeps.", _positive_count),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -192,6 +206,11 @@ class Settings:
     max_upload_mb: int
     shutdown_timeout: float
     log_level: str
+    webhook_url: str | None
+    webhook_secret: str | None
+    webhook_timeout: float
+    webhook_retry_delay: float
+    backup_keep: int
     sources: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -222,6 +241,7 @@ def load_settings(flags: Mapping[str, Any] | None = None,
             raise SettingsError("%s: %s" % (origin, exc)) from None
         sources[setting.name] = origin
 
+    _check_webhook(values, sources)
     data_dir = os.path.abspath(os.path.expanduser(values["data_dir"]))
     values["data_dir"] = data_dir
     if values["database_url"] is None:
@@ -229,6 +249,23 @@ def load_settings(flags: Mapping[str, Any] | None = None,
     if values["broker_url"] is None:
         values["broker_url"] = "sqlite:///" + os.path.join(data_dir, "queue.db")
     return Settings(sources=sources, **values)
+
+
+MIN_SECRET_LENGTH = 16
+
+
+def _check_webhook(values: dict, sources: dict) -> None:
+    """Deliveries are always signed: a webhook URL needs a long enough secret."""
+    secret = values["webhook_secret"]
+    if secret is not None and len(secret) < MIN_SECRET_LENGTH:
+        raise SettingsError("%s: must be at least %d characters" % (
+            sources["webhook_secret"], MIN_SECRET_LENGTH))
+    if values["webhook_url"] and not secret:
+        raise SettingsError("%s is set but BOTLITE_WEBHOOK_SECRET is not: deliveries are "
+                            "always signed, set a secret of at least %d characters" % (
+                                sources["webhook_url"], MIN_SECRET_LENGTH))
+    if values["webhook_timeout"] <= 0:
+        raise SettingsError("%s: must be more than 0" % sources["webhook_timeout"])
 
 
 def ensure_data_dir(settings: Settings) -> None:

@@ -13,8 +13,14 @@ from botlite.runner.runtime import FAIR_EVERY, ClaimingWorker
 from conftest import wait_for
 
 # Due retries (delays of ~0.01 s) run at once; tasks delayed by an hour do not.
-FUTURE = datetime.datetime.utcnow() + datetime.timedelta(seconds=60)
-FUTURE_TS = time.time() + 60
+# A minute from *now*: a constant taken at import would lie in the past once the
+# suite has run for a minute.
+def future_ts():
+    return time.time() + 60
+
+
+def future():
+    return datetime.datetime.fromtimestamp(future_ts(), datetime.timezone.utc).replace(tzinfo=None)
 
 
 @pytest.fixture
@@ -40,9 +46,9 @@ def _open(url, name):
 def run_next(runner, worker_id="local"):
     """Claim and run one task, as a worker thread does, with the clock a minute
     ahead (so retries after a short backoff are due). Returns the task or None."""
-    task = runner.huey.dequeue(worker_id, due_by=FUTURE_TS)
+    task = runner.huey.dequeue(worker_id, due_by=future_ts())
     if task is not None:
-        runner.huey.execute(task, FUTURE)
+        runner.huey.execute(task, future())
     return task
 
 
@@ -257,7 +263,7 @@ def test_high_priority_runs_first_and_a_low_one_is_not_starved(runner):
         runner.enqueue("high", [i])
     flood = 5
     for step in range(60):  # a continuous flood: one new high task per task run
-        worker.loop(FUTURE)
+        worker.loop(future())
         runner.enqueue("high", [flood])
         flood += 1
         if ("low", "L") in rt.calls.get("order", []):
@@ -274,7 +280,7 @@ def test_a_worker_can_be_restricted_to_some_queues(runner):
     task = runner.huey.dequeue("w", lanes=["documents"])
     assert task.id == a
     assert runner.huey.dequeue("w", lanes=["documents"]) is None
-    runner.huey.execute(task, FUTURE)
+    runner.huey.execute(task, future())
     assert runner.state(b)["status"] == "PENDING"
 
 
@@ -381,7 +387,7 @@ def test_a_claimed_task_stays_queued_until_its_attempt_ends(runner):
     assert task.id == task_id
     assert runner.queues()["queues"]["default"]["running"] == 1
     assert runner.huey.dequeue("other") is None  # claimed: not given twice
-    runner.huey.execute(task, FUTURE)
+    runner.huey.execute(task, future())
     assert runner.queues()["queues"]["default"] == {"pending": 0, "scheduled": 0, "running": 0}
 
 
@@ -469,15 +475,15 @@ def test_revoking_a_claimed_task_does_not_pretend_it_was_revoked(runner):
     task = runner.huey.dequeue("w")          # a worker claims it first
     state = runner.revoke(task_id)
     assert state["status"] == "STARTED" and state["error"] == "stop requested"
-    runner.huey.execute(task, FUTURE)         # Huey skips it: the flag was set
+    runner.huey.execute(task, future())         # Huey skips it: the flag was set
     assert runner.state(task_id)["status"] == "REVOKED" and "add" not in rt.calls
 
 
 def test_a_retry_is_written_with_the_end_of_its_attempt(runner):
     rt.flaky_fails_left["count"] = 1
     task_id = runner.enqueue("flaky", ["once"])
-    task = runner.huey.dequeue("dying-host:1:0:w", due_by=FUTURE_TS)
-    runner.huey.execute_deferred(task, FUTURE)   # fails; the retry is only in memory
+    task = runner.huey.dequeue("dying-host:1:0:w", due_by=future_ts())
+    runner.huey.execute_deferred(task, future())   # fails; the retry is only in memory
     # The process dies before writing it: recovery releases the claim...
     assert Runtime(runner, workers=1, periodic=False).recover() == 1
     run_all(runner)

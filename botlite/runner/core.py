@@ -87,8 +87,8 @@ def task(**options: Any) -> Callable[[Callable], Callable]:
     return mark
 
 
-def _spec_from(fn: Callable) -> TaskSpec:
-    options = dict(getattr(fn, TASK_OPTIONS, {}))
+def _spec_from(fn: Callable, overrides: dict | None = None) -> TaskSpec:
+    options = dict(getattr(fn, TASK_OPTIONS, {}), **(overrides or {}))
     retry = RetryPolicy(
         delay=options.pop("retry_delay", RetryPolicy.delay),
         backoff=options.pop("retry_backoff", RetryPolicy.backoff),
@@ -120,6 +120,11 @@ _current = _Current()
 def current_runner() -> "TaskRunner | None":
     """The runner executing the current task (None outside a task)."""
     return _current.runner
+
+
+def current_task_id() -> str | None:
+    """The id of the task running in this thread (None outside a task)."""
+    return _current.task_id
 
 
 def report_progress(done: int, total: int | None = None) -> None:
@@ -154,8 +159,10 @@ class TaskRunner:
 
     # -- registration ----------------------------------------------------------------
 
-    def register(self, fn: Callable) -> TaskWrapper:
-        spec = _spec_from(fn)
+    def register(self, fn: Callable, **overrides: Any) -> TaskWrapper:
+        """Bind a ``@task`` function; ``overrides`` replace some of its options
+        (for example a retry delay taken from the settings)."""
+        spec = _spec_from(fn, overrides)
         runner = self
 
         def run(*args, task=None, **kwargs):

@@ -1,25 +1,51 @@
-"""Notifications (the in-app inbox; webhooks come with the operations work)."""
+"""Notifications: the inbox row and its optional signed webhook, each once.
+
+The three tasks retry with backoff (first retry after BOTLITE_WEBHOOK_RETRY_DELAY
+seconds, applied in ``register_all``) when the webhook receiver fails.
+"""
 from __future__ import annotations
 
-import peewee
-
+from botlite import notifications
 from botlite.knowledge import sources
-from botlite.models import Notification, Source
-from botlite.runner import task
+from botlite.models import Source
+from botlite.runner import PermanentError, current_task_id, task
+from botlite.tasks.context import context
 
 ADMIN = "admin"
+LIMITS = {"user_id": 100, "title": 500, "message": 10000, "notification_type": 50,
+          "dedup_key": 128, "chatbot_id": 64}
 
 
-@task(queue="notifications", retries=3, retry_delay=10)
+def _check(**fields) -> None:
+    for name, value in fields.items():
+        if value is None and name in ("dedup_key", "chatbot_id"):
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise PermanentError("%s must be a non-empty string" % name)
+        if len(value) > LIMITS[name]:
+            raise PermanentError("%s is longer than %d characters" % (name, LIMITS[name]))
+
+
+def _send(user_id, title, message, notification_type, dedup_key=None, chatbot_id=None,
+          task_id=None) -> dict:
+    return notifications.send(user_id, title, message, notification_type,
+                              dedup_key=dedup_key, chatbot_id=chatbot_id, task_id=task_id,
+                              webhook_url=context.webhook_url,
+                              webhook_secret=context.webhook_secret,
+                              timeout=context.webhook_timeout)
+
+
+@task(queue="notifications", retries=3, retry_delay=10, dedup=True, dedup_ttl=3600)
 def send_notification(user_id: str, title: str, message: str,
-                      notification_type: str = "info", dedup_key: str | None = None) -> dict:
-    """Store a notification once: the same dedup_key is never stored twice."""
-    try:
-        note = Notification.create(user_id=user_id, title=title, message=message,
-                                   notification_type=notification_type, dedup_key=dedup_key)
-    except peewee.IntegrityError:
-        note = Notification.get(Notification.dedup_key == dedup_key)
-    return {"notification_id": str(note.id)}
+                      notification_type: str = "info", dedup_key: str | None = None,
+                      chatbot_id: str | None = None) -> dict:
+    """Store a notification in the user's inbox and POST it to the webhook (the
+    bot's, else BOTLITE_WEBHOOK_URL), each once however often it is retried or
+    enqueued (see botlite/notifications.py)."""
+    _check(user_id=user_id, title=title, message=message,
+           notification_type=notification_type, dedup_key=dedup_key, chatbot_id=chatbot_id)
+    return _send(user_id, title, message, notification_type, dedup_key, chatbot_id,
+                 current_task_id())
 
 
 def _current(source_id: str, task_id: str) -> Source | None:
@@ -41,9 +67,9 @@ def notify_source_ready(source_id: str, task_id: str, **_result) -> dict | None:
         return None
     what, name = _what(source)
     pages = " from %d pages" % source.page_count if source.kind == "website" else ""
-    return send_notification(ADMIN, "%s ready" % what, "%s is ready: %d chunks%s." % (
+    return _send(ADMIN, "%s ready" % what, "%s is ready: %d chunks%s." % (
         name, source.chunk_count, pages), "source_ready",
-        dedup_key="source:%s:%s:ready" % (source_id, task_id))
+        dedup_key="source:%s:%s:ready" % (source_id, task_id), chatbot_id=source.chatbot_id)
 
 
 @task(queue="notifications", retries=3, retry_delay=10)
@@ -56,6 +82,6 @@ def notify_source_failed(source_id: str, task_id: str, error=None) -> dict | Non
         sources.mark_failed(source_id, str(error) if error else "processing failed")
         source = Source.get_by_id(source_id)
     what, name = _what(source)
-    return send_notification(ADMIN, "%s failed" % what, "%s could not be processed: %s" % (
+    return _send(ADMIN, "%s failed" % what, "%s could not be processed: %s" % (
         name, source.error), "source_failed",
-        dedup_key="source:%s:%s:failed" % (source_id, task_id))
+        dedup_key="source:%s:%s:failed" % (source_id, task_id), chatbot_id=source.chatbot_id)

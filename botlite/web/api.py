@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from bottle import Bottle, HTTPResponse, request, response
 
-from botlite import (chatbots, health, ingest, notifications, schedule, task_control, validate,
-                     widget)
+from botlite import (analytics, chatbots, health, ingest, notifications, operations, schedule,
+                     task_control, validate, widget)
 from botlite.chat import admin as chat_admin
 from botlite.chat import service as chat
 from botlite.errors import BadRequest, PayloadTooLarge
@@ -149,11 +149,30 @@ def install(web: Bottle, app) -> None:
     def list_notifications():
         query = request.query
         return {"notifications": notifications.list_for(query.get("user_id"),
-                                                        query.get("limit"))}
+                                                        query.get("limit"),
+                                                        query.get("unread"))}
 
     @web.post("/api/notifications/<notification_id>/read")
     def read_notification(notification_id):
         return notifications.mark_read(notification_id)
+
+    @web.post("/api/notifications/read-all")
+    def read_all_notifications():
+        return notifications.mark_all_read(json_body())
+
+    # -- analytics and reports -------------------------------------------------------
+
+    @web.get("/api/chatbots/<bot_id>/analytics")
+    def bot_analytics(bot_id):
+        return analytics.report_for_request(bot_id, request.query)
+
+    @web.post("/api/messages/<message_id>/feedback", public=True)
+    def message_feedback(message_id):
+        return json_response(analytics.feedback(app, message_id, json_body()), 202)
+
+    @web.get("/api/reports/system")
+    def system_report():
+        return operations.system_report_for_request(app.runner, request.query)
 
     # -- chat (public; CORS for the bot's allowed domains; rate limited) -------------
 
