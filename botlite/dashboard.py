@@ -10,8 +10,8 @@ from importlib import metadata
 
 from peewee import fn
 
-from botlite import (__version__, chatbots, db, health, notifications, schedule, task_control,
-                     validate)
+from botlite import (__version__, analytics, backup, chatbots, db, health, notifications,
+                     operations, schedule, task_control, validate)
 from botlite.app import redact
 from botlite.chat import admin as chat_admin
 from botlite.chat import service as chat_service
@@ -19,6 +19,7 @@ from botlite.errors import NotFound
 from botlite.knowledge import sources
 from botlite.models import (Chatbot, Chunk, Conversation, Faq, Message, Notification, Source,
                             UserAction)
+from botlite.timeutil import isoformat
 from botlite.web import charts
 
 ACTIVE_SOURCE = ("pending", "processing")
@@ -78,6 +79,32 @@ def transcript(bot_id: str, conversation_id: str) -> dict:
     if conversation["chatbot_id"] != bot.id:
         raise NotFound("chatbot %r has no conversation %r" % (bot.id, conversation_id))
     return {"bot": bot, "conversation": conversation}
+
+
+def _by_count(counts: dict) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def analytics_report(bot_id: str, period: str | None, refresh: str | None) -> dict:
+    """The bot's analytics report for the period (kept for an hour unless
+    ``refresh``), with its charts."""
+    bot = chatbots.get_bot(bot_id)
+    report = analytics.report_for_request(bot.id, {"period": period or "30d",
+                                                   "refresh": refresh or ""})
+    days = [(day["day"][5:], day) for day in report["daily"]]
+    return {"bot": bot, "report": report, "charts": {
+        "daily": charts.bar_chart("Messages per day",
+                                  [(label, day["messages"]) for label, day in days]),
+        "fallback": charts.line_chart(
+            "Share of messages answered with the fallback, per day",
+            [(label, round(day["fallback_rate"] * 100, 1) if day["messages"] else None)
+             for label, day in days], unit=" %", peak=100),
+        "latency": charts.line_chart("Average reply latency per day",
+                                     [(label, day["avg_latency_ms"]) for label, day in days],
+                                     unit=" ms"),
+        "intents": charts.bar_chart("Messages per intent", _by_count(report["intents"])),
+        "sources": charts.bar_chart("Answers per source", _by_count(report["answer_sources"])),
+    }}
 
 
 # -- tasks ---------------------------------------------------------------------------
@@ -144,9 +171,11 @@ def schedule_jobs(runner) -> dict:
 
 # -- notifications and system ---------------------------------------------------------
 
-def notifications_inbox(limit: str | None) -> dict:
-    notes = notifications.list_for(None, limit or 100)
-    return {"notifications": notes, "unread": sum(1 for n in notes if not n["read"])}
+def notifications_inbox(unread_only: str | None, limit: str | None) -> dict:
+    notes = notifications.list_for(None, limit or 100, unread_only)
+    unread_users = sorted({n["user_id"] for n in notes if not n["read"]})
+    return {"notifications": notes, "unread_only": bool(unread_only),
+            "unread": sum(1 for n in notes if not n["read"]), "unread_users": unread_users}
 
 
 def _package_version(name: str) -> str:
@@ -162,6 +191,20 @@ def _file_sizes(url: str) -> int | None:
     if path is None:
         return None
     return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+def _backups(data_dir: str) -> list[dict]:
+    folder = backup.backup_dir(data_dir)
+    if not os.path.isdir(folder):
+        return []
+    files = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.endswith(".db") and os.path.isfile(path):
+            stat = os.stat(path)
+            files.append({"name": name, "bytes": stat.st_size, "modified": isoformat(
+                datetime.datetime.fromtimestamp(stat.st_mtime, datetime.timezone.utc))})
+    return sorted(files, key=lambda f: f["modified"], reverse=True)
 
 
 def system(app) -> dict:
@@ -182,4 +225,8 @@ def system(app) -> dict:
                    "bytes": _file_sizes(app.settings.broker_url)},
         "queues": queues["queues"], "dead": queues["dead"],
         "workers": report["workers"],
+        "last_check": report.get("last_check"),
+        "backups": _backups(app.settings.data_dir),
+        "backup_folder": backup.backup_dir(app.settings.data_dir),
+        "report": operations.latest_system_report(),
     }

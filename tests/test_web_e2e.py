@@ -294,6 +294,16 @@ def test_the_conversation_is_listed_with_its_transcript(server, browser):
     shot(browser, "06-transcript")
 
 
+def test_analytics_charts(server, browser):
+    browser.get(server.base + "/bots/help-desk/analytics?period=7d")
+    assert text_of(browser, "#total-messages") == "1"
+    charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
+    assert len(charts) == 5 and all(chart.is_displayed() for chart in charts)
+    assert "knowledge" in text_of(browser, "main")  # the answer source
+    assert "When does the Oslo office open on Saturdays?" in text_of(browser, "main")
+    shot(browser, "19-analytics")
+
+
 def test_faqs_and_intents_can_be_added(server, browser):
     browser.get(server.base + "/bots/help-desk/faqs")
     find(browser, "#faq-question").send_keys("Is there parking?")
@@ -395,8 +405,13 @@ def test_notifications_inbox_and_mark_read(server, browser):
          "one notification fewer unread")
 
 
-def test_system_page(server, browser):
+def test_system_page_and_a_backup(server, browser):
     browser.get(server.base + "/system")
+    find(browser, "#backups ~ button, section button[data-body*=backup_data]").click()
+    wait(browser, lambda d: "/tasks/" in d.current_url, "the backup task's page")
+    wait(browser, lambda d: "SUCCESS" in (d.refresh() or text_of(d, "h1")), "the backup")
+    browser.get(server.base + "/system")
+    assert "app-" in text_of(browser, "#backups")
     assert text_of(browser, "#health-status") == "ok"
     versions = text_of(browser, "main")
     assert "huey" in versions and "SQLite" in versions and "Dead letters" in versions

@@ -121,7 +121,8 @@ def test_every_page_renders_without_inline_script(browser, app, worker):
              "/bots/%s/conversations/%s" % (bot["id"], conversation),
              "/bots/%s/settings" % bot["id"], "/tasks", "/tasks/fragments/live",
              "/tasks/" + source["task_id"], "/tasks?status=SUCCESS&name=process_document",
-             "/notifications", "/system", "/schedule"]
+             "/notifications", "/notifications?unread=1", "/system", "/schedule",
+             "/bots/%s/analytics" % bot["id"], "/bots/%s/analytics?period=7d" % bot["id"]]
     for path in pages:
         page = browser.get(path)
         assert page.status == 200, path

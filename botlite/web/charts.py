@@ -7,11 +7,11 @@ from __future__ import annotations
 from html import escape
 
 WIDTH, HEIGHT = 640, 200
-PAD_LEFT, PAD_BOTTOM, PAD_TOP = 40, 28, 12
+PAD_LEFT, PAD_RIGHT, PAD_BOTTOM, PAD_TOP = 60, 20, 28, 12
 
 
 def _frame(title: str, body: list[str], peak: float, unit: str) -> str:
-    top = "%g%s" % (round(peak, 2), unit)
+    top = "%g%s" % (round(peak, 1), unit)
     return (
         '<svg class="chart" viewBox="0 0 %d %d" role="img" aria-label="%s">'
         '<title>%s</title>'
@@ -32,9 +32,9 @@ def bar_chart(title: str, points: list[tuple[str, float]], *, unit: str = "",
     stacks = series or [("value", [value for _, value in points])]
     totals = [sum(values[i] for _, values in stacks) for i in range(len(labels))]
     peak = max(totals, default=0) or 1
-    plot_w, plot_h = WIDTH - PAD_LEFT - 4, HEIGHT - PAD_TOP - PAD_BOTTOM
+    plot_w, plot_h = WIDTH - PAD_LEFT - PAD_RIGHT, HEIGHT - PAD_TOP - PAD_BOTTOM
     step = plot_w / max(len(labels), 1)
-    bar_w = max(step * 0.7, 1)
+    bar_w = min(max(step * 0.7, 1), 60)
     body, every = [], max(1, len(labels) // 8)
     for i, label in enumerate(labels):
         x = PAD_LEFT + 2 + i * step
@@ -49,16 +49,18 @@ def bar_chart(title: str, points: list[tuple[str, float]], *, unit: str = "",
                             x, base, bar_w, h, n, escape(label), escape(name),
                             round(values[i], 2), escape(unit)))
         if i % every == 0:
-            body.append('<text x="%.1f" y="%d" class="tick">%s</text>' % (
-                x, HEIGHT - 10, escape(label)))
+            body.append('<text x="%.1f" y="%d" class="tick" text-anchor="middle">%s</text>'
+                        % (x + bar_w / 2, HEIGHT - 10, escape(label)))
     return _frame(title, body, peak, unit)
 
 
-def line_chart(title: str, points: list[tuple[str, float | None]], *, unit: str = "") -> str:
-    """A line through the points that have a value (gaps for None)."""
+def line_chart(title: str, points: list[tuple[str, float | None]], *, unit: str = "",
+               peak: float | None = None) -> str:
+    """A line through the points that have a value (gaps for None); the y axis
+    goes up to ``peak`` (default: the largest value)."""
     values = [v for _, v in points if v is not None]
-    peak = max(values, default=0) or 1
-    plot_w, plot_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_TOP - PAD_BOTTOM
+    peak = peak or max(values, default=0) or 1
+    plot_w, plot_h = WIDTH - PAD_LEFT - PAD_RIGHT - 4, HEIGHT - PAD_TOP - PAD_BOTTOM
     step = plot_w / max(len(points) - 1, 1)
     body, path, every = [], [], max(1, len(points) // 8)
     for i, (label, value) in enumerate(points):
@@ -70,8 +72,8 @@ def line_chart(title: str, points: list[tuple[str, float | None]], *, unit: str 
                         '</title></circle>' % (x, y, escape(label), round(value, 2),
                                                escape(unit)))
         if i % every == 0:
-            body.append('<text x="%.1f" y="%d" class="tick">%s</text>' % (
-                x, HEIGHT - 10, escape(label)))
+            body.append('<text x="%.1f" y="%d" class="tick" text-anchor="middle">%s</text>'
+                        % (x, HEIGHT - 10, escape(label)))
     if path:
         body.insert(0, '<path d="%s" class="line"/>' % " ".join(path))
     return _frame(title, body, peak, unit)

@@ -135,6 +135,12 @@ def install(web: bottle.Bottle, app) -> None:
         return page("transcript.tpl", section="bots", tab="conversations",
                     **dashboard.transcript(bot_id, conversation_id))
 
+    @web.get("/bots/<bot_id>/analytics", page=True)
+    def bot_analytics(bot_id):
+        return page("analytics.tpl", section="bots", tab="analytics",
+                    **dashboard.analytics_report(bot_id, bottle.request.query.get("period"),
+                                                 bottle.request.query.get("refresh")))
+
     @web.get("/bots/<bot_id>/settings", page=True)
     def bot_settings(bot_id):
         origin = "%s://%s" % bottle.request.urlparts[:2]
@@ -166,7 +172,8 @@ def install(web: bottle.Bottle, app) -> None:
     @web.get("/notifications", page=True)
     def notifications():
         return page("notifications.tpl", section="notifications",
-                    **dashboard.notifications_inbox(bottle.request.query.get("limit")))
+                    **dashboard.notifications_inbox(bottle.request.query.get("unread"),
+                                                    bottle.request.query.get("limit")))
 
     @web.get("/system", page=True)
     def system():

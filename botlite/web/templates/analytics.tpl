@@ -9,8 +9,9 @@
   % end
   </select></div>
   <button type="submit">Show</button>
+  <button type="submit" name="refresh" value="1">Recompute now</button>
 </form>
-<p class="hint">{{report["from"]}} to {{report["to"]}} (UTC) · computed {{report["generated_at"]}}{{" (cached for an hour)" if report.get("cached") else ""}}</p>
+<p class="hint">{{report["from"]}} to {{report["to"]}} (UTC) · computed {{report["generated_at"]}}{{" (kept for an hour; Recompute now includes the latest messages)" if report.get("cached") else ""}}</p>
 % totals = report["totals"]
 % if not totals["messages"]:
 <p class="empty">No messages in this period. Chat in the <a href="/bots/{{bot.id}}/playground">playground</a> or embed the <a href="/bots/{{bot.id}}/settings">widget</a>; the charts fill in as visitors ask.</p>
@@ -26,10 +27,8 @@
 <section><h2>Messages per day</h2>{{!charts["daily"]}}</section>
 <section><h2>Fallback rate per day</h2>{{!charts["fallback"]}}</section>
 <section><h2>Reply latency per day</h2>{{!charts["latency"]}}</section>
-<div class="grid2">
 <section><h2>Intents</h2>{{!charts["intents"]}}</section>
 <section><h2>Answer sources</h2>{{!charts["sources"]}}</section>
-</div>
 <div class="grid2">
 <section>
 <h2>Top questions</h2>

@@ -9,6 +9,16 @@
 % for reason in health.get("reasons", []):
 <p class="error">{{reason}}</p>
 % end
+% if last_check:
+<p id="last-check">Last scheduled <code>health_check</code>: <span class="badge {{"success" if last_check["status"] == "ok" else "failure"}}">{{last_check["status"]}}</span>
+  {{last_check["checked_at"]}} ({{"%.0f" % last_check["age_s"]}} s ago)
+  % if last_check.get("disk"):
+  · disk {{"%.0f" % last_check["disk"]["free_mb"]}} MB free ({{"%.1f" % last_check["disk"]["free_percent"]}} %)
+  % end
+</p>
+% else:
+<p class="hint" id="last-check">The scheduled <code>health_check</code> has not run yet (it runs every minute while a worker is up).</p>
+% end
 </section>
 <div class="grid2">
 <section>
@@ -56,3 +66,45 @@
 <p>Dead letters: <a href="/tasks?status=FAILURE">{{dead}}</a></p>
 </section>
 </div>
+
+<section>
+<h2>Backups</h2>
+<p class="hint">Online copies of the SQLite databases in <code>{{backup_folder}}</code>, made by the
+<code>backup_data</code> job (see <a href="/schedule">Schedule</a>) or <code>python -m botlite backup</code>;
+restore one with <code>python -m botlite restore FILE</code>.</p>
+% if backups:
+<div class="scroll">
+<table id="backups">
+  <thead><tr><th scope="col">File</th><th scope="col">Size</th><th scope="col">Made (UTC)</th></tr></thead>
+  <tbody>
+% for b in backups:
+  <tr><td><code>{{b["name"]}}</code></td><td>{{"%.1f MB" % (b["bytes"] / 1e6)}}</td><td>{{b["modified"]}}</td></tr>
+% end
+  </tbody>
+</table>
+</div>
+% else:
+<p class="empty">No backups yet. Make one now, or let the nightly <code>backup_data</code> job do it.</p>
+% end
+<button type="button" data-api="/api/tasks" data-method="POST" data-body='{"name": "backup_data"}' data-then="/tasks/{task_id}">Back up now</button>
+</section>
+
+<section>
+<h2>Task report</h2>
+% if report:
+<p class="hint">The last {{report["hours"]}} hours up to {{report["to"]}} ({{report["tasks_seen"]}} tasks), made {{report["created_at"]}}.</p>
+<div class="scroll">
+<table id="task-report">
+  <thead><tr><th scope="col">Task</th><th scope="col">Succeeded</th><th scope="col">Failed</th><th scope="col">Failure rate</th><th scope="col">Per hour</th><th scope="col">Average s</th><th scope="col">p95 s</th></tr></thead>
+  <tbody>
+% for name, t in sorted(report["tasks"].items()):
+  <tr><th scope="row">{{name}}</th><td>{{t["succeeded"]}}</td><td>{{t["failed"]}}</td><td>{{"%.0f %%" % (t["failure_rate"] * 100)}}</td><td>{{t["throughput_per_hour"]}}</td><td>{{t["avg_seconds"] if t["avg_seconds"] is not None else "-"}}</td><td>{{t["p95_seconds"] if t["p95_seconds"] is not None else "-"}}</td></tr>
+% end
+  </tbody>
+</table>
+</div>
+% else:
+<p class="empty">No task report yet: the <code>generate_reports</code> job makes one daily.</p>
+% end
+<button type="button" data-api="/api/reports/system?refresh=1" data-method="GET" data-then="reload">Make a report now</button>
+</section>
