@@ -35,6 +35,7 @@ try:
     from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - the test extra installs it
     webdriver = None
@@ -198,8 +199,18 @@ def wait(driver, condition, message, timeout=WAIT):
         lambda d: condition(d), message=message)
 
 
+def click_and_wait_for_reload(driver, element, message):
+    """Click something that reloads the page, and wait for the new page."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    wait(driver, staleness_of(old), message)
+    wait(driver, lambda d: d.execute_script("return document.readyState") == "complete",
+         message)
+
+
 def find(driver, css):
-    return driver.find_element(By.CSS_SELECTOR, css)
+    """The first element matching ``css``, once there is one (pages may still load)."""
+    return wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, css), "an element " + css)[0]
 
 
 def text_of(driver, css):
@@ -327,6 +338,7 @@ def test_the_task_shows_in_the_monitor(server, browser):
     assert find(browser, "svg.chart").is_displayed()
     shot(browser, "08-tasks")
     row.find_element(By.CSS_SELECTOR, "a").click()
+    wait(browser, lambda d: "/tasks/" in d.current_url, "the task's page")
     assert "process_document" in text_of(browser, "h1") and "SUCCESS" in text_of(browser, "h1")
     shot(browser, "09-task")
 
@@ -377,15 +389,13 @@ def test_edit_a_crontab_with_its_preview_and_disable_a_job(server, browser):
         return len(times) == 5 and all(re.search(r"T(00|06|12|18):15:00Z$", t) for t in times)
     wait(browser, previewed, "five next runs at :15 every 6 hours")
     shot(browser, "17-schedule-preview")
-    find(browser, job + " button[type=submit]").click()
-    wait(browser, lambda d: server.api("GET", "/api/schedule/resync_websites")["crontab"] ==
-         "15 */6 * * *", "the crontab to be saved")
-
-    wait(browser, lambda d: find(d, "#cron-resync_websites").get_attribute("value") ==
-         "15 */6 * * *", "the page to show the saved crontab")
-    find(browser, job + " button.danger").click()
-    wait(browser, lambda d: find(d, job).get_attribute("data-enabled") == "false",
-         "the job to show as disabled")
+    click_and_wait_for_reload(browser, find(browser, job + " button[type=submit]"),
+                              "the crontab to be saved")
+    assert server.api("GET", "/api/schedule/resync_websites")["crontab"] == "15 */6 * * *"
+    assert find(browser, "#cron-resync_websites").get_attribute("value") == "15 */6 * * *"
+    click_and_wait_for_reload(browser, find(browser, job + " button.danger"),
+                              "the job to be disabled")
+    assert find(browser, job).get_attribute("data-enabled") == "false"
     assert server.api("GET", "/api/schedule/resync_websites")["enabled"] is False
     assert "never (disabled)" in text_of(browser, job)
     assert find(browser, "#job-health_check").get_attribute("data-enabled") == "true"
@@ -426,9 +436,10 @@ def test_settings_and_the_widget_on_another_site(server, browser, site):
     rate = find(browser, "#bot-rate")
     rate.clear()
     rate.send_keys("3")
-    find(browser, "#bot-settings button[type=submit]").click()
-    wait(browser, lambda d: server.api("GET", "/api/chatbots/help-desk")
-         ["rate_limit_per_minute"] == 3, "the settings to be saved")
+    click_and_wait_for_reload(browser, find(browser, "#bot-settings button[type=submit]"),
+                              "the settings to be saved")
+    assert server.api("GET", "/api/chatbots/help-desk")["rate_limit_per_minute"] == 3
+    assert find(browser, "#bot-rate").get_attribute("value") == "3"
     snippet = text_of(browser, "#embed-snippet")
     assert snippet == '<script src="%s/widget.js" data-bot="help-desk"></script>' % server.base
     shot(browser, "11-settings")
