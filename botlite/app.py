@@ -14,6 +14,7 @@ from botlite import db as dbmod
 from botlite.auth import admin_token
 from botlite.models import DEFAULT_BOT_ID, Chatbot
 from botlite.runner import Runtime, TaskRunner
+from botlite.runner.runtime import PRUNE_INTERVAL
 from botlite.schedule import Scheduler, ensure_default_jobs
 from botlite.settings import Settings, ensure_data_dir
 from botlite.tasks import context as task_context
@@ -96,12 +97,14 @@ class Botlite:
         runner.huey.post_execute("close-db")(lambda task, value, exc: database.close())
         return cls(settings, database, runner, token)
 
-    def runtime(self, workers: int | None = None, lanes=None) -> Runtime:
-        """Task workers, and the scheduler of the database-backed schedule (which
-        also expires old results, so the runtime's own pruning is off)."""
+    def runtime(self, workers: int | None = None, lanes=None, schedule: bool = True) -> Runtime:
+        """Task workers and, with ``schedule``, the scheduler of the database-backed
+        schedule (whose expire_results job prunes old results, so the runtime's own
+        pruning is off). One-off commands run workers without a scheduler."""
         return Runtime(self.runner, self.settings.workers if workers is None else workers,
                        lanes=lanes, shutdown_timeout=self.settings.shutdown_timeout,
-                       prune_interval=None, services=[Scheduler(self.runner)])
+                       prune_interval=None if schedule else PRUNE_INTERVAL,
+                       services=[Scheduler(self.runner)] if schedule else [])
 
     def close(self) -> None:
         self.runner.close()

@@ -301,7 +301,7 @@ def cmd_ingest(args) -> int:
         if args.no_wait:
             return 0
         if not app.runner.storage.workers(HEARTBEAT_MAX_AGE):
-            runtime = app.runtime(1)  # nobody else will run it: do it here
+            runtime = app.runtime(1, schedule=False)  # nobody else will run it: do it here
             runtime.start()
         last = None
         while True:

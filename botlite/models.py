@@ -261,6 +261,9 @@ class ScheduleRun(BaseModel):
     scheduler = CharField(max_length=200, default="")  # host:pid of the one that claimed it
     created_at = DateTimeField(default=utcnow)
 
+    class Meta:
+        indexes = ((("job", "slot"), True),)
+
 
 class AnalyticsDaily(BaseModel):
     """One bot's numbers for one UTC day (rebuilt by update_analytics)."""

@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import peewee
@@ -35,6 +36,11 @@ from botlite.timeutil import isoformat, utcnow
 logger = logging.getLogger(__name__)
 
 ACTIVE = ("PENDING", "STARTED", "RETRY")
+FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
+REDRIVE_AFTER = 60  # seconds a claim may stay unconfirmed before another scheduler enqueues it
+REDRIVE_WITHIN = 3600  # ... as long as its slot is this recent
+MAX_ARGS_BYTES = 16 * 1024
+SLOT_IDS = uuid.UUID("5d0c7a52-8d3f-4a8e-9b8a-2f9e4c1b7a10")
 RUN_HISTORY_DAYS = 30
 PREVIEW_RUNS = 5
 NAME_PATTERN = "letters, digits, '_' and '-'"
@@ -67,8 +73,20 @@ DEFAULT_JOBS = (
 )
 
 
+def _minute_precision(when: datetime.datetime) -> datetime.datetime:
+    """A naive UTC datetime (what the database stores)."""
+    if when.tzinfo is not None:
+        when = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return when
+
+
 def _minute(when: datetime.datetime) -> datetime.datetime:
-    return when.replace(second=0, microsecond=0)
+    return _minute_precision(when).replace(second=0, microsecond=0)
+
+
+def slot_task_id(job: str, slot: datetime.datetime) -> str:
+    """The task id of a job's slot: the same in every scheduler."""
+    return str(uuid.uuid5(SLOT_IDS, "%s|%s" % (job, slot.isoformat())))
 
 
 def ensure_default_jobs(runner: TaskRunner, now: datetime.datetime | None = None) -> list[str]:
@@ -97,8 +115,8 @@ def _last_status(job: ScheduleJob, runner: TaskRunner) -> str | None:
         return job.last_status
     try:
         return runner.state(job.last_task_id)["status"]
-    except TaskNotFound:  # pruned since: it finished long ago
-        return "FINISHED"
+    except TaskNotFound:  # being enqueued again (see Scheduler._redrive)
+        return "ENQUEUED"
 
 
 def job_view(job: ScheduleJob, runner: TaskRunner, now: datetime.datetime | None = None) -> dict:
@@ -161,8 +179,14 @@ def parse_crontab(value) -> Crontab:
     return cron
 
 
-def preview(expression, count: int = PREVIEW_RUNS) -> dict:
+def preview(expression, count=PREVIEW_RUNS) -> dict:
     """The next ``count`` run times of a crontab expression (UTC)."""
+    try:
+        count = PREVIEW_RUNS if count in (None, "") else int(count)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 50:
+        raise BadRequest("count must be a whole number from 1 to 50", code="invalid_field")
     cron = parse_crontab(expression)
     return {"crontab": cron.expression,
             "next_runs": [isoformat(t) for t in cron.next_runs(utcnow(), count)]}
@@ -183,9 +207,13 @@ def _check_args(runner: TaskRunner, task_name: str, args) -> list:
         raise BadRequest("field 'args' does not fit task %s: %s" % (task_name, exc),
                          code="invalid_field") from None
     try:
-        json.dumps(args)
+        encoded = json.dumps(args, allow_nan=False)
     except (TypeError, ValueError):
-        raise BadRequest("field 'args' must be plain JSON", code="invalid_field") from None
+        raise BadRequest("field 'args' must be plain JSON (no NaN or Infinity)",
+                         code="invalid_field") from None
+    if len(encoded) > MAX_ARGS_BYTES:
+        raise BadRequest("field 'args' is larger than %d bytes" % MAX_ARGS_BYTES,
+                         code="invalid_field")
     return args
 
 
@@ -252,6 +280,9 @@ def create_job(runner: TaskRunner, data: dict) -> dict:
 
 def delete_job(runner: TaskRunner, name: str) -> dict:
     view = get_job(runner, name)
+    if name in {job.name for job in DEFAULT_JOBS}:
+        raise Conflict("%s is a default job and would come back at the next start: "
+                       "disable it instead (PATCH {\"enabled\": false})" % name)
     with write_transaction():
         ScheduleJob.delete().where(ScheduleJob.name == name).execute()
         ScheduleRun.delete().where(ScheduleRun.job == name).execute()
@@ -271,7 +302,16 @@ def run_now(runner: TaskRunner, name: str) -> dict:
 
 
 class Scheduler:
-    """Enqueue due jobs once per (job, slot), however many schedulers run."""
+    """Enqueue due jobs once per (job, slot), however many schedulers run.
+
+    A slot is claimed in one write transaction against the job's current row: a
+    compare-and-set moves ``last_slot`` forward (so a scheduler with a stale read
+    or a slower clock can never claim an older slot once a newer one is taken),
+    the no-overlap check uses the fresh ``last_task_id``, and the unique
+    (job, slot) row records the claim. The task is enqueued after the commit with
+    an id derived from (job, slot); a claim whose enqueue failed, or whose
+    scheduler died in between, is enqueued again by any scheduler a minute later.
+    """
 
     def __init__(self, runner: TaskRunner, clock=utcnow, name: str | None = None) -> None:
         self.runner = runner
@@ -283,36 +323,44 @@ class Scheduler:
 
     def tick(self, now: datetime.datetime | None = None) -> list[dict]:
         """Handle every enabled job's newest unhandled due slot at ``now``;
-        return what this scheduler did (enqueued or skipped)."""
-        now = now or self.clock()
+        return what this scheduler did (enqueued, skipped, failed)."""
+        now = _minute_precision(now or self.clock())
         done = []
         with database.connection_context():
             jobs = list(ScheduleJob.select().where(ScheduleJob.enabled == True))  # noqa: E712
             for job in jobs:
+                if self._stopping.is_set():
+                    break
+                if job.task not in self.runner.tasks:
+                    continue  # not in this process (an older worker): leave it to one that has it
                 try:
-                    cron = Crontab.parse(job.crontab)
-                except CronError:
-                    logger.error("schedule job %s has an invalid crontab %r; skipped",
-                                 job.name, job.crontab)
+                    self._settle(job)
+                    outcome = self._handle(job.name, now)
+                except Exception:
+                    logger.exception("schedule job %s: tick failed; trying again next minute",
+                                     job.name)
                     continue
-                anchor = job.last_slot or _minute(job.created_at)
-                slot = cron.latest_at_or_before(now, not_before=anchor)
-                if slot is None:
-                    continue
-                outcome = self._run_slot(job, slot, now)
                 if outcome is not None:
                     done.append(outcome)
-            self._prune_history(now)
+            for step in (self._redrive, self._prune_history):
+                try:
+                    done.extend(step(now) or ())
+                except Exception:
+                    logger.exception("scheduler: %s failed", step.__name__)
         return done
 
-    def _claim(self, job: ScheduleJob, slot: datetime.datetime) -> bool:
+    def _settle(self, job: ScheduleJob) -> None:
+        """Keep a finished run's final status on the job (task states are pruned)."""
+        if job.last_status != "ENQUEUED" or not job.last_task_id:
+            return
         try:
-            with write_transaction():
-                ScheduleRun.insert(job=job.name, slot=slot, status="CLAIMED",
-                                   scheduler=self.name).execute()
-            return True
-        except peewee.IntegrityError:
-            return False  # another scheduler has this slot
+            status = self.runner.state(job.last_task_id)["status"]
+        except TaskNotFound:
+            return
+        if status in FINISHED:
+            (ScheduleJob.update(last_status=status)
+             .where((ScheduleJob.name == job.name) & (ScheduleJob.last_status == "ENQUEUED")
+                    & (ScheduleJob.last_task_id == job.last_task_id)).execute())
 
     def _previous_still_active(self, job: ScheduleJob) -> str | None:
         if not (job.no_overlap and job.last_task_id):
@@ -323,35 +371,90 @@ class Scheduler:
             return None
         return status if status in ACTIVE else None
 
-    def _run_slot(self, job: ScheduleJob, slot: datetime.datetime,
-                  now: datetime.datetime) -> dict | None:
-        if not self._claim(job, slot):
-            return None
-        task_id = None
-        active = self._previous_still_active(job)
-        if active:
-            status = "SKIPPED"
-            detail = "the previous run %s is still %s" % (job.last_task_id, active)
-        else:
-            try:
-                task_id = self.runner.enqueue(job.task, job.args_list)
-                status, detail = "ENQUEUED", ""
-            except Exception as exc:  # an unregistered task, a queue that is down
-                logger.exception("schedule job %s: could not enqueue %s", job.name, job.task)
-                status, detail = "ERROR", "could not enqueue: %s" % exc
-        changes = {ScheduleJob.last_slot: slot, ScheduleJob.last_status: status}
-        if task_id is not None:
-            changes.update({ScheduleJob.last_run: now, ScheduleJob.last_task_id: task_id})
+    def _handle(self, name: str, now: datetime.datetime) -> dict | None:
         with write_transaction():
-            (ScheduleRun.update(status=status, task_id=task_id, detail=detail)
-             .where((ScheduleRun.job == job.name) & (ScheduleRun.slot == slot)).execute())
-            (ScheduleJob.update(changes)
-             .where((ScheduleJob.name == job.name)
-                    & (ScheduleJob.last_slot.is_null() | (ScheduleJob.last_slot < slot)))
-             .execute())
+            job = ScheduleJob.get_or_none(ScheduleJob.name == name)
+            if job is None or not job.enabled:
+                return None  # deleted or disabled since the tick's read
+            slot = Crontab.parse(job.crontab).latest_at_or_before(
+                now, not_before=job.last_slot or _minute(job.created_at))
+            if slot is None:
+                return None
+            active = self._previous_still_active(job)
+            if active:
+                status, task_id = "SKIPPED", None
+                detail = "the previous run %s is still %s" % (job.last_task_id, active)
+                changes = {ScheduleJob.last_slot: slot, ScheduleJob.last_status: status}
+            else:
+                status, task_id, detail = "CLAIMED", slot_task_id(name, slot), ""
+                changes = {ScheduleJob.last_slot: slot, ScheduleJob.last_status: "ENQUEUED",
+                           ScheduleJob.last_run: now, ScheduleJob.last_task_id: task_id}
+            claimed = (ScheduleJob.update(changes)
+                       .where((ScheduleJob.name == name)
+                              & (ScheduleJob.last_slot.is_null()
+                                 | (ScheduleJob.last_slot < slot)))
+                       .execute())
+            if claimed != 1:
+                return None  # another scheduler took this slot (or a newer one) first
+            (ScheduleRun.insert(job=name, slot=slot, status=status, task_id=task_id,
+                                detail=detail, scheduler=self.name, created_at=now)
+             .on_conflict_ignore().execute())
         if status == "SKIPPED":
-            logger.info("schedule job %s: slot %s skipped: %s", job.name, slot, detail)
-        return {"job": job.name, "slot": isoformat(slot), "status": status, "task_id": task_id}
+            logger.info("schedule job %s: slot %s skipped: %s", name, slot, detail)
+            return {"job": name, "slot": isoformat(slot), "status": status, "task_id": None}
+        return self._enqueue(job, slot, task_id)
+
+    def _enqueue(self, job: ScheduleJob, slot: datetime.datetime, task_id: str) -> dict:
+        detail = ""
+        try:
+            queued = self.runner.enqueue(job.task, job.args_list, task_id=task_id)
+        except Exception as exc:  # a queue that is down: a later tick enqueues it again
+            logger.exception("schedule job %s: could not enqueue %s", job.name, job.task)
+            status, queued, detail = "ERROR", task_id, "could not enqueue: %s" % exc
+        else:
+            status = "ENQUEUED"
+            if queued != task_id:  # a dedup task: an identical one is queued or just ran
+                status = "SKIPPED"
+                detail = "deduplicated: the identical task %s is queued or ran moments ago" % (
+                    queued)
+        with write_transaction():
+            (ScheduleRun.update(status=status, task_id=queued, detail=detail)
+             .where((ScheduleRun.job == job.name) & (ScheduleRun.slot == slot)).execute())
+            (ScheduleJob.update({ScheduleJob.last_status: "ENQUEUED" if status == "ENQUEUED"
+                                 else status, ScheduleJob.last_task_id: queued})
+             .where((ScheduleJob.name == job.name) & (ScheduleJob.last_slot == slot)).execute())
+        return {"job": job.name, "slot": isoformat(slot), "status": status, "task_id": queued}
+
+    def _redrive(self, now: datetime.datetime) -> list[dict]:
+        """Enqueue claimed slots whose enqueue failed or never happened (their
+        scheduler died), if they are still the job's newest slot."""
+        stale = now - datetime.timedelta(seconds=REDRIVE_AFTER)
+        recent = now - datetime.timedelta(seconds=REDRIVE_WITHIN)
+        pending = (ScheduleRun.select(ScheduleRun, ScheduleJob)
+                   .join(ScheduleJob, on=((ScheduleJob.name == ScheduleRun.job)
+                                          & (ScheduleJob.last_slot == ScheduleRun.slot)))
+                   .where(ScheduleRun.status.in_(("CLAIMED", "ERROR"))
+                          & (ScheduleRun.created_at <= stale) & (ScheduleRun.slot >= recent)))
+        done = []
+        for run in pending:
+            job = run.schedulejob
+            if job.task not in self.runner.tasks:
+                continue
+            try:
+                self.runner.state(run.task_id)
+            except TaskNotFound:
+                pass
+            else:  # it was queued; only recording that failed
+                ScheduleRun.update(status="ENQUEUED").where(ScheduleRun.id == run.id).execute()
+                continue
+            # Take the re-drive exclusively: only one scheduler moves created_at on.
+            taken = (ScheduleRun.update(created_at=now, detail="enqueued again")
+                     .where((ScheduleRun.id == run.id)
+                            & (ScheduleRun.created_at == run.created_at)).execute())
+            if taken == 1:
+                logger.warning("schedule job %s: enqueueing slot %s again", job.name, run.slot)
+                done.append(self._enqueue(job, run.slot, run.task_id))
+        return done
 
     def _prune_history(self, now: datetime.datetime) -> None:
         if time.monotonic() - self._last_history_prune < 3600:
@@ -375,10 +478,10 @@ class Scheduler:
             except Exception:
                 logger.exception("scheduler tick failed; trying again at the next minute")
             # Wake just after the next minute starts: every scheduler wakes for the
-            # same slot, and the unique (job, slot) row decides which one enqueues.
+            # same slot, and the claim decides which one enqueues it.
             self._stopping.wait(60.0 - time.time() % 60.0 + 0.05)
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
         self._stopping.set()
-        if self._thread is not None:
+        if wait and self._thread is not None:
             self._thread.join(timeout=10)

@@ -174,7 +174,7 @@ def broker_url(request, tmp_path):
 @pytest.fixture
 def worker(app):
     """Two task worker threads of the app, running for the test."""
-    runtime = app.runtime(2)
+    runtime = app.runtime(2, schedule=False)
     runtime.start()
     yield runtime
     runtime.stop()

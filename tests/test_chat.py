@@ -216,7 +216,7 @@ def test_turns_are_logged_in_one_conversation_per_session(client, app, bot_with_
 
 
 def test_each_turn_queues_process_user_action(client, app):
-    runtime = app.runtime(1)
+    runtime = app.runtime(1, schedule=False)
     runtime.start()
     try:
         answer = ask(client, "hi").json

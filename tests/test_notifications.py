@@ -96,7 +96,7 @@ def _task(client, task_id, statuses=("SUCCESS", "FAILURE")):
 def test_a_failed_first_delivery_is_retried_and_arrives_once_signed(hooked, receiver):
     app, client = hooked
     receiver.statuses = [500]
-    runtime = app.runtime(2)
+    runtime = app.runtime(2, schedule=False)
     runtime.start()
     try:
         task_id = client.post("/api/tasks", {"name": "send_notification", "args": [
@@ -133,7 +133,7 @@ def test_the_same_notification_enqueued_twice_is_stored_and_delivered_once(hooke
     body = {"name": "send_notification", "args": ["bob", "Hi", "Hello there", "info"]}
     first = client.post("/api/tasks", body).json["task_id"]
     second = client.post("/api/tasks", body).json["task_id"]
-    runtime = app.runtime(2)
+    runtime = app.runtime(2, schedule=False)
     runtime.start()
     try:
         _task(client, first)
@@ -163,7 +163,7 @@ def test_identical_content_from_another_task_within_the_hour_is_the_same_row(hoo
 def test_a_receiver_that_keeps_failing_leaves_a_dead_letter_and_one_inbox_row(hooked, receiver):
     app, client = hooked
     receiver.statuses = [503] * 10
-    runtime = app.runtime(1)
+    runtime = app.runtime(1, schedule=False)
     runtime.start()
     try:
         task_id = client.post("/api/tasks", {"name": "send_notification", "args": [
@@ -187,7 +187,7 @@ def test_a_bots_own_webhook_gets_its_notifications(client, app, receiver):
     assert bot.status == 200 and bot.json["webhook_url"] == receiver.url
     assert bot.json["webhook_secret_set"] is True and "webhook_secret" not in bot.json
     assert SECRET not in client.get("/api/chatbots").text
-    runtime = app.runtime(1)
+    runtime = app.runtime(1, schedule=False)
     runtime.start()
     try:
         task_id = app.runner.enqueue("send_notification", ["admin", "Bot says", "hi"],

@@ -305,3 +305,131 @@ def test_history_is_unique_per_job_and_slot(app):
         with pytest.raises(peewee.IntegrityError):
             ScheduleRun.create(job="x", slot=T0, status="ENQUEUED")
 
+
+
+# -- review findings ---------------------------------------------------------------------
+
+def test_a_stale_or_slow_scheduler_never_claims_an_older_slot(app):
+    """A has run 06:00; B, whose clock is a little behind, must not run 05:50 after it."""
+    with app.database.connection_context():
+        _only(app, "expire_results")  # */10, last handled at 05:00 (downtime since)
+    fast, slow = Scheduler(app.runner, name="fast"), Scheduler(app.runner, name="slow")
+    assert [d["slot"] for d in fast.tick(minute(60))] == ["2026-11-22T06:00:00Z"]
+    assert slow.tick(minute(60) - datetime.timedelta(seconds=1)) == []
+    assert len(_tasks(app, "expire_results")) == 1
+
+
+def test_an_edit_after_the_ticks_read_is_respected(app):
+    """A PATCH that lands between a tick's read of the jobs and its claim wins."""
+    with app.database.connection_context():
+        _only(app, "health_check")
+        ScheduleJob.update(enabled=False).execute()  # after the tick read it as enabled
+        assert Scheduler(app.runner)._handle("health_check", minute(1)) is None
+    assert _tasks(app, "health_check") == []
+
+
+def test_a_failed_enqueue_is_enqueued_again_by_a_later_tick(app, monkeypatch):
+    with app.database.connection_context():
+        _only(app, "health_check")
+    real, calls = app.runner.enqueue, []
+
+    def down_once(*args, **kwargs):
+        calls.append(kwargs.get("task_id"))
+        if len(calls) == 1:
+            raise ConnectionError("queue unreachable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app.runner, "enqueue", down_once)
+    a, b = Scheduler(app.runner, name="a"), Scheduler(app.runner, name="b")
+    assert [d["status"] for d in a.tick(minute(1))] == ["ERROR"]
+    assert b.tick(minute(1) + datetime.timedelta(seconds=30)) == []  # too early to re-drive
+    again = b.tick(minute(2) + datetime.timedelta(seconds=5))
+    statuses = {(d["slot"], d["status"]) for d in again}
+    assert ("2026-11-22T05:01:00Z", "ENQUEUED") not in statuses  # not the newest slot any more
+    assert ("2026-11-22T05:02:00Z", "ENQUEUED") in statuses
+    assert len(_tasks(app, "health_check")) == 1
+
+
+def test_a_scheduler_that_dies_after_its_claim_loses_no_slot(app, monkeypatch):
+    with app.database.connection_context():
+        _only(app, "expire_results")
+        ScheduleJob.update(crontab="0 * * * *").execute()  # hourly: no newer slot soon
+    dying = Scheduler(app.runner, name="dying")
+    monkeypatch.setattr(dying, "_enqueue", lambda job, slot, task_id: None)  # killed here
+    dying.tick(minute(60))
+    with app.database.connection_context():
+        assert schedule.runs("expire_results")[0]["status"] == "CLAIMED"
+    assert _tasks(app, "expire_results") == []
+    survivor = Scheduler(app.runner, name="survivor")
+    assert survivor.tick(minute(60) + datetime.timedelta(seconds=30)) == []
+    redone = survivor.tick(minute(61) + datetime.timedelta(seconds=5))
+    assert [(d["slot"], d["status"]) for d in redone] == [("2026-11-22T06:00:00Z", "ENQUEUED")]
+    assert redone[0]["task_id"] == schedule.slot_task_id("expire_results", minute(60))
+    assert survivor.tick(minute(63)) == [] and len(_tasks(app, "expire_results")) == 1
+
+
+def test_a_job_whose_task_this_process_lacks_is_left_to_one_that_has_it(app):
+    with app.database.connection_context():
+        _only(app)
+        ScheduleJob.insert(name="newer", task="a_task_from_newer_code", crontab="* * * * *",
+                           last_slot=T0).execute()
+        assert Scheduler(app.runner).tick(minute(5)) == []
+        job = ScheduleJob.get_by_id("newer")
+        assert job.last_slot == T0 and ScheduleRun.select().count() == 0
+
+
+def test_a_deduplicated_task_is_recorded_as_skipped_not_as_a_run(app):
+    with app.database.connection_context():
+        _only(app, "resync_websites")  # a dedup task
+        ScheduleJob.update(crontab="* * * * *", no_overlap=False).execute()
+    scheduler = Scheduler(app.runner)
+    first = scheduler.tick(minute(1))[0]
+    second = scheduler.tick(minute(2))[0]  # the first is still queued
+    assert first["status"] == "ENQUEUED"
+    assert (second["status"], second["task_id"]) == ("SKIPPED", first["task_id"])
+    with app.database.connection_context():
+        assert "deduplicated" in schedule.runs("resync_websites")[0]["detail"]
+
+
+def test_final_status_is_kept_on_the_job(app):
+    scheduler = Scheduler(app.runner)
+    with app.database.connection_context():
+        _only(app, "health_check")
+    scheduler.tick(minute(1))
+    app.runner.huey.execute(app.runner.huey.dequeue())
+    scheduler.tick(minute(1) + datetime.timedelta(seconds=30))
+    with app.database.connection_context():
+        assert ScheduleJob.get_by_id("health_check").last_status == "SUCCESS"
+
+
+def test_default_jobs_cannot_be_deleted_only_disabled(client):
+    reply = client.delete("/api/schedule/backup_data")
+    assert reply.status == 409 and "disable it instead" in reply.json["error"]["message"]
+    assert client.get("/api/schedule/backup_data").status == 200
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"crontab": "\u00b2 * * * *"}, "minute"),
+    ({"crontab": "* * * * 7/2"}, "matches no value"),
+])
+def test_odd_crontabs_are_400(client, body, needle):
+    reply = client.patch("/api/schedule/health_check", body)
+    assert reply.status == 400 and needle in reply.json["error"]["message"]
+
+
+def test_args_must_be_strict_json_and_small(client):
+    body = b'{"args": [NaN]}'
+    reply = client.request("PATCH", "/api/schedule/cleanup_old_data", body=body,
+                           headers={"Content-Type": "application/json"})
+    assert reply.status == 400
+    big = client.patch("/api/schedule/cleanup_old_data", {"args": ["x" * 20000]})
+    assert big.status == 400 and "bytes" in big.json["error"]["message"]
+
+
+def test_crontab_calendar_details():
+    sunday_leap_day = Crontab.parse("0 0 29 2 */7")  # Feb 29 AND a Sunday: 2032
+    assert sunday_leap_day.next_after(datetime.datetime(2026, 11, 22)) == datetime.datetime(
+        2032, 2, 29)
+    assert Crontab.parse("0 9 * * 7").weekdays == Crontab.parse("0 9 * * sun").weekdays == {0}
+    assert Crontab.parse("0 9 * jan-mar mon-fri").next_after(
+        datetime.datetime(2026, 11, 22)) == datetime.datetime(2027, 1, 1, 9)

@@ -233,7 +233,7 @@ def test_ingestion_and_search_on_postgresql(tmp_path, postgres_url):
     from conftest import WsgiClient
     pg_app = Botlite.open(load_settings({"data_dir": str(tmp_path),
                                          "database_url": postgres_url}, environ={}))
-    runtime = pg_app.runtime(1)
+    runtime = pg_app.runtime(1, schedule=False)
     runtime.start()
     try:
         client = WsgiClient(create_app(pg_app), token=pg_app.token)

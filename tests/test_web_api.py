@@ -111,7 +111,7 @@ def test_healthz_is_503_with_a_reason_when_no_worker_runs(client):
 
 
 def test_healthz_is_200_while_a_worker_beats(client, app):
-    runtime = app.runtime(1)
+    runtime = app.runtime(1, schedule=False)
     runtime.start()
     try:
         body = client.get("/healthz").json

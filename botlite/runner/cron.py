@@ -14,6 +14,7 @@ due minute, found here field by field rather than minute by minute.
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 
 FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31),
@@ -26,7 +27,8 @@ NAMES = {
 MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
           "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
           "@hourly": "0 * * * *"}
-SEARCH_DAYS = 5 * 366 + 1  # a leap day on a given weekday recurs within 28 years; enough
+DIGITS = re.compile(r"[0-9]+")
+SEARCH_DAYS = 28 * 366 + 1  # the calendar repeats every 28 years (within a century)
 
 
 class CronError(ValueError):
@@ -137,7 +139,7 @@ def _number(index: int, text: str) -> int:
     name, low, high = FIELDS[index]
     value = NAMES.get(index, {}).get(text.lower())
     if value is None:
-        if not text.isdigit():
+        if not DIGITS.fullmatch(text):
             raise CronError(name, "%r is not a number%s" % (
                 text, " or a name" if index in NAMES else ""))
         value = int(text)
@@ -156,7 +158,7 @@ def _parse_field(index: int, field: str) -> set[int]:
         base, _, step_text = part.partition("/")
         step = 1
         if step_text or part.endswith("/"):
-            if not step_text.isdigit() or int(step_text) == 0:
+            if not DIGITS.fullmatch(step_text) or int(step_text) == 0:
                 raise CronError(name, "step %r must be a whole number above 0" % step_text)
             step = int(step_text)
         if base == "*":
@@ -170,4 +172,6 @@ def _parse_field(index: int, field: str) -> set[int]:
             first = _number(index, base)
             last = high if step_text else first
         values.update(range(first, last + 1, step))
+    if not values:
+        raise CronError(name, "%r matches no value" % field)
     return values

@@ -128,7 +128,8 @@ class Runtime:
         self.heartbeat_interval = heartbeat_interval
         self.poll_interval = poll_interval
         self.prune_interval = prune_interval
-        self.services = tuple(services)  # started after the workers, stopped before them
+        # Objects with start() and stop(wait): started after the workers, stopped before.
+        self.services = tuple(services)
         self.hostname = socket.gethostname()
         self.namespace = _pid_namespace()
         self.worker_id = "%s:%d:%s:%s" % (self.hostname, os.getpid(), self.namespace,
@@ -254,17 +255,17 @@ class Runtime:
     def abandon(self) -> None:
         """Stop without waiting: release this process's claims for a re-run."""
         self._stopping.set()
-        self._stop_services()
+        self._stop_services(wait=False)
         self.consumer.stop_flag.set()
         released = self.storage.release_claims([self.worker_id])
         if released:
             logger.warning("released %d running task(s) for a re-run", released)
         self._forget()
 
-    def _stop_services(self) -> None:
+    def _stop_services(self, wait: bool = True) -> None:
         for service in self.services:
             try:
-                service.stop()
+                service.stop(wait=wait)
             except Exception:
                 logger.exception("could not stop %r", service)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from bottle import Bottle, HTTPResponse, request, response
 
 from botlite import (analytics, chatbots, health, ingest, notifications, operations, schedule,
-                     task_control, validate, widget)
+                     task_control, widget)
 from botlite.chat import admin as chat_admin
 from botlite.chat import service as chat
 from botlite.errors import BadRequest, PayloadTooLarge
@@ -88,9 +88,7 @@ def install(web: Bottle, app) -> None:
 
     @web.get("/api/schedule/preview")
     def preview_crontab():
-        return schedule.preview(request.query.get("crontab"),
-                                validate.limit(request.query.get("count"), default=5,
-                                               maximum=50))
+        return schedule.preview(request.query.get("crontab"), request.query.get("count"))
 
     @web.get("/api/schedule/<name>")
     def get_schedule_job(name):
