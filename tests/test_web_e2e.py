@@ -32,10 +32,9 @@ WAIT = 20
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
+    from selenium.common.exceptions import NoAlertPresentException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - the test extra installs it
     webdriver = None
@@ -184,6 +183,20 @@ def browser(server):
     driver.quit()
 
 
+@pytest.fixture(autouse=True)
+def evidence_of_failure(request, browser):
+    """After a failing test: the page as the browser had it, its source and console."""
+    failed_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed_before:
+        name = "FAILED-" + request.node.name
+        browser.save_screenshot(os.path.join(SCREENSHOTS, name + ".png"))
+        with open(os.path.join(SCREENSHOTS, name + ".txt"), "w") as handle:
+            handle.write("URL: %s\n\n%s\n\nconsole:\n%s\n" % (
+                browser.current_url, browser.page_source,
+                "\n".join(str(entry) for entry in browser.get_log("browser"))))
+
+
 def shot(driver, name):
     """A full-page screenshot: the window grows to the page's height first."""
     width = driver.get_window_size()["width"]
@@ -194,18 +207,26 @@ def shot(driver, name):
 
 
 def wait(driver, condition, message, timeout=WAIT):
+    # A page being replaced makes chromedriver raise about elements it just had
+    # (stale elements, "node does not belong to the document"): poll again.
     return WebDriverWait(driver, timeout, poll_frequency=0.1,
-                         ignored_exceptions=[StaleElementReferenceException]).until(
+                         ignored_exceptions=[WebDriverException]).until(
         lambda d: condition(d), message=message)
 
 
 def click_and_wait_for_reload(driver, element, message):
-    """Click something that reloads the page, and wait for the new page."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    """Click something that reloads the page, and wait for the new page: a mark
+    left on the old page's window is gone, and the new one has loaded."""
+    driver.execute_script("window.botliteOldPage = true")
     element.click()
-    wait(driver, staleness_of(old), message)
-    wait(driver, lambda d: d.execute_script("return document.readyState") == "complete",
-         message)
+
+    def reloaded(d):
+        try:
+            return d.execute_script("return !window.botliteOldPage && "
+                                    "document.readyState === 'complete'")
+        except WebDriverException:  # mid-navigation: no page to ask yet
+            return False
+    wait(driver, reloaded, message)
 
 
 def find(driver, css):
