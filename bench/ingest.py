@@ -429,34 +429,47 @@ BARE = {"pdf": bare_pdf, "docx": bare_docx, "xlsx": bare_xlsx, "csv": bare_csv,
 
 class StageClock:
     """Times the steps inside ``sources.process_document`` by wrapping the names it
-    calls: extract, chunk and ``index.insert_chunks``; the rest of its time
-    (status and progress updates, deleting old chunks, the commit) is indexing
-    bookkeeping."""
+    calls: ``extract_file``, ``iter_chunks`` (the time spent cutting chunks, which
+    happens between the indexer's write transactions) and ``index.insert_chunks``
+    (summed over its calls); the rest of its time (claiming a generation, the
+    write transactions' bookkeeping and commits, the pauses that leave the write
+    lock to other writers, the flip, status updates) is indexing too."""
 
     def __init__(self):
         self.times = {}
         self.document = None
-        self._originals = (sources.extract_file, sources.chunk_document,
-                           index.insert_chunks)
+        self._originals = (sources.extract_file, sources.iter_chunks, index.insert_chunks)
 
     def _timed(self, name, function, keep=False):
         def timed(*args, **kwargs):
             started = time.perf_counter()
             value = function(*args, **kwargs)
-            self.times[name] = time.perf_counter() - started
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - started
             if keep:
                 self.document = value
             return value
         return timed
 
+    def _timed_iterator(self, name, function):
+        def timed(*args, **kwargs):
+            iterator = function(*args, **kwargs)
+            while True:
+                started = time.perf_counter()
+                item = next(iterator, None)
+                self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - started
+                if item is None:
+                    return
+                yield item
+        return timed
+
     def install(self):
-        extract_file, chunk_document, insert_chunks = self._originals
+        extract_file, iter_chunks, insert_chunks = self._originals
         sources.extract_file = self._timed("extract", extract_file, keep=True)
-        sources.chunk_document = self._timed("chunk", chunk_document)
+        sources.iter_chunks = self._timed_iterator("chunk", iter_chunks)
         index.insert_chunks = self._timed("insert_chunks", insert_chunks)
 
     def uninstall(self):
-        sources.extract_file, sources.chunk_document, index.insert_chunks = self._originals
+        sources.extract_file, sources.iter_chunks, index.insert_chunks = self._originals
 
 
 def new_file_source(data_dir, path, kind):

@@ -30,7 +30,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import peewee
 
@@ -367,26 +367,44 @@ def chunk_rows(source: Source, chunks: Iterable[TextChunk], *, page: Page | None
                generation: int | None = None) -> list[dict]:
     """Rows for `insert_chunks`: ``chunks`` of ``source`` under ``generation``
     (default: the one search shows now)."""
+    return list(iter_chunk_rows(source, chunks, page=page, url=url, title=title,
+                                generation=generation))
+
+
+def iter_chunk_rows(source: Source, chunks: Iterable[TextChunk], *, page: Page | None = None,
+                    url: str | None = None, title: str | None = None,
+                    generation: int | None = None) -> Iterator[dict]:
+    """`chunk_rows`, one at a time as ``chunks`` yields them."""
     token = bot_token(source.chatbot_id)
+    page_id = page.id if page is not None else None
     if generation is None:
         generation = source.generation
-    return [{"source": source.id, "page": page.id if page is not None else None,
-             "chatbot_id": source.chatbot_id, "bot": token, "url": url,
-             "title": title, "heading": chunk.heading, "locator": chunk.locator,
-             "position": chunk.position, "text": chunk.text, "generation": generation}
-            for chunk in chunks]
+    for chunk in chunks:
+        yield {"source": source.id, "page": page_id, "chatbot_id": source.chatbot_id,
+               "bot": token, "url": url, "title": title, "heading": chunk.heading,
+               "locator": chunk.locator, "position": chunk.position, "text": chunk.text,
+               "generation": generation}
+
+
+_ROWS_PER_STATEMENT = 200
+"""Rows per INSERT: 11 parameters each stays far below SQLite's 32766."""
 
 
 def insert_chunks(rows: Iterable[dict]) -> int:
-    """Insert `chunk_rows` rows (the index follows by trigger) with one
-    executemany: peewee's insert_many costs more than the insert itself. A row
+    """Insert `chunk_rows` rows (the index follows by trigger), many rows per
+    statement: per-row statements (executemany) cost twice as much, and peewee's
+    insert_many spends as long building the query as SQLite running it. A row
     without "generation" gets 0, the default."""
     db = database.obj
-    statement = "insert into chunk (%s) values (%s)" % (
-        ", ".join(_CHUNK_COLUMNS), ", ".join([db.param] * len(_CHUNK_COLUMNS)))
     values = [tuple(row.get(key, 0) if key == "generation" else row[key] for key in _ROW_KEYS)
               for row in rows]
-    db.cursor().executemany(statement, values)
+    one = "(%s)" % ", ".join([db.param] * len(_CHUNK_COLUMNS))
+    head = "insert into chunk (%s) values " % ", ".join(_CHUNK_COLUMNS)
+    cursor = db.cursor()
+    for start in range(0, len(values), _ROWS_PER_STATEMENT):
+        part = values[start:start + _ROWS_PER_STATEMENT]
+        cursor.execute(head + ", ".join([one] * len(part)),
+                       [value for row in part for value in row])
     return len(values)
 
 

@@ -25,7 +25,7 @@ from botlite.db import write_transaction
 from botlite.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from botlite.knowledge import index
 from botlite.knowledge.replace import Replacement, SourceGone, hide_and_delete
-from botlite.knowledge.chunk import chunk_document
+from botlite.knowledge.chunk import chunk_document, iter_chunks
 from botlite.knowledge.extract import (HEAD_BYTES, SUPPORTED, ExtractionError, UnsupportedType,
                                        detect_kind, extract_file)
 from botlite.models import Chatbot, Page, Source
@@ -142,14 +142,14 @@ def process_document(data_dir: str, source_id: str, progress: Progress) -> dict:
         raise ExtractionError("The uploaded file is missing from the data directory.")
     document = extract_file(path, source.file_kind)
     progress(1, 3)
-    chunks = chunk_document(document)
-    if not chunks:
+    title = document.title or source.filename
+    # Chunks are cut while the indexer leaves the write lock to others between batches.
+    replacement = Replacement(source_id, on_batch=lambda: progress(2, 3))
+    count = replacement.write(index.iter_chunk_rows(
+        source, iter_chunks(document), title=title, generation=replacement.generation))
+    if not count:
         raise ExtractionError("The file contains no text.")
     progress(2, 3)
-    title = document.title or source.filename
-    replacement = Replacement(source_id, on_batch=lambda: progress(2, 3))
-    count = replacement.write(index.chunk_rows(source, chunks, title=title,
-                                               generation=replacement.generation))
     replacement.flip(title=title, page_count=0)
     _finish(source_id, done=3, total=3)
     progress(3, 3)
