@@ -123,12 +123,13 @@ CRASHING_RUN = textwrap.dedent("""
 
     data_dir, source_id = sys.argv[1], sys.argv[2]
     app = Botlite.open(load_settings({"data_dir": data_dir}, environ={}))
+    sources.PROGRESS_SECONDS = 0  # report after every batch written
     batches = []
 
     def progress(done, total):
-        if done == 2:  # once after chunking, then after each batch written
+        if done == 2:
             batches.append(done)
-            if len(batches) == 3:
+            if len(batches) == 2:
                 os._exit(17)  # a crash: no rollback, no clean-up, nothing flushed
 
     with app.database.connection_context():

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
@@ -38,6 +39,8 @@ MAX_PAGES_LIMIT = 500
 MAX_DEPTH_LIMIT = 10
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 Progress = Callable[[int, int], None]
+PROGRESS_SECONDS = 0.5
+"""While writing chunks, progress is reported (and a stop request noticed) this often."""
 
 
 @dataclass
@@ -144,7 +147,7 @@ def process_document(data_dir: str, source_id: str, progress: Progress) -> dict:
     progress(1, 3)
     title = document.title or source.filename
     # Chunks are cut while the indexer leaves the write lock to others between batches.
-    replacement = Replacement(source_id, on_batch=lambda: progress(2, 3))
+    replacement = Replacement(source_id, on_batch=_every(PROGRESS_SECONDS, progress, 2, 3))
     count = replacement.write(index.iter_chunk_rows(
         source, iter_chunks(document), title=title, generation=replacement.generation))
     if not count:
@@ -154,6 +157,19 @@ def process_document(data_dir: str, source_id: str, progress: Progress) -> dict:
     _finish(source_id, done=3, total=3)
     progress(3, 3)
     return {"chunks": count, "title": title}
+
+
+def _every(seconds: float, function: Callable, *args) -> Callable[[], None]:
+    """``function(*args)`` when called, at most once per ``seconds``: progress is
+    written to the database, and stop requests are checked, by the callback."""
+    last = time.monotonic()
+
+    def call() -> None:
+        nonlocal last
+        if time.monotonic() - last >= seconds:
+            last = time.monotonic()
+            function(*args)
+    return call
 
 
 # -- websites ------------------------------------------------------------------------
