@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from botlite.knowledge import index, replace, sources
+from botlite.knowledge.chunk import Chunk as TextChunk
 from botlite.models import Chunk, Source
 
 WORDS = ("report quarter region delivery invoice payment garden season harvest water "
@@ -252,3 +253,17 @@ def test_indexing_a_large_source_never_locks_out_chat_nor_shows_a_mix(
     assert searches > 10
     new = new_count[0]
     assert counts(db, source_id) == (new, new, new, new)
+
+
+def test_deleting_a_source_while_a_run_writes_stops_the_run(db, data_dir):
+    source_id = file_source(data_dir, document("zebra", 20_000, 8))
+    process(data_dir, source_id)
+    running = replace.Replacement(source_id)
+    running.write(index.chunk_rows(Source.get_by_id(source_id), [
+        TextChunk("yak text", None, None, 0)],
+        generation=running.generation))
+    sources.delete_source(data_dir, source_id)
+    assert Source.get_or_none(Source.id == source_id) is None
+    assert Chunk.select().where(Chunk.source == source_id).count() == 0
+    with pytest.raises(replace.SourceGone):
+        running.flip()

@@ -164,11 +164,14 @@ class Replacement:
 
 
 def hide_and_delete(source_id: str) -> None:
-    """Delete a source's chunks in batches after hiding them all at once."""
+    """Delete a source's chunks in batches after hiding them all at once (a new
+    generation without chunks; generations only grow, so chunks a crash leaves
+    behind never come back). A run still writing is superseded."""
     pacer = _Pacer()
     with pacer.transaction():
-        locked_source(source_id)
-        Source.update(generation=-1, staging=None).where(Source.id == source_id).execute()
+        source = locked_source(source_id)
+        Source.update(generation=max(source.generation, source.staging or 0) + 1,
+                      staging=None).where(Source.id == source_id).execute()
     while True:
         with pacer.transaction():
             ids = Chunk.select(Chunk.id).where(Chunk.source == source_id).limit(BATCH_ROWS)
