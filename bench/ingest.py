@@ -4,7 +4,7 @@ crawl pages per second on a generated 200-page local site. Prints one JSON line.
 
 Files (PDF, DOCX, XLSX, CSV, TXT, MD, HTML) are generated into a fresh temp dir
 from a fixed vocabulary with a fixed seed, ``--mb`` MB of text each (the PDF
-``--pdf-mb``: a generated DOCX converted by LibreOffice when ``soffice`` is
+``--pdf-mb``, by default as much: a generated DOCX converted by LibreOffice when ``soffice`` is
 installed, else the same kind of text written as a plain Helvetica PDF by
 `write_pdf`; ``pdf_source`` says which).
 
@@ -54,7 +54,7 @@ served by ``http.server.ThreadingHTTPServer`` on 127.0.0.1 in a thread. Best of
 that GETs the 200 known URLs with one requests.Session and runs
 BeautifulSoup(html.parser).get_text() on each.
 
-    python bench/ingest.py [--runs 3] [--mb 1.5] [--pdf-mb 0.1] [--pages 200]
+    python bench/ingest.py [--runs 3] [--mb 1.5] [--pdf-mb MB] [--pages 200]
                            [--sitemap] [--profile KIND] [--keep DIR]
 
 ``--profile KIND`` (pdf, docx, ...) also prints a cProfile of one
@@ -723,8 +723,9 @@ def crawl_once(start, pages, depth):
 
 
 def scrape_once(start, pages, depth):
-    source_id = Source.create(id=uuid.uuid4().hex, chatbot=BOT, kind="website", title=start,
-                              url=start, max_pages=pages, max_depth=depth).id
+    bot = Chatbot.create(id=uuid.uuid4().hex, name="crawl")  # one source per URL and bot
+    source_id = Source.create(id=uuid.uuid4().hex, chatbot=bot.id, kind="website",
+                              title=start, url=start, max_pages=pages, max_depth=depth).id
     progress = functools.partial(sources.record_progress, source_id)  # as the task does
     started = time.perf_counter()
     result = sources.scrape_website(source_id, allow_private=True, progress=progress,
@@ -783,8 +784,9 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=3, help="best of this many (default 3)")
     parser.add_argument("--mb", type=float, default=1.5,
                         help="MB of generated text per format (default 1.5)")
-    parser.add_argument("--pdf-mb", type=float, default=0.1,
-                        help="MB of text in the generated PDF (default 0.1, ~40 pages)")
+    parser.add_argument("--pdf-mb", type=float,
+                        help="MB of text in the generated PDF (default: --mb; 1.5 MB is "
+                             "about 420 pages)")
     parser.add_argument("--pages", type=int, default=200, help="pages of the local site")
     parser.add_argument("--sitemap", action="store_true", help="serve a sitemap.xml too")
     parser.add_argument("--formats", default=",".join(FORMATS),
@@ -797,6 +799,8 @@ def main(argv=None):
                              "(default: a temp dir, removed)")
     args = parser.parse_args(argv)
     formats = [kind.strip() for kind in args.formats.split(",") if kind.strip()]
+    if args.pdf_mb is None:
+        args.pdf_mb = args.mb
     if args.runs < 1 or args.mb <= 0 or args.pdf_mb <= 0 or args.pages < 2:
         parser.error("need --runs >= 1, --mb > 0, --pdf-mb > 0, --pages >= 2")
     unknown = set(formats) - set(FORMATS)

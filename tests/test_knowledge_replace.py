@@ -108,8 +108,11 @@ def test_a_newer_run_supersedes_an_older_one_that_is_still_writing(db, data_dir)
     older = replace.Replacement(source_id)
     newer = replace.Replacement(source_id)
     assert newer.generation > older.generation
-    with pytest.raises(replace.Superseded):
-        older.write([{"text": "x"}])
+    source = Source.get_by_id(source_id)
+    rows = index.chunk_rows(source, [TextChunk("yak text", None, None, 0)] *
+                            replace.BATCH_ROWS, generation=older.generation)
+    with pytest.raises(replace.Superseded):  # its next transaction notices
+        older.write(rows)
     with pytest.raises(replace.Superseded):
         older.flip()
     newer.flip()  # an empty new set: the source now shows nothing

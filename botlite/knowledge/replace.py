@@ -98,29 +98,33 @@ class Replacement:
         self.count = 0
         self._on_batch = on_batch or (lambda: None)
         self._pacer = _Pacer()
+        self._batch: list[dict] = []
+        self._batch_chars = 0
         with self._pacer.transaction():
             source = locked_source(source_id)
             self.live = source.generation
             self.generation = max(source.generation, source.staging or 0) + 1
             Source.update(staging=self.generation).where(Source.id == source_id).execute()
-        self._delete_batches((Chunk.generation != self.live) &
-                             (Chunk.generation < self.generation))
+            leftovers = (Chunk.generation != self.live) & (Chunk.generation < self.generation)
+            more = self._delete_batch(leftovers)
+        while more:
+            with self._pacer.transaction():
+                more = self._delete_batch(leftovers)
 
     def write(self, rows: Iterable[dict]) -> int:
-        """Add chunk rows (`index.chunk_rows` with this run's ``generation``)."""
-        batch, chars = [], 0
+        """Add chunk rows (`index.chunk_rows` with this run's ``generation``); they
+        are written in batches, the last one by `flip` at the latest."""
         for row in rows:
-            batch.append(row)
-            chars += len(row["text"])
-            if len(batch) >= BATCH_ROWS or chars >= BATCH_CHARS:
-                self._insert(batch)
-                batch, chars = [], 0
-        if batch:
-            self._insert(batch)
-        return self.count
+            self._batch.append(row)
+            self._batch_chars += len(row["text"])
+            if len(self._batch) >= BATCH_ROWS or self._batch_chars >= BATCH_CHARS:
+                self._insert()
+        return self.count + len(self._batch)
 
     def copy(self, page_ids: Sequence[int]) -> int:
         """Carry the live chunks of these pages (unchanged since the last run) over."""
+        if self._batch:
+            self._insert()
         for start in range(0, len(page_ids), 50):
             with self._claimed():
                 self.count += index.copy_chunks(self.source_id, page_ids[start:start + 50],
@@ -128,19 +132,33 @@ class Replacement:
             self._on_batch()
         return self.count
 
-    def flip(self, before: Callable[[Source], None] | None = None, **fields) -> None:
+    def flip(self, before: Callable[[Source], None] | None = None,
+             finished: dict | None = None, **fields) -> None:
         """Make the new set the one search shows, updating the source's ``fields``
-        (``before(source)`` runs first in the same transaction); then delete the old set."""
+        (``before(source)`` runs first in the same transaction); then delete the
+        old set, setting the ``finished`` fields in the transaction that deletes
+        its last chunks."""
+        if self._batch:
+            self._insert()
+        old = Chunk.generation < self.generation
         with self._claimed() as source:
             if before is not None:
                 before(source)
             Source.update(generation=self.generation, staging=None, chunk_count=self.count,
                           **fields).where(Source.id == self.source_id).execute()
-        self._delete_batches(Chunk.generation < self.generation)
+            more = self._delete_batch(old)
+            if not more and finished:
+                Source.update(**finished).where(Source.id == self.source_id).execute()
+        while more:
+            with self._pacer.transaction():
+                more = self._delete_batch(old)
+                if not more and finished:
+                    Source.update(**finished).where(Source.id == self.source_id).execute()
 
-    def _insert(self, batch: list[dict]) -> None:
+    def _insert(self) -> None:
         with self._claimed():
-            self.count += index.insert_chunks(batch)
+            self.count += index.insert_chunks(self._batch)
+        self._batch, self._batch_chars = [], 0
         self._on_batch()
 
     @contextlib.contextmanager
@@ -151,16 +169,13 @@ class Replacement:
                 raise Superseded(self.source_id)
             yield source
 
-    def _delete_batches(self, condition) -> None:
-        """Delete this source's chunks matching ``condition``; never the live ones
-        (their generation is excluded by every caller)."""
-        while True:
-            with self._pacer.transaction():
-                ids = (Chunk.select(Chunk.id).where((Chunk.source == self.source_id) & condition)
-                       .limit(BATCH_ROWS))
-                deleted = Chunk.delete().where(Chunk.id.in_(ids)).execute()
-            if deleted < BATCH_ROWS:
-                return
+    def _delete_batch(self, condition) -> bool:
+        """Delete up to `BATCH_ROWS` of this source's chunks matching ``condition``
+        (never the live ones: every caller's condition excludes their generation);
+        True when there may be more."""
+        ids = (Chunk.select(Chunk.id).where((Chunk.source == self.source_id) & condition)
+               .limit(BATCH_ROWS))
+        return Chunk.delete().where(Chunk.id.in_(ids)).execute() >= BATCH_ROWS
 
 
 def hide_and_delete(source_id: str) -> None:

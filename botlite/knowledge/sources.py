@@ -26,7 +26,7 @@ from botlite.db import write_transaction
 from botlite.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from botlite.knowledge import index
 from botlite.knowledge.replace import Replacement, SourceGone, hide_and_delete
-from botlite.knowledge.chunk import chunk_document, iter_chunks
+from botlite.knowledge.chunk import iter_chunks
 from botlite.knowledge.extract import (HEAD_BYTES, SUPPORTED, ExtractionError, UnsupportedType,
                                        detect_kind, extract_file)
 from botlite.models import Chatbot, Page, Source
@@ -153,8 +153,7 @@ def process_document(data_dir: str, source_id: str, progress: Progress) -> dict:
     if not count:
         raise ExtractionError("The file contains no text.")
     progress(2, 3)
-    replacement.flip(title=title, page_count=0)
-    _finish(source_id, done=3, total=3)
+    replacement.flip(title=title, page_count=0, finished=_ready(done=3, total=3))
     progress(3, 3)
     return {"chunks": count, "title": title}
 
@@ -256,16 +255,19 @@ def _replace_pages(source: Source, pages: list, known: dict, changed: list) -> N
     changed_urls = {crawled.url for crawled in changed}
     replacement.copy([known[crawled.url].id for crawled in pages
                       if crawled.url not in changed_urls])
+    new_pages = [crawled for crawled in changed if crawled.url not in known]
+    if new_pages:
+        with write_transaction():
+            for crawled in new_pages:
+                known[crawled.url] = Page.create(
+                    source=source.id, url=crawled.url, title=crawled.title,
+                    description=crawled.description, content_hash="")
     page_ids = {}
     for crawled in changed:
-        page = known.get(crawled.url)
-        if page is None:
-            with write_transaction():
-                page = Page.create(source=source.id, url=crawled.url, title=crawled.title,
-                                   description=crawled.description, content_hash="")
+        page = known[crawled.url]
         page_ids[crawled.url] = page.id
-        replacement.write(index.chunk_rows(
-            source, chunk_document(crawled.document), page=page, url=crawled.url,
+        replacement.write(index.iter_chunk_rows(
+            source, iter_chunks(crawled.document), page=page, url=crawled.url,
             title=crawled.title or crawled.url, generation=replacement.generation))
 
     def store_pages(_source):
@@ -293,13 +295,17 @@ def record_progress(source_id: str, done: int, total: int | None) -> None:
                   updated_at=utcnow()).where(Source.id == source_id).execute()
 
 
-def _finish(source_id: str, *, done: int, total: int, synced: bool = False,
-            **fields) -> None:
+def _ready(*, done: int, total: int, synced: bool = False, **fields) -> dict:
+    """The fields of a source whose run is over."""
     fields.update(status="ready", error=None, progress_done=done, progress_total=total,
                   updated_at=utcnow())
     if synced:
         fields["last_synced_at"] = utcnow()
-    Source.update(**fields).where(Source.id == source_id).execute()
+    return fields
+
+
+def _finish(source_id: str, **fields) -> None:
+    Source.update(**_ready(**fields)).where(Source.id == source_id).execute()
 
 
 def mark_failed(source_id: str, reason: str) -> None:
