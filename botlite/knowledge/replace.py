@@ -39,9 +39,9 @@ from botlite.db import database, write_transaction
 from botlite.knowledge import index
 from botlite.models import Chunk, Source
 
-BATCH_ROWS = 250
+BATCH_ROWS = 500
 """Chunks written or deleted per transaction at most."""
-BATCH_CHARS = 200_000
+BATCH_CHARS = 400_000
 """Characters of chunk text written per transaction at most (indexing cost follows the text)."""
 YIELD_SHARE = 0.3
 """After each transaction the lock stays free for this share of the time it was held."""
