@@ -30,13 +30,13 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import peewee
 
 from botlite.db import database
 from botlite.knowledge.chunk import Chunk as TextChunk
-from botlite.models import Chunk, Page, Source
+from botlite.models import Page, Source
 
 # A word, or words joined without spaces by - . / + : ("apt-get", "sources.list",
 # "/etc/shadow"), kept together as one term (an FTS5 phrase) besides its words;
@@ -185,8 +185,10 @@ left join (
     from chunk_index {join}
     where chunk_index match {expression} {where}
     order by {order} limit :candidates) best on 1
-left join chunk c on c.id = best.id and c.chatbot_id = :bot
+left join chunk c on c.id = best.id and c.chatbot_id = :bot and {live}
 order by best.relevance desc"""
+# A chunk of the generation its source shows (a run writes the next one beside it).
+_LIVE = "{chunk}.generation = (select generation from source where id = {chunk}.source_id)"
 # The MATCH operand is evaluated once, before FTS5 reads a list: when more than
 # MATCH_BUDGET chunks hold the expression, an empty phrase (matching nothing)
 # stands in for it.
@@ -213,7 +215,8 @@ def _candidates(bot_id: str, expression: str, ranking: tuple[str, str], guarded:
         _BEST.format, columns=_COLUMNS, relevance=ranking[0], order=ranking[1],
         counts="".join(", " + _COUNT % (":t%d" % i, COMMON) for i in range(len(counted))),
         expression=_GUARDED if guarded else ":expression")
-    rows = database.execute_sql(statement(join="", where=""), params).fetchall()
+    rows = database.execute_sql(statement(join="", where="", live=_LIVE.format(chunk="c")),
+                                params).fetchall()
     counts = dict(zip(counted, rows[0][10:]))
     if rows[0][0] is None:
         return None, counts
@@ -221,7 +224,8 @@ def _candidates(bot_id: str, expression: str, ranking: tuple[str, str], guarded:
     if len(mine) < len(rows) == CANDIDATES:
         mine = [row[1:10] for row in database.execute_sql(statement(
             join="join chunk on chunk.id = chunk_index.rowid",
-            where="and chunk.chatbot_id = :bot"), params).fetchall() if row[1] is not None]
+            where="and chunk.chatbot_id = :bot and " + _LIVE.format(chunk="chunk"),
+            live=_LIVE.format(chunk="c")), params).fetchall() if row[1] is not None]
     return mine, counts
 
 
@@ -240,7 +244,8 @@ def _search_postgres(bot_id: str, query: str, k: int) -> list[Hit]:
         "select id, source_id, page_id, url, title, heading, locator, text, "
         "ts_rank_cd(tsv, q, 32) * 10 as relevance "
         "from chunk, websearch_to_tsquery('english', %s) q "
-        "where chatbot_id = %s and tsv @@ q order by relevance desc limit %s",
+        "where chatbot_id = %s and tsv @@ q and " + _LIVE.format(chunk="chunk") +
+        " order by relevance desc limit %s",
         (" or ".join(terms), bot_id, CANDIDATES))
     return _reranked([row[:8] + (float(row[8]),) for row in cursor.fetchall()], terms,
                      counts, k)
@@ -351,17 +356,66 @@ def _reranked(rows: list[tuple], terms: list[str], counts: dict[str, int],
     return (first + rest)[:k]
 
 
-def chunk_rows(source: Source, chunks: Sequence[TextChunk], *, page: Page | None = None,
-               url: str | None = None, title: str | None = None) -> list[dict]:
+# chunk_rows' keys and the chunk table's columns, in the same order.
+_ROW_KEYS = ("source", "page", "chatbot_id", "bot", "url", "title", "heading", "locator",
+             "position", "text", "generation")
+_CHUNK_COLUMNS = ("source_id", "page_id") + _ROW_KEYS[2:]
+
+
+def chunk_rows(source: Source, chunks: Iterable[TextChunk], *, page: Page | None = None,
+               url: str | None = None, title: str | None = None,
+               generation: int | None = None) -> list[dict]:
+    """Rows for `insert_chunks`: ``chunks`` of ``source`` under ``generation``
+    (default: the one search shows now)."""
+    return list(iter_chunk_rows(source, chunks, page=page, url=url, title=title,
+                                generation=generation))
+
+
+def iter_chunk_rows(source: Source, chunks: Iterable[TextChunk], *, page: Page | None = None,
+                    url: str | None = None, title: str | None = None,
+                    generation: int | None = None) -> Iterator[dict]:
+    """`chunk_rows`, one at a time as ``chunks`` yields them."""
     token = bot_token(source.chatbot_id)
-    return [{"source": source.id, "page": page.id if page is not None else None,
-             "chatbot_id": source.chatbot_id, "bot": token, "url": url,
-             "title": title, "heading": chunk.heading, "locator": chunk.locator,
-             "position": chunk.position, "text": chunk.text} for chunk in chunks]
+    page_id = page.id if page is not None else None
+    if generation is None:
+        generation = source.generation
+    for chunk in chunks:
+        yield {"source": source.id, "page": page_id, "chatbot_id": source.chatbot_id,
+               "bot": token, "url": url, "title": title, "heading": chunk.heading,
+               "locator": chunk.locator, "position": chunk.position, "text": chunk.text,
+               "generation": generation}
+
+
+_ROWS_PER_STATEMENT = 200
+"""Rows per INSERT: 11 parameters each stays far below SQLite's 32766."""
 
 
 def insert_chunks(rows: Iterable[dict]) -> int:
-    rows = list(rows)
-    for start in range(0, len(rows), 200):
-        Chunk.insert_many(rows[start:start + 200]).execute()
-    return len(rows)
+    """Insert `chunk_rows` rows (the index follows by trigger), many rows per
+    statement: per-row statements (executemany) cost twice as much, and peewee's
+    insert_many spends as long building the query as SQLite running it. A row
+    without "generation" gets 0, the default."""
+    db = database.obj
+    values = [tuple(row.get(key, 0) if key == "generation" else row[key] for key in _ROW_KEYS)
+              for row in rows]
+    one = "(%s)" % ", ".join([db.param] * len(_CHUNK_COLUMNS))
+    head = "insert into chunk (%s) values " % ", ".join(_CHUNK_COLUMNS)
+    cursor = db.cursor()
+    for start in range(0, len(values), _ROWS_PER_STATEMENT):
+        part = values[start:start + _ROWS_PER_STATEMENT]
+        cursor.execute(head + ", ".join([one] * len(part)),
+                       [value for row in part for value in row])
+    return len(values)
+
+
+def copy_chunks(source_id: str, page_ids: Sequence[int], generation: int,
+                new_generation: int) -> int:
+    """Copy the chunks of ``page_ids`` from ``generation`` to ``new_generation``."""
+    columns = ", ".join(_CHUNK_COLUMNS[:-1])
+    param = database.obj.param
+    cursor = database.execute_sql(
+        "insert into chunk (%s, generation) select %s, %s from chunk where source_id = %s "
+        "and generation = %s and page_id in (%s)" % (
+            columns, columns, param, param, param, ", ".join([param] * len(page_ids))),
+        (new_generation, source_id, generation, *page_ids))
+    return cursor.rowcount
