@@ -57,12 +57,14 @@ class Botlite:
     def __init__(self, settings: Settings, database: peewee.Database,
                  runner: TaskRunner, token: str) -> None:
         from botlite.chat.service import engine_for
+        from botlite.chat.turnlog import TurnLog
 
         self.settings = settings
         self.database = database
         self.runner = runner
         self.token = token
         self.chat_engine = engine_for(settings)
+        self.turn_log = TurnLog(database)
 
     @classmethod
     def open(cls, settings: Settings) -> "Botlite":
@@ -97,5 +99,6 @@ class Botlite:
                        lanes=lanes, shutdown_timeout=self.settings.shutdown_timeout)
 
     def close(self) -> None:
+        self.turn_log.close()
         self.runner.close()
         self.database.close()
