@@ -160,3 +160,22 @@ def test_common_terms_are_searched_without_bm25(sqlite_db, monkeypatch):
     monkeypatch.setattr(index, "COMMON", 2000)  # BM25 over the rarest term only
     assert index.search("default", "restore server", 5)[0].url == library["restore"]
     assert used[-1] == index._BY_BM25
+
+
+def test_broad_queries_rank_chunks_holding_two_terms_or_the_rarest(sqlite_db, monkeypatch):
+    library = make_library()
+    expressions = []
+    candidates = index._candidates
+    monkeypatch.setattr(index, "_candidates", lambda bot, expression, ranking: (
+        expressions.append(expression), candidates(bot, expression, ranking))[1])
+    monkeypatch.setattr(index, "QUORUM_FROM", 0)  # every query is broad
+    monkeypatch.setattr(index, "CANDIDATES", 2)
+    hits = index.search("default", "restore the server from rsync backups", 5)
+    assert " AND " in expressions[0] and len(expressions) == 1
+    assert hits[0].url in (library["restore"], library["backup"])
+    # Too few chunks hold two terms: every chunk holding one competes.
+    expressions.clear()
+    monkeypatch.setattr(index, "CANDIDATES", 50)
+    hits = index.search("default", "restore the server from rsync backups", 5)
+    assert len(expressions) == 2 and " AND " not in expressions[1]
+    assert hits[0].url in (library["restore"], library["backup"])
