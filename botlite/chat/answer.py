@@ -74,6 +74,7 @@ _BULLET = re.compile(r"([-*•‣◦▪–—]|\d{1,3}[.)]|[a-z]\))\s+")
 _MARKDOWN_HEADING = re.compile(r"#{1,6}\s+")
 _SENTENCE_END = re.compile(r"""[.!?…]+["'”’)\]]*\s+""")
 _TERMINAL = re.compile(r"""[.!?…:;]["'”’)\]]*$""")
+_ALNUM = re.compile(r"[^\W_]")  # what str.isalnum() is true for
 
 
 @dataclass(eq=False)
@@ -178,7 +179,7 @@ def _split_sentences(text: str) -> list[str]:
             start = end.end()
     sentences.append(text[start:])
     return [" ".join(sentence.split()) for sentence in sentences
-            if any(c.isalnum() for c in sentence)]
+            if _ALNUM.search(sentence)]
 
 
 # --- terms -----------------------------------------------------------------
@@ -259,7 +260,7 @@ def _sentences(passages: Sequence[Passage], query: _QueryTerms) -> list[_Sentenc
             previous_kind = kind
             pieces = [text] if kind == "bullet" else _split_sentences(text)
             for piece in pieces:
-                if not any(c.isalnum() for c in piece):
+                if not _ALNUM.search(piece):
                     continue
                 found.append(_Sentence(
                     index, position, piece, marker, query.found(piece), title | heading,
