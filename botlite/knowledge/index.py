@@ -353,29 +353,37 @@ def _reranked(rows: list[tuple], terms: list[str], counts: dict[str, int],
     scored = []
     for row in rows:
         label = matcher.found_in_label(row[4]) | matcher.found_in_label(row[5])
-        coverage = sum(weights[i] for i in label | matcher.found(row[7])) / total
         # Without BM25 (every term common), coverage orders the candidates.
-        relative = max(row[8], 0.0) / best if best > 0 else coverage
-        scored.append((row, coverage, sum(weights[i] for i in label) / total, relative))
+        relative = max(row[8], 0.0) / best if best > 0 else _coverage(
+            matcher, row, label, weights, total)
+        scored.append((row, label, sum(weights[i] for i in label) / total, relative))
     pages: dict[str, list[float]] = {}
     for row, _, _, relative in scored:
         pages.setdefault(row[3] or row[1], []).append(relative)
     for relatives in pages.values():
         relatives.sort(reverse=True)
     ranked = []
-    for row, coverage, label, relative in scored:
+    for row, label, label_share, relative in scored:
         others = list(pages[row[3] or row[1]])
         others.remove(relative)
-        rank = relative + PAGE_WEIGHT * sum(others[:3]) / 3 + LABEL_WEIGHT * label
-        ranked.append((-rank, len(ranked), Hit(*row[:8], score=round(
-            0.8 * coverage + 0.2 * relative, 4))))
-    ranked.sort()
+        rank = relative + PAGE_WEIGHT * sum(others[:3]) / 3 + LABEL_WEIGHT * label_share
+        ranked.append((-rank, len(ranked), row, label, relative))
+    ranked.sort(key=lambda entry: entry[:2])
     first, rest, per_page = [], [], {}
-    for _, _, hit in ranked:
-        key = hit.url or hit.source_id
+    for entry in ranked:
+        key = entry[2][3] or entry[2][1]
         per_page[key] = per_page.get(key, 0) + 1
-        (first if per_page[key] <= PER_PAGE else rest).append(hit)
-    return (first + rest)[:k]
+        (first if per_page[key] <= PER_PAGE else rest).append(entry)
+    # Only the hits returned need their text read for the score.
+    return [Hit(*row[:8], score=round(0.8 * _coverage(matcher, row, label, weights, total)
+                                      + 0.2 * relative, 4))
+            for _, _, row, label, relative in (first + rest)[:k]]
+
+
+def _coverage(matcher: _Matcher, row: tuple, label: frozenset[int], weights: list[float],
+              total: float) -> float:
+    """The share of the query (by term weight) a chunk's title, heading or text holds."""
+    return sum(weights[i] for i in label | matcher.found(row[7])) / total
 
 
 def chunk_rows(source: Source, chunks: Sequence[TextChunk], *, page: Page | None = None,
