@@ -1,7 +1,6 @@
 """The chat endpoints' logic: validate, answer, log the turn and its analytics action."""
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
@@ -15,8 +14,6 @@ from botlite.db import execute
 from botlite.errors import BadRequest, NotFound, PayloadTooLarge
 from botlite.models import DEFAULT_BOT_ID, Chatbot, Conversation, Message
 from botlite.timeutil import utcnow
-
-logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 4000
 SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -90,7 +90,7 @@ class TurnLog:
             if not self._closing:
                 self._pending.append(turn)
                 self._submitted += 1
-                if self._thread is None:
+                if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(target=self._run, name="botlite-turn-log",
                                                      daemon=True)
                     self._thread.start()
