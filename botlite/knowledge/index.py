@@ -71,11 +71,11 @@ COMMON = 2000
 MATCH_BUDGET = 3000
 """BM25 ranks the rarest terms while their chunk counts add up to at most this."""
 QUORUM_FROM = 600
-"""When more chunks than this hold any of the query's terms, BM25 first ranks only
-those holding its rarest term or two of its `QUORUM_TERMS` rarest (scoring every
-chunk that shares one common word with the question is most of a search's time,
-and such chunks rarely make the top `CANDIDATES`); all of them when that leaves
-fewer than `CANDIDATES`."""
+"""When the query's terms are held by more chunks than this (counted term by
+term, `COMMON` at most each), BM25 first ranks only the chunks holding its rarest
+term or two of its `QUORUM_TERMS` rarest (scoring every chunk that shares one
+common word with the question is most of a search's time, and such chunks rarely
+make the top `CANDIDATES`); all of them when that leaves fewer than `CANDIDATES`."""
 QUORUM_TERMS = 6
 PER_PAGE = 3
 """Chunks of one page ranked before chunks of other pages get their turn."""
@@ -145,14 +145,15 @@ def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
     terms = query_terms(query)
     if not terms:
         return []
-    counts, matching = _counts(terms)
-    if matching > MATCH_BUDGET:
-        rows = _large_index_candidates(bot_id, terms, counts)
-    elif not matching:
+    counts = _counts(terms)
+    held = sum(counts.values())  # at least the chunks holding any term
+    if not held:
         return []
+    if held > MATCH_BUDGET and _matching(terms) > MATCH_BUDGET:
+        rows = _large_index_candidates(bot_id, terms, counts)
     else:
         rows = None
-        quorum = _quorum(terms, counts) if matching > QUORUM_FROM else None
+        quorum = _quorum(terms, counts) if held > QUORUM_FROM else None
         if quorum is not None:
             rows = _candidates(bot_id, quorum, _BY_BM25)
             if rows is not None and len(rows) < CANDIDATES:
@@ -162,15 +163,18 @@ def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
     return _reranked(rows, terms, counts, k)
 
 
-def _counts(terms: list[str]) -> tuple[dict[str, int], int]:
-    """How many chunks (of all bots) hold each term, up to `COMMON`, and how
-    many hold any of them, up to `MATCH_BUDGET` + 1: one statement."""
+def _counts(terms: list[str]) -> dict[str, int]:
+    """How many chunks (of all bots) hold each term, up to `COMMON`: one statement."""
     params = {"t%d" % i: _phrase(term) for i, term in enumerate(terms)}
-    params["any"] = _any(terms)
-    row = database.execute_sql("select %s, %s" % (
-        ", ".join(_COUNT % (":t%d" % i, COMMON) for i in range(len(terms))),
-        _COUNT % (":any", MATCH_BUDGET + 1)), params).fetchone()
-    return dict(zip(terms, row[:-1])), row[-1]
+    row = database.execute_sql("select " + ", ".join(
+        _COUNT % (":t%d" % i, COMMON) for i in range(len(terms))), params).fetchone()
+    return dict(zip(terms, row))
+
+
+def _matching(terms: list[str]) -> int:
+    """How many chunks (of all bots) hold any of the terms, up to `MATCH_BUDGET` + 1."""
+    return database.execute_sql("select " + _COUNT % ("?", MATCH_BUDGET + 1),
+                                (_any(terms),)).fetchone()[0]
 
 
 def _quorum(terms: list[str], counts: dict[str, int]) -> str | None:
