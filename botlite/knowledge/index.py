@@ -146,10 +146,12 @@ def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
     if not terms:
         return []
     counts = _counts(terms)
-    held = sum(counts.values())  # at least the chunks holding any term
+    held = sum(counts.values())
     if not held:
         return []
-    if held > MATCH_BUDGET and _matching(terms) > MATCH_BUDGET:
+    # The sum bounds the chunks holding any term from above unless a count was cut at COMMON.
+    bounded = held <= MATCH_BUDGET and max(counts.values()) < COMMON
+    if not bounded and _matching(terms) > MATCH_BUDGET:
         rows = _large_index_candidates(bot_id, terms, counts)
     else:
         rows = None
