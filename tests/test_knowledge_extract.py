@@ -11,7 +11,6 @@ import docx
 import openpyxl
 import pytest
 
-from botlite.knowledge.extract import _cell_text
 from botlite.knowledge.extract import (
     HEAD_BYTES,
     MAX_UNCOMPRESSED_BYTES,
@@ -583,54 +582,6 @@ def test_an_aes_encrypted_pdf_that_opens_without_a_password_is_read(tmp_path):
     writer.write(str(path))
     document = extract_file(str(path), "pdf")
     assert "planting" in document.text.lower()
-
-
-def _xlsx_rows_by_openpyxl(path):
-    """Every sheet's rows as openpyxl's own read-only iteration gives them."""
-    workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    try:
-        sheets = []
-        for sheet in workbook.worksheets:
-            sheet.reset_dimensions()
-            rows = [[_cell_text(value) for value in row]
-                    for row in sheet.iter_rows(values_only=True)]
-            sheets.append([row[:max([i + 1 for i, text in enumerate(row) if text] or [0])]
-                           for row in rows])
-        return sheets
-    finally:
-        workbook.close()
-
-
-@pytest.mark.parametrize("epoch_1904", [False, True])
-def test_xlsx_cells_read_from_the_xml_match_openpyxl(tmp_path, epoch_1904):
-    workbook = openpyxl.Workbook()
-    if epoch_1904:
-        workbook.epoch = openpyxl.utils.datetime.CALENDAR_MAC_1904
-    sheet = workbook.active
-    sheet["A1"], sheet["C1"], sheet["AB1"] = "  spaced\n label ", "gap before", "far column"
-    sheet["B4"] = datetime.datetime(2024, 3, 1, 14, 30)   # rows 2 and 3 are missing
-    sheet["C4"] = datetime.date(1999, 12, 31)
-    sheet["D4"] = datetime.time(6, 45)
-    sheet["E4"] = datetime.timedelta(hours=30)
-    sheet["F4"], sheet["G4"], sheet["H4"] = True, False, 12345678901234.5
-    sheet["I4"], sheet["J4"], sheet["K4"] = 1e-7, -3, 0.1 + 0.2
-    sheet["A5"] = "=SUM(J4:J4)"   # a formula openpyxl wrote has no cached value
-    sheet["B5"].number_format = "0.00%"
-    sheet["B5"] = 0.25
-    workbook.create_sheet("Second")["B2"] = "only cell"
-    path = tmp_path / "cells.xlsx"
-    workbook.save(path)
-
-    from botlite.knowledge.extract import _xlsx_rows
-    reader = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    try:
-        fast = [[row[:max([i + 1 for i, text in enumerate(row) if text] or [0])]
-                 for row in _xlsx_rows(reader, sheet)] for sheet in reader.worksheets]
-    finally:
-        reader.close()
-    expected = _xlsx_rows_by_openpyxl(path)
-    assert fast == expected
-    assert fast[0][3][1:4] == ["2024-03-01 14:30:00", "1999-12-31", "06:45:00"]
 
 
 def test_xlsx_inline_strings_and_cached_formula_values_are_read(tmp_path):

@@ -687,111 +687,13 @@ def _extract_xlsx(data: bytes) -> Document:
     return Document(title, None, sections)
 
 
-_XLSX = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-_XLSX_ROW, _XLSX_CELL, _XLSX_VALUE, _XLSX_INLINE = (
-    _XLSX + "row", _XLSX + "c", _XLSX + "v", _XLSX + "is")
-_XLSX_TEXT_PARTS = _XLSX + "t"
-_XLSX_FAST = ("_get_source", "shared_strings", "_date_formats", "_timedelta_formats", "epoch")
-
-
 def _xlsx_rows(workbook, sheet) -> Iterable[list[str]]:
-    """A read-only sheet's rows as cell texts, numbered as in the sheet (missing
-    rows come as empty lists).
-
-    openpyxl's iter_rows builds a cell object per value and costs about four
-    times what reading the sheet's XML with lxml does; this reads the XML
-    openpyxl opened, with openpyxl's shared strings and date styles, and falls
-    back to iter_rows on an openpyxl without those.
-    """
-    if not all(hasattr(workbook if name != "_get_source" else sheet, name)
-               for name in _XLSX_FAST):
-        # Declared dimensions are often wrong, and padding every row to a bogus
-        # width is slow: read the cells that are there.
-        sheet.reset_dimensions()
-        yield from ([_cell_text(value) for value in row]
-                    for row in sheet.iter_rows(values_only=True))
-        return
-    from lxml import etree
-    from openpyxl.utils.datetime import from_excel
-
-    shared = [_clean(text) if isinstance(text, str) else _cell_text(text)
-              for text in workbook.shared_strings]
-    dates, durations, epoch = workbook._date_formats, workbook._timedelta_formats, \
-        workbook.epoch
-    columns: dict[str, int] = {}
-    expected = 1
-    source = sheet._get_source()
-    try:
-        for _, row in etree.iterparse(source, tag=_XLSX_ROW, resolve_entities=False,
-                                      huge_tree=True):
-            number = row.get("r")
-            number = int(number) if number else expected
-            while expected < number:
-                yield []
-                expected += 1
-            cells: list[str] = []
-            for cell in row:
-                if cell.tag != _XLSX_CELL:
-                    continue
-                reference = cell.get("r")
-                if reference:
-                    letters = reference.rstrip("0123456789")
-                    column = columns.get(letters)
-                    if column is None:
-                        column = columns[letters] = _column_number(letters)
-                    if column > len(cells) + 1:
-                        cells.extend([""] * (column - 1 - len(cells)))
-                kind = cell.get("t")
-                value = None
-                for child in cell:  # <v>, or <is> for an inline string; <f> is skipped
-                    if child.tag == _XLSX_VALUE:
-                        value = child.text
-                    elif child.tag == _XLSX_INLINE and kind == "inlineStr":
-                        value = "".join(child.itertext(_XLSX_TEXT_PARTS))
-                if not value:
-                    cells.append("")
-                elif kind is None or kind == "n":
-                    style = cell.get("s")
-                    number_value = float(value) if ("." in value or "E" in value or
-                                                    "e" in value) else int(value)
-                    if style is not None and int(style) in dates:
-                        cells.append(_cell_text(from_excel(
-                            number_value, epoch, timedelta=int(style) in durations)))
-                    else:
-                        cells.append(_cell_text(number_value))
-                elif kind == "s":
-                    cells.append(shared[int(value)])
-                elif kind == "b":
-                    cells.append("TRUE" if value != "0" else "FALSE")
-                elif kind == "d":
-                    cells.append(_iso_cell_text(value))
-                else:  # inlineStr, str (a formula's text), e (an error: #N/A), d (ISO date)
-                    cells.append(_clean(value))
-            yield cells
-            expected = number + 1
-            row.clear()
-            while row.getprevious() is not None:  # keep memory flat on long sheets
-                del row.getparent()[0]
-    finally:
-        source.close()
-
-
-def _iso_cell_text(value: str) -> str:
-    """A cell stored as an ISO 8601 date ("d"), as `_cell_text` shows dates."""
-    from openpyxl.utils.datetime import from_ISO8601
-
-    try:
-        return _cell_text(from_ISO8601(value))
-    except ValueError:
-        return _clean(value)
-
-
-def _column_number(letters: str) -> int:
-    """ "A" -> 1, "Z" -> 26, "AA" -> 27."""
-    number = 0
-    for letter in letters.upper():
-        number = number * 26 + ord(letter) - 64
-    return number
+    """A read-only sheet's rows as cell texts (openpyxl's own iteration)."""
+    # Declared dimensions are often wrong, and padding every row to a bogus
+    # width is slow: read the cells that are there.
+    sheet.reset_dimensions()
+    for row in sheet.iter_rows(values_only=True):
+        yield [_cell_text(value) for value in row]
 
 
 def _cell_text(value: object) -> str:
