@@ -23,11 +23,14 @@ are answered from the knowledge base), with a few greetings, thanks and
 off-topic ones mixed in; ``answer_sources`` is the share of each
 ``answer_source`` in the replies. Each client keeps a session for 5 messages.
 ``server_reply_p50_ms`` is the median ``latency_ms`` the server logged for the
-measured turns (the engine's answer only: no HTTP, no logging of the turn, no
-enqueue), ``queue_pending_after`` the queue depth /healthz reported right after
-the chat phase (analytics tasks not yet run). ``server_cpu_ms_per_req`` and
-``client_cpu_ms_per_req``: CPU time of the server process (HTTP threads and task
-workers) and of this one over the phase, per request sent; with ``cpus`` cores
+measured turns (the engine's answer only: no HTTP, no logging of the turn),
+``queue_pending_after`` the queue depth /healthz reported right after the chat
+phase (a chat turn queues no task: its analytics row is written with the turn).
+botlite has no answer or search cache: every request, repeated question or not,
+is a full turn (search, composing, logging). ``server_cpu_ms_per_req`` and
+``client_cpu_ms_per_req``: CPU time of the server (HTTP threads and task workers,
+and its extra web processes with ``--web-processes N``) and of this one over the
+phase, per request sent; with ``cpus`` cores
 shared by both, they say whether latency is queueing for CPU (the GIL).
 
 Retrieval (``retrieval_100k``): a second fresh database with
@@ -44,7 +47,8 @@ requests/s, retrieval p50 <= 5 ms; ``goals_met`` says which are.
 against the chat database (``botlite.chat.service.chat`` as the web layer calls
 it, no HTTP): the time per turn with one shared connection and with a
 connection per turn, a per-stage table (intents, FAQ, search, compose_answer,
-record_turn, enqueue, the rest), ``--clients`` threads at once, and a cProfile;
+queueing the turn for the log, the rest, which includes the GIL time of the turn
+log's writer thread), ``--clients`` threads at once, and a cProfile;
 and a cProfile of the retrieval searches.
 
     python bench/chat.py [--chunks 10000] [--clients 4] [--duration 10]
@@ -112,14 +116,35 @@ def _clean_environ():
     return {k: v for k, v in os.environ.items() if not k.startswith("BOTLITE_")}
 
 
+def _stat(pid):
+    with open("/proc/%d/stat" % pid) as handle:
+        return handle.read().rsplit(")", 1)[1].split()
+
+
+def _children(pid):
+    """The processes whose parent is ``pid`` (serve's extra web processes)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(_stat(int(entry))[1]) == pid:
+                    found.append(int(entry))
+            except (OSError, IndexError):
+                pass
+    return found
+
+
 def _cpu_s(pid=None):
-    """User + system CPU seconds of a process (this one by default), all threads."""
+    """User + system CPU seconds of a process (this one by default), all threads,
+    plus those of its child processes (serve --web-processes)."""
     if pid is None:
         times = os.times()
         return times.user + times.system
-    with open("/proc/%d/stat" % pid) as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for each in [pid] + _children(pid):
+        fields = _stat(each)
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def open_app(data_dir):
@@ -345,11 +370,11 @@ def questions(gen, kept, count, varied_share=0.0):
 class Server:
     """``python -m botlite serve --port 0`` on a data dir; ``url`` once it is ready."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, web_processes=1):
         self.stderr = open(os.path.join(data_dir, "serve.stderr"), "w+")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "botlite", "serve", "--port", "0", "--data-dir", data_dir,
-             "--log-level", "WARNING"],
+             "--log-level", "WARNING", "--web-processes", str(web_processes)],
             cwd=_ROOT, env=_clean_environ(), stdout=subprocess.PIPE, stderr=self.stderr,
             text=True)
         self.lines = queue.Queue()
@@ -489,8 +514,8 @@ def measured_load(pid, clients, duration, warmup, send):
     return stats, results, errors
 
 
-def run_http(data_dir, chat_questions, clients, duration, warmup):
-    server = Server(data_dir)
+def run_http(data_dir, chat_questions, clients, duration, warmup, web_processes):
+    server = Server(data_dir, web_processes)
     try:
         base = server.wait_ready()
         log("serving at %s (pid %d)", base, server.proc.pid)
@@ -648,9 +673,8 @@ def profile_chat(data_dir, chat_questions, n, clients):
                   (engine, "best_match", "faq (best_match)"),
                   (engine.index, "search", "search (index.search)"),
                   (engine, "compose_answer", "compose_answer"),
-                  (service, "get_bot", "get_bot"),
-                  (service, "record_turn", "record_turn (DB write)"),
-                  (app.runner, "enqueue", "enqueue process_user_action")]
+                  (service, "chat_bot", "chat_bot (bot query)"),
+                  (app.turn_log, "submit", "turn_log.submit (queued; written by its thread)")]
         with ExitStack() as stack:
             for stage in stages:
                 stack.enter_context(_Timed(totals, *stage))
@@ -707,6 +731,8 @@ def main():
     parser.add_argument("--duration", type=float, default=10.0,
                         help="seconds of load for /healthz and again for chat")
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--web-processes", type=int, default=1,
+                        help="serve --web-processes (for /healthz and chat alike)")
     parser.add_argument("--retrieval-chunks", type=int, default=100000,
                         help="0 skips the retrieval-only part")
     parser.add_argument("--retrieval-questions", type=int, default=300)
@@ -723,7 +749,7 @@ def main():
         kept, _ = build(chat_dir, gen, args.chunks, args.pages, keep=500, label="chat index")
         chat_questions = questions(gen, kept, 400, varied_share=0.1)
         chat_stats, health = run_http(chat_dir, chat_questions, args.clients, args.duration,
-                                      args.warmup)
+                                      args.warmup, args.web_processes)
         if args.profile:
             profile_chat(chat_dir, chat_questions, args.profile, args.clients)
 
@@ -746,6 +772,7 @@ def main():
     ratio = round(chat_stats["rps"] / health["rps"], 3)
     result = {"bench": "chat", "chunks": args.chunks, "pages": args.pages,
               "clients": args.clients, "duration_s": args.duration, "cpus": os.cpu_count(),
+              "web_processes": args.web_processes,
               "chat": chat_stats, "healthz": health, "chat_vs_healthz_ratio": ratio,
               "retrieval_100k": retrieval}
     met = {"p50": chat_stats["p50_ms"] <= GOALS["p50_ms"],

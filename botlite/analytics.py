@@ -267,6 +267,8 @@ def feedback(app, message_id: str, data: dict) -> dict:
     if not isinstance(helpful, bool):
         raise BadRequest("field 'helpful' must be true or false", code="invalid_field")
     message = Message.get_or_none(Message.id == message_id)
+    if message is None and app.turn_log.flush():  # a reply given moments ago: logged now
+        message = Message.get_or_none(Message.id == message_id)
     if message is None or message.role != "bot":
         raise NotFound("no bot reply with id %r" % message_id)
     conversation = Conversation.get_by_id(message.conversation_id)

@@ -59,12 +59,20 @@ class Botlite:
     def __init__(self, settings: Settings, database: peewee.Database,
                  runner: TaskRunner, token: str) -> None:
         from botlite.chat.service import engine_for
+        from botlite.chat.turnlog import TurnLog
 
         self.settings = settings
         self.database = database
         self.runner = runner
         self.token = token
         self.chat_engine = engine_for(settings)
+        self.turn_log = TurnLog(database, on_written=self._queue_user_actions)
+
+    def _queue_user_actions(self, turns) -> None:
+        """Each logged chat turn's analytics action, as the task process_user_action."""
+        for turn in turns:
+            self.runner.enqueue("process_user_action",
+                                [turn.bot_id, turn.session_id, turn.reply_id])
 
     @classmethod
     def open(cls, settings: Settings) -> "Botlite":
@@ -107,5 +115,6 @@ class Botlite:
                        services=[Scheduler(self.runner)] if schedule else [])
 
     def close(self) -> None:
+        self.turn_log.close()
         self.runner.close()
         self.database.close()

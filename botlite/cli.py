@@ -6,12 +6,15 @@ line on stderr).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
+import os
 import signal
 import sys
 import threading
+import time
 
 from botlite import __version__
 from botlite.settings import SETTINGS_BY_NAME, SettingsError, load_settings
@@ -114,8 +117,18 @@ class _DeferredApp:
         return self.target(environ, start_response)
 
 
+WEB_THREADS = 8
+"""waitress threads per web process."""
+
+
+def _server_options(settings) -> dict:
+    return dict(threads=WEB_THREADS, ident="botlite", clear_untrusted_proxy_headers=True,
+                max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024)
+
+
 def cmd_serve(args) -> int:
     import waitress
+    from waitress.task import ThreadedTaskDispatcher
 
     from botlite.app import Botlite
     from botlite.web.app import create_app
@@ -123,11 +136,13 @@ def cmd_serve(args) -> int:
     settings = _settings(args)
     _configure_logging(settings.log_level)
     deferred = _DeferredApp()
+    # The HTTP threads start after the extra web processes are forked: a
+    # process forked with threads running keeps only the forking one.
+    dispatcher = ThreadedTaskDispatcher()
     try:
         server = waitress.create_server(
-            deferred, host=settings.host, port=settings.port, threads=8,
-            ident="botlite", clear_untrusted_proxy_headers=True,
-            max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024)
+            deferred, host=settings.host, port=settings.port, _dispatcher=dispatcher,
+            **_server_options(settings))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise CliError("port %d on %s is already in use: stop the other program or "
@@ -137,12 +152,17 @@ def cmd_serve(args) -> int:
     except ValueError:
         raise CliError("cannot listen on %s:%d: not an address of this machine"
                        % (settings.host, settings.port))
+    web = _WebProcesses(server.socket, settings)
+    web.start(settings.web_processes - 1)
+    dispatcher.set_thread_count(WEB_THREADS)
     try:
         app = Botlite.open(settings)
     except BaseException:
+        web.stop()
         server.close()
         raise
     deferred.target = create_app(app)
+    web.release()
     signals = _StopSignals(_interrupt)
     signals.install()
     runtime = None
@@ -153,14 +173,130 @@ def cmd_serve(args) -> int:
         port = int(server.effective_port)
         print("botlite %s is ready: http://%s:%d/?token=%s" % (
             __version__, _url_host(settings.host), port, app.token), flush=True)
-        logger.info("serving on %s:%d with %s", settings.host, port,
-                    "%d worker thread(s)" % settings.workers if runtime else "no workers")
+        logger.info("serving on %s:%d with %s in %d web process(es)", settings.host, port,
+                    "%d worker thread(s)" % settings.workers if runtime else "no workers",
+                    settings.web_processes)
         server.run()  # returns once a signal closed the server
         logger.info("stopping: no new requests; up to %ss for running tasks",
                     settings.shutdown_timeout)
+        web.signal_stop()
         return signals.stop_runtime(runtime)
     except KeyboardInterrupt:  # a signal before the server ran
         return signals.stop_runtime(runtime)
+    finally:
+        web.stop()
+        app.close()
+
+
+class _WebProcesses:
+    """The extra web processes of ``serve --web-processes N``: forked children
+    that accept on the same listening socket, each with its own app (database
+    connections, chat turn log) and no task workers. A stop signal reaches
+    them from the parent (SIGTERM) or from the terminal (SIGINT); each answers
+    what it accepted, writes its queued chat turns and exits. One that dies is
+    logged; the others go on serving."""
+
+    def __init__(self, sock, settings) -> None:
+        self.sock, self.settings = sock, settings
+        self.watchers: dict[int, threading.Thread] = {}
+        self.stopping = False
+        self.go: int | None = None
+
+    def start(self, count: int) -> None:
+        """Fork ``count`` processes; they open the app once `release` is called
+        (after this process has migrated the database: two processes migrating
+        a new SQLite file at once would find it locked)."""
+        if not count:
+            return
+        wait, self.go = os.pipe()
+        for _ in range(count):
+            pid = os.fork()
+            if pid == 0:
+                os.close(self.go)
+                os._exit(_serve_forked(self.sock, self.settings, os.getppid(), wait))
+            watcher = threading.Thread(target=self._watch, args=(pid,), daemon=True,
+                                       name="botlite-web-%d" % pid)
+            watcher.start()
+            self.watchers[pid] = watcher
+        os.close(wait)
+
+    def release(self) -> None:
+        if self.go is not None:
+            os.write(self.go, b"x" * len(self.watchers))
+            os.close(self.go)
+            self.go = None
+
+    def _watch(self, pid: int) -> None:
+        _, status = os.waitpid(pid, 0)
+        if not self.stopping:
+            logger.error("web process %d exited (status %d); the others go on serving",
+                         pid, os.waitstatus_to_exitcode(status))
+
+    def signal_stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        if self.go is not None:  # never released: they exit on the closed pipe
+            os.close(self.go)
+            self.go = None
+        for pid, watcher in self.watchers.items():
+            if watcher.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+    def stop(self) -> None:
+        """Stop them (SIGTERM) and wait; one still running after the shutdown
+        timeout (plus 5 s) is killed."""
+        self.signal_stop()
+        deadline = time.monotonic() + self.settings.shutdown_timeout + 5
+        for pid, watcher in self.watchers.items():
+            watcher.join(max(0.0, deadline - time.monotonic()))
+            if watcher.is_alive():
+                logger.error("web process %d did not stop in time; killing it", pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                watcher.join(5)
+
+
+def _serve_forked(sock, settings, parent: int, wait: int) -> int:
+    """The body of an extra web process; returns its exit code."""
+    import waitress
+
+    from botlite.app import Botlite
+    from botlite.web.app import create_app
+
+    def stop(signum, frame):
+        for each in (signal.SIGINT, signal.SIGTERM):  # one stop; the parent may kill
+            signal.signal(each, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stop)
+        if not os.read(wait, 1):
+            return 0  # the parent could not start
+        os.close(wait)
+        deferred = _DeferredApp()
+        server = waitress.create_server(deferred, sockets=[sock], **_server_options(settings))
+        app = Botlite.open(settings)
+    except KeyboardInterrupt:
+        return 0
+    except Exception:
+        logger.exception("web process %d could not start", os.getpid())
+        return 1
+
+    def orphaned():  # the parent was killed: stop like on SIGTERM
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    try:
+        deferred.target = create_app(app)
+        server.run()  # returns on SIGINT/SIGTERM
+        return 0
+    except KeyboardInterrupt:
+        return 0
     finally:
         app.close()
 
@@ -510,7 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the web API and pages, and run task workers and the scheduler "
                     "in this process. Prints the dashboard URL with the admin token once "
                     "it answers. SIGINT/SIGTERM stop it gracefully.")
-    _add_setting_flags(serve, "host", "port", "data_dir", "workers", "database_url",
+    _add_setting_flags(serve, "host", "port", "data_dir", "workers", "web_processes",
+                       "database_url",
                        "broker_url", "shutdown_timeout", "log_level")
     serve.add_argument("--no-worker", action="store_true",
                        help="serve HTTP only; tasks run in `python -m botlite worker` processes")

@@ -102,6 +102,16 @@ def schema_version(db: peewee.Database) -> str | None:
     return names[-1] if names else None
 
 
+def execute(statement: str, params: tuple = ()):
+    """Run plain SQL written with ``?`` placeholders on the app database (either
+    kind) and return the cursor. For the hot paths (a chat turn), where building
+    the query with peewee costs more than running it."""
+    db = database.obj
+    if db.param != "?":
+        statement = statement.replace("?", db.param)
+    return db.execute_sql(statement, params)
+
+
 def write_transaction():
     """A transaction that will write: on SQLite it takes the write lock up front
     (BEGIN IMMEDIATE), because a deferred one that reads first cannot upgrade

@@ -74,6 +74,10 @@ class Source(BaseModel):
     last_synced_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    # Search shows the chunks of this generation; a run writing a new one holds
+    # it in ``staging`` until it flips (see knowledge/sources.py).
+    generation = IntegerField(default=0)
+    staging = IntegerField(null=True)
 
     def to_dict(self) -> dict:
         return {
@@ -124,6 +128,7 @@ class Chunk(BaseModel):
     locator = TextField(null=True)
     position = IntegerField()
     text = TextField()
+    generation = IntegerField(default=0)
 
 
 class Notification(BaseModel):

@@ -48,6 +48,13 @@ def _count(value: str) -> int:
     return number
 
 
+def _positive_count(value: str) -> int:
+    number = _count(value)
+    if number < 1:
+        raise ValueError("%r must be 1 or more" % value)
+    return number
+
+
 def _seconds(value: str) -> float:
     try:
         number = float(value)
@@ -55,13 +62,6 @@ def _seconds(value: str) -> float:
         raise ValueError("%r is not a number of seconds" % value) from None
     if number < 0:
         raise ValueError("%r must be 0 or more" % value)
-    return number
-
-
-def _positive_count(value: str) -> int:
-    number = _count(value)
-    if number == 0:
-        raise ValueError("must be at least 1")
     return number
 
 
@@ -138,6 +138,10 @@ SETTINGS: tuple[Setting, ...] = (
             _port, "--port"),
     Setting("workers", "BOTLITE_WORKERS", 2, "Task worker threads in this process.",
             _count, "--workers"),
+    Setting("web_processes", "BOTLITE_WEB_PROCESSES", 1,
+            "HTTP server processes of `serve`, sharing its port (the first also runs the "
+            "task workers); more than 1 lets chat use more than one core.",
+            _positive_count, "--web-processes"),
     Setting("database_url", "BOTLITE_DATABASE_URL", None,
             "App database: sqlite:///path or postgresql://user@host/db. "
             "Default: botlite.db in the data dir.",
@@ -195,6 +199,7 @@ class Settings:
     host: str
     port: int
     workers: int
+    web_processes: int
     database_url: str
     broker_url: str
     admin_token: str | None

@@ -199,6 +199,7 @@ def test_feedback_on_a_reply_is_recorded_and_counted(client, app, worker):
 
 def test_feedback_errors(client, app):
     answer = client.post("/chatbot/message/", {"message": "hello"}, auth=False).json
+    assert app.turn_log.flush()
     with app.database.connection_context():
         question = Message.get((Message.role == "user")).id
     cases = [

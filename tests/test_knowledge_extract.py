@@ -582,3 +582,32 @@ def test_an_aes_encrypted_pdf_that_opens_without_a_password_is_read(tmp_path):
     writer.write(str(path))
     document = extract_file(str(path), "pdf")
     assert "planting" in document.text.lower()
+
+
+def test_xlsx_inline_strings_and_cached_formula_values_are_read(tmp_path):
+    """Files from other programs: inline strings, formulas with cached values,
+    a namespace prefix, no row or cell references."""
+    path = tmp_path / "other.xlsx"
+    workbook = openpyxl.Workbook()
+    workbook.active.title = "Data"
+    workbook.save(path)
+    sheet_xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<x:worksheet xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        '<x:sheetData>'
+        '<x:row><x:c t="inlineStr"><x:is><x:t>Item</x:t></x:is></x:c>'
+        '<x:c t="inlineStr"><x:is><x:r><x:t>Tot</x:t></x:r><x:r><x:t>al</x:t></x:r>'
+        '</x:is></x:c></x:row>'
+        '<x:row><x:c t="inlineStr"><x:is><x:t>Fish &amp; chips</x:t></x:is></x:c>'
+        '<x:c><x:f>2*3</x:f><x:v>6</x:v></x:c><x:c t="e"><x:v>#N/A</x:v></x:c></x:row>'
+        '</x:sheetData></x:worksheet>')
+    rewritten = tmp_path / "rewritten.xlsx"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(rewritten, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = sheet_xml.encode()
+            target.writestr(item, data)
+    document = extract_file(str(rewritten), "xlsx")
+    assert paragraphs(document.sections[0]) == [
+        "Item: Fish & chips; Total: 6; Column 3: #N/A"]

@@ -160,3 +160,38 @@ def test_common_terms_are_searched_without_bm25(sqlite_db, monkeypatch):
     monkeypatch.setattr(index, "COMMON", 2000)  # BM25 over the rarest term only
     assert index.search("default", "restore server", 5)[0].url == library["restore"]
     assert used[-1] == index._BY_BM25
+
+
+def test_broad_queries_rank_chunks_holding_two_terms_or_the_rarest(sqlite_db, monkeypatch):
+    library = make_library()
+    expressions = []
+    candidates = index._candidates
+    monkeypatch.setattr(index, "_candidates", lambda bot, expression, ranking: (
+        expressions.append(expression), candidates(bot, expression, ranking))[1])
+    monkeypatch.setattr(index, "QUORUM_FROM", 0)  # every query is broad
+    monkeypatch.setattr(index, "CANDIDATES", 2)
+    hits = index.search("default", "restore the server from rsync backups", 5)
+    assert " AND " in expressions[0] and len(expressions) == 1
+    assert hits[0].url in (library["restore"], library["backup"])
+    # Too few chunks hold two terms: every chunk holding one competes.
+    expressions.clear()
+    monkeypatch.setattr(index, "CANDIDATES", 50)
+    hits = index.search("default", "restore the server from rsync backups", 5)
+    assert len(expressions) == 2 and " AND " not in expressions[1]
+    assert hits[0].url in (library["restore"], library["backup"])
+
+
+def test_a_term_counted_only_up_to_common_still_keeps_bm25_within_budget(sqlite_db, monkeypatch):
+    make_library()
+    used = []
+    candidates = index._candidates
+    monkeypatch.setattr(index, "_candidates", lambda *args, **kw: (
+        used.append(args[2]), candidates(*args, **kw))[1])
+    # Counted up to 1, "firewall" looks like 1 chunk, within the budget; more hold it.
+    monkeypatch.setattr(index, "COMMON", 1)
+    monkeypatch.setattr(index, "MATCH_BUDGET", 1)
+    holding = sqlite_db.database.execute_sql(
+        "select count(*) from chunk_index where chunk_index match 'firewall'").fetchone()[0]
+    assert holding > 1
+    assert index.search("default", "firewall", 5)
+    assert used == [index._NEWEST]  # not BM25 over every chunk holding it

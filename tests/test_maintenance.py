@@ -176,6 +176,7 @@ def test_backup_is_sqlite_with_the_same_rows_and_keeps_the_last_n(client, app, w
     for text in ("hello", "what is botlite?", "bye"):
         _chat(client, text)
     client.post("/api/chatbots", {"name": "Support"})
+    assert app.turn_log.flush()  # the turns are written, their analytics tasks queued
     wait_for(lambda: client.get("/api/queues").json["queues"]["high_priority"]["pending"] == 0,
              message="analytics tasks drained")
     done = run_task(client, "backup_data", [])
@@ -208,6 +209,7 @@ def test_restore_puts_the_data_back(settings, capsys):
     client = WsgiClient(create_app(app), token=app.token)
     client.post("/api/chatbots", {"name": "Keeper"})
     _chat(client, "hello")
+    assert app.turn_log.flush()
     assert main(["backup", "--data-dir", settings.data_dir]) == 0
     made = __import__("json").loads(capsys.readouterr().out)
     client.delete("/api/chatbots/keeper")

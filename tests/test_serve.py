@@ -121,3 +121,54 @@ def _get(url):
     except requests.ConnectionError:
         return None
     return response if response.status_code == 200 else None
+
+
+def _children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_serve_with_two_web_processes_shares_the_port_and_stops_both(data_dir):
+    import sqlite3
+    server = ServeProcess("--port", "0", "--data-dir", data_dir, "--web-processes", "2")
+    try:
+        base = server.ready_url().split("/?")[0]
+        children = wait_for(lambda: _children(server.proc.pid), message="the second process")
+        assert len(children) == 1
+        ids = []
+        for i in range(30):  # a new connection each: either process may answer
+            reply = requests.post(base + "/chatbot/message/", timeout=10,
+                                  json={"message": "hello", "session_id": "s%d" % (i % 3)})
+            assert reply.status_code == 200
+            ids.append(reply.json()["message_id"])
+        assert requests.get(base + "/healthz", timeout=5).status_code == 200
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=15) == 0
+        assert not os.path.exists("/proc/%d" % children[0]) or \
+            open("/proc/%d/stat" % children[0]).read().rsplit(")", 1)[1].split()[0] == "Z"
+    finally:
+        server.stop()
+    db = sqlite3.connect(os.path.join(data_dir, "botlite.db"))
+    try:
+        rows = db.execute("select count(*) from message where id in (%s)" % ",".join(
+            "?" * len(ids)), ids).fetchone()[0]
+    finally:
+        db.close()
+    assert rows == 30
+
+
+def test_web_processes_must_be_at_least_one(data_dir):
+    done = subprocess.run([sys.executable, "-m", "botlite", "serve", "--port", "0",
+                           "--data-dir", data_dir, "--web-processes", "0"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "botlite: error: --web-processes: '0' must be 1 or more")

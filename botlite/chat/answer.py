@@ -74,21 +74,26 @@ _BULLET = re.compile(r"([-*•‣◦▪–—]|\d{1,3}[.)]|[a-z]\))\s+")
 _MARKDOWN_HEADING = re.compile(r"#{1,6}\s+")
 _SENTENCE_END = re.compile(r"""[.!?…]+["'”’)\]]*\s+""")
 _TERMINAL = re.compile(r"""[.!?…:;]["'”’)\]]*$""")
+_ALNUM = re.compile(r"[^\W_]")  # what str.isalnum() is true for
 
 
-@dataclass
+@dataclass(eq=False)
 class _Sentence:
     passage: int       # index into the passages
     position: int      # order within the passage
     text: str
     marker: str        # "-", "1." ... for a list item, "" for prose
-    terms: frozenset   # stemmed content terms
-    context: frozenset  # stemmed terms of the title and the heading above it
-    heading: frozenset  # stemmed terms of the heading alone
-    words: frozenset   # every normalised word, for spotting duplicates
+    terms: frozenset   # the query's stemmed terms it holds
+    context: frozenset  # ...that the title and the heading above it hold
+    heading: frozenset  # ...that the heading alone holds
     lead: bool         # in the first paragraph or list under its heading
     fragment: bool     # the rest of a sentence cut by the chunker
     score: float = 0.0
+
+    @functools.cached_property
+    def words(self) -> frozenset:
+        """Every normalised word, for spotting duplicates (only chosen ones need it)."""
+        return frozenset(normalise(self.text).split())
 
 
 # --- splitting -------------------------------------------------------------
@@ -174,7 +179,7 @@ def _split_sentences(text: str) -> list[str]:
             start = end.end()
     sentences.append(text[start:])
     return [" ".join(sentence.split()) for sentence in sentences
-            if any(c.isalnum() for c in sentence)]
+            if _ALNUM.search(sentence)]
 
 
 # --- terms -----------------------------------------------------------------
@@ -211,15 +216,43 @@ def _terms(words: Sequence[str]) -> frozenset:
 
 # --- selecting -------------------------------------------------------------
 
-def _sentences(passages: Sequence[Passage]) -> list[_Sentence]:
+class _QueryTerms:
+    """Which of the query's stemmed terms a text holds.
+
+    Only the query's terms matter to the ranking, and most sentences hold none:
+    a stem is the start of every word that has it (but for "ies" -> "y"), so a
+    plain text without the start of any query stem is skipped without
+    normalising or stemming its words.
+    """
+
+    def __init__(self, stems: frozenset) -> None:
+        self.stems = stems
+        self.roots = tuple({stem[:-1] if stem.endswith("y") else stem for stem in stems})
+
+    def found(self, text: str | None) -> frozenset:
+        if not text:
+            return frozenset()
+        if text.isascii() and not _JOINING.search(text):
+            lowered = text.lower()
+            if not any(root in lowered for root in self.roots):
+                return frozenset()
+        return _terms(normalise(text).split()) & self.stems
+
+
+# What normalise joins into one word ("what's" -> "whats"): the plain-text check
+# of `_QueryTerms` cannot see through it.
+_JOINING = re.compile(r"\w['`]\w")
+
+
+def _sentences(passages: Sequence[Passage], query: _QueryTerms) -> list[_Sentence]:
     found = []
     for index, passage in enumerate(passages):
-        title = _terms(normalise(passage.title or "").split())
-        heading = _terms(normalise(passage.heading or "").split())
+        title = query.found(passage.title)
+        heading = query.found(passage.heading)
         blocks_in_section, previous_kind, position = 0, "", 0
         for kind, marker, text in _blocks(passage.text or ""):
             if kind == "heading":
-                heading = _terms(normalise(text).split())
+                heading = query.found(text)
                 blocks_in_section, previous_kind = 0, kind
                 continue
             if not (kind == "bullet" and previous_kind == "bullet"):
@@ -227,13 +260,12 @@ def _sentences(passages: Sequence[Passage]) -> list[_Sentence]:
             previous_kind = kind
             pieces = [text] if kind == "bullet" else _split_sentences(text)
             for piece in pieces:
-                words = normalise(piece).split()
-                if not words:
+                if not _ALNUM.search(piece):
                     continue
                 found.append(_Sentence(
-                    index, position, piece, marker, _terms(words), title | heading, heading,
-                    frozenset(words),
-                    lead=blocks_in_section == 1, fragment=position == 0 and piece[0].islower()))
+                    index, position, piece, marker, query.found(piece), title | heading,
+                    heading, lead=blocks_in_section == 1,
+                    fragment=position == 0 and piece[0].islower()))
                 position += 1
     return found
 
@@ -405,7 +437,7 @@ def compose_answer(query: str, passages: Sequence[Passage], max_chars: int = 600
     unrelated text.
     """
     query_terms = _terms(normalise(query).split())
-    sentences = _sentences(passages)
+    sentences = _sentences(passages, _QueryTerms(query_terms))
     if not query_terms or not sentences:
         return None
     weights = _idf(sentences, query_terms)

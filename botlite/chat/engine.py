@@ -17,7 +17,8 @@ from botlite.chat.faq import FaqEntry, best_match
 from botlite.chat.intents import Intent, detect_intent, respond, strip_opener
 from botlite.chat.llm import LLMClient, LLMUnavailable
 from botlite.knowledge import index
-from botlite.models import Chatbot, CustomIntent, Faq
+from botlite.db import execute
+from botlite.models import Chatbot
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +37,18 @@ class Reply:
     sources: list[dict] = field(default_factory=list)
 
 
+# Plain SQL: these run on every turn (see botlite.db.execute).
 def custom_intents(bot_id: str) -> list[Intent]:
-    return [Intent(row.name, tuple(json.loads(row.examples)), tuple(json.loads(row.responses)))
-            for row in CustomIntent.select().where(CustomIntent.chatbot == bot_id)]
+    rows = execute("select name, examples, responses from custom_intent where chatbot_id = ? "
+                   "order by id", (bot_id,)).fetchall()
+    return [Intent(name, tuple(json.loads(examples)), tuple(json.loads(responses)))
+            for name, examples, responses in rows]
 
 
 def faq_entries(bot_id: str) -> list[FaqEntry]:
-    return [FaqEntry(str(row.id), row.question, row.answer)
-            for row in Faq.select(Faq.id, Faq.question, Faq.answer).where(Faq.chatbot == bot_id)]
+    rows = execute("select id, question, answer from faq where chatbot_id = ? order by id",
+                   (bot_id,)).fetchall()
+    return [FaqEntry(str(id_), question, answer) for id_, question, answer in rows]
 
 
 class ChatEngine:

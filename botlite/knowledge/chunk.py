@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
+from typing import Iterator
 
 from botlite.knowledge.extract import Document
 
@@ -50,14 +51,21 @@ def chunk_document(doc: Document, target: int = 1000, max_chars: int = 1200,
     chunk (a long URL, say) is cut. A section's short last chunk joins the one
     before when the two fit in ``max_chars``.
     """
+    return list(iter_chunks(doc, target, max_chars, min_chars, overlap))
+
+
+def iter_chunks(doc: Document, target: int = 1000, max_chars: int = 1200,
+                min_chars: int = 800, overlap: int = 150) -> Iterator[Chunk]:
+    """`chunk_document`, section by section: the indexer writes one batch while
+    the next is cut."""
     if not 0 <= overlap < min_chars <= target <= max_chars:
         raise ValueError("need 0 <= overlap < min_chars <= target <= max_chars")
     limits = _Limits(target, max_chars, min_chars, overlap)
-    chunks: list[Chunk] = []
+    position = 0
     for section in doc.sections:
         for text in _chunk_text(section.text, limits):
-            chunks.append(Chunk(text, section.heading, section.locator, len(chunks)))
-    return chunks
+            yield Chunk(text, section.heading, section.locator, position)
+            position += 1
 
 
 @dataclass(frozen=True)

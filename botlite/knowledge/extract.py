@@ -6,7 +6,7 @@ paragraphs separated by a blank line plus the heading and the place in the file
 `ExtractionError` whose ``reason`` can be shown to the person who uploaded it;
 only genuine I/O errors (a missing file) escape as something else.
 
-The parsers (pypdf, python-docx, openpyxl, beautifulsoup4) are imported inside
+The parsers (pypdf, python-docx, openpyxl, lxml) are imported inside
 the functions that use them: importing this module must stay cheap for the web
 process, which only needs `detect_kind`.
 """
@@ -16,6 +16,7 @@ import codecs
 import csv
 import functools
 import io
+import itertools
 import logging
 import os
 import re
@@ -678,16 +679,21 @@ def _extract_xlsx(data: bytes) -> Document:
     try:
         sections = []
         for sheet in workbook.worksheets:
-            # Declared dimensions are often wrong, and padding every row to a bogus
-            # width is slow: read the cells that are there.
-            sheet.reset_dimensions()
-            rows = ([_cell_text(value) for value in row]
-                    for row in sheet.iter_rows(values_only=True))
-            sections.extend(_table_sections(rows, sheet.title, "sheet %s" % sheet.title))
+            sections.extend(_table_sections(_xlsx_rows(workbook, sheet), sheet.title,
+                                            "sheet %s" % sheet.title))
         title = _clean(workbook.properties.title or "") or None
     finally:
         workbook.close()
     return Document(title, None, sections)
+
+
+def _xlsx_rows(workbook, sheet) -> Iterable[list[str]]:
+    """A read-only sheet's rows as cell texts (openpyxl's own iteration)."""
+    # Declared dimensions are often wrong, and padding every row to a bogus
+    # width is slow: read the cells that are there.
+    sheet.reset_dimensions()
+    for row in sheet.iter_rows(values_only=True):
+        yield [_cell_text(value) for value in row]
 
 
 def _cell_text(value: object) -> str:
@@ -979,33 +985,95 @@ def _decode_html(data: bytes) -> str:
 
 
 def _extract_html(html: str | bytes, url: str | None = None) -> Document:
-    from bs4 import BeautifulSoup
-
     text = html if isinstance(html, str) else _decode_html(html)
-    soup = BeautifulSoup(text, "html.parser")
-    title_tag = (soup.head or soup).find("title")
-    title = _clean(title_tag.get_text()) if title_tag is not None else ""
-    description = _html_description(soup)
+    root = _parse_html(text)
+    if root is None:
+        return Document(None, None, [])
+    head = root.find("head")
+    title_tag = (head if head is not None else root).find(".//title")
+    title = _clean(title_tag.text_content()) if title_tag is not None else ""
+    description = _html_description(root)
 
     sections: list[Section] = []
     builder = _SectionBuilder(url)
-    main = _html_main(soup)
+    main = _html_main(root)
     if main is not None:
         _HtmlWalker(builder, url).walk(main)
         sections = builder.finish()
     if not sections:
         builder = _SectionBuilder(url)
-        _HtmlWalker(builder, url).walk(soup.body or soup)
+        body = root.find("body")
+        _HtmlWalker(builder, url).walk(body if body is not None else root)
         sections = builder.finish()
     if not title:
-        first_h1 = soup.find("h1")
-        title = _clean(first_h1.get_text(" ")) if first_h1 is not None else ""
+        first_h1 = next(root.iter("h1"), None)
+        title = _clean(_html_text(first_h1, " ")) if first_h1 is not None else ""
     return Document(title or None, description, sections)
 
 
-def _html_description(soup) -> str | None:
+def _parse_html(text: str):
+    """The page's element tree (lxml.html: libxml2's HTML parser, which repairs
+    broken markup the way browsers mostly do, and costs a twentieth of
+    BeautifulSoup's tree building); None for a page with no markup or text.
+    Comments and processing instructions are dropped while parsing. libxml2
+    stops at 2048 nested elements; such a page is read by BeautifulSoup's
+    html.parser instead (slow, but without a limit)."""
+    import lxml.etree
+    import lxml.html
+
+    # A parser per page: lxml's parsers must not be shared between threads.
+    parser = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True,
+                                  huge_tree=True, default_doctype=False)
+    try:
+        # Bytes with the encoding named: a str with an XML declaration is refused.
+        root = lxml.html.document_fromstring(text.encode("utf-8", "surrogatepass"),
+                                             parser=parser)
+    except lxml.etree.ParserError:  # "Document is empty"
+        return None
+    if any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.error_log):
+        return _soup_tree(text)
+    return root
+
+
+def _soup_tree(text: str):
+    """lxml elements copied from BeautifulSoup's tree (iteratively)."""
+    import lxml.html
+    from bs4 import BeautifulSoup, NavigableString, Tag
+
+    soup = BeautifulSoup(text, "html.parser")
+    top = lxml.html.Element("html")
+    stack = [(iter(soup.contents), top)]
+    while stack:
+        nodes, parent = stack[-1]
+        node = next(nodes, None)
+        if node is None:
+            stack.pop()
+        elif isinstance(node, Tag):
+            try:
+                element = parent.makeelement(node.name.lower(), {
+                    name: " ".join(value) if isinstance(value, list) else value
+                    for name, value in node.attrs.items()})
+            except ValueError:  # a name lxml does not accept
+                element = parent.makeelement("span", {})
+            parent.append(element)
+            stack.append((iter(node.contents), element))
+        elif node.__class__ is NavigableString:
+            if len(parent):
+                parent[-1].tail = (parent[-1].tail or "") + node
+            else:
+                parent.text = (parent.text or "") + node
+    children = list(top)
+    return children[0] if len(children) == 1 and children[0].tag == "html" else top
+
+
+def _html_text(element, separator: str = "") -> str:
+    """An element's text, its descendants' joined by ``separator``."""
+    return separator.join(element.itertext())
+
+
+def _html_description(root) -> str | None:
     found: dict[str, str] = {}
-    for meta in soup.find_all("meta"):
+    for meta in root.iter("meta"):
         key = (meta.get("name") or meta.get("property") or "").strip().lower()
         if key in ("description", "og:description") and key not in found:
             content = _clean(meta.get("content") or "")
@@ -1014,17 +1082,20 @@ def _html_description(soup) -> str | None:
     return found.get("description") or found.get("og:description")
 
 
-def _html_main(soup):
+def _html_main(root):
     """The page's main content element, when it marks one."""
-    main = soup.find("main") or soup.find(attrs={"role": "main"})
+    main = next(root.iter("main"), None)
+    if main is None:
+        main = next((element for element in root.iter()
+                     if element.get("role") == "main"), None)
     if main is not None:
         return main
-    articles = soup.find_all("article", limit=2)
+    articles = list(itertools.islice(root.iter("article"), 2))
     return articles[0] if len(articles) == 1 else None
 
 
-def _html_hidden(tag) -> bool:
-    attrs = tag.attrs
+def _html_hidden(element) -> bool:
+    attrs = element.attrib
     if not attrs:
         return False
     if "hidden" in attrs or attrs.get("aria-hidden") == "true":
@@ -1052,70 +1123,83 @@ class _HtmlWalker:
                 self.builder.paragraph(text)
 
     def walk(self, root) -> None:
-        from bs4 import NavigableString, Tag
-
-        article_depth = 1 if root.name in ("article", "main") else 0
+        """In document order: an element's start, its text, its children (each
+        followed by its tail, which belongs to this level), its end."""
+        article_depth = 1 if root.tag in ("article", "main") else 0
         heading_depth = 0
-        stack = [iter(root.contents)]
+        parts = self.parts
+        if root.text:
+            parts.append(root.text)
+        stack = [iter(root)]
         exits = [None]
         while stack:
             node = next(stack[-1], None)
             if node is None:
                 stack.pop()
-                tag = exits.pop()
-                if tag is None:
+                element = exits.pop()
+                if element is None:
                     continue
-                name = tag.name
+                name = element.tag
                 if name in _HTML_HEADINGS:
                     heading_depth -= 1
                     if heading_depth == 0:
-                        self._heading(tag)
+                        self._heading(element)
                 elif name in _HTML_BLOCKS:
                     if heading_depth:
-                        self.parts.append(" ")
+                        parts.append(" ")
                     else:
                         self.flush()
+                        parts = self.parts
                 if name == "article" or name == "main":
                     article_depth -= 1
+                if element.tail:
+                    parts = self.parts
+                    parts.append(element.tail)
                 continue
-            if isinstance(node, Tag):
-                name = node.name
-                if name in _HTML_DROP or _html_hidden(node):
-                    continue
-                if name in _HTML_BOILERPLATE and not article_depth:
-                    continue
-                if name == "table" and not heading_depth and _html_data_table(node):
+            name = node.tag
+            if not isinstance(name, str) or name in _HTML_DROP or _html_hidden(node) or (
+                    name in _HTML_BOILERPLATE and not article_depth):
+                if node.tail:
+                    parts.append(node.tail)
+                continue
+            if name == "table" and not heading_depth and _html_data_table(node):
+                self.flush()
+                parts = self.parts
+                for line in _table_lines(*_html_table_rows(node)):
+                    self.builder.paragraph(line)
+                if node.tail:
+                    parts.append(node.tail)
+                continue
+            if name in _HTML_HEADINGS:
+                if not heading_depth:
                     self.flush()
-                    for line in _table_lines(*_html_table_rows(node)):
-                        self.builder.paragraph(line)
-                    continue
-                if name in _HTML_HEADINGS:
-                    if not heading_depth:
-                        self.flush()
-                    heading_depth += 1
-                elif name in _HTML_BLOCKS:
-                    if heading_depth:
-                        self.parts.append(" ")
-                    else:
-                        self.flush()
-                if name == "article" or name == "main":
-                    article_depth += 1
-                stack.append(iter(node.contents))
-                exits.append(node)
-            elif node.__class__ is NavigableString:
-                self.parts.append(node)
+                    parts = self.parts
+                heading_depth += 1
+            elif name in _HTML_BLOCKS:
+                if heading_depth:
+                    parts.append(" ")
+                else:
+                    self.flush()
+                    parts = self.parts
+            if name == "article" or name == "main":
+                article_depth += 1
+            if node.text:
+                parts.append(node.text)
+            stack.append(iter(node))
+            exits.append(node)
         self.flush()
 
-    def _heading(self, tag) -> None:
+    def _heading(self, element) -> None:
         text = _clean("".join(self.parts))
         self.parts = []
         if not text:
             return
         locator = None
         if self.url:
-            anchor = tag.get("id")
+            anchor = element.get("id")
             if not anchor:
-                inner = tag.find(attrs={"id": True})
+                inner = next((child for child in element.iterdescendants()
+                              if child.get("id")), None)
                 anchor = inner.get("id") if inner is not None else None
             locator = "%s#%s" % (self.url, anchor) if anchor else self.url
         self.builder.heading(text, locator)
@@ -1125,18 +1209,19 @@ def _html_data_table(table) -> bool:
     """Layout tables (whole pages in old sites) hold nested tables or headings."""
     if table.get("role") == "presentation":
         return False
-    return table.find(["table", "h1", "h2", "h3", "h4", "h5", "h6"]) is None
+    return next(table.iterdescendants("table", "h1", "h2", "h3", "h4", "h5", "h6"),
+                None) is None
 
 
 def _html_table_rows(table) -> tuple[list[list[str]], bool | None]:
     rows = []
     header = None
-    for index, tr in enumerate(table.find_all("tr")):
-        cells = tr.find_all(["td", "th"], recursive=False)
+    for index, tr in enumerate(table.iter("tr")):
+        cells = [cell for cell in tr if cell.tag in ("td", "th")]
         if index == 0:
-            header = bool(cells) and (all(cell.name == "th" for cell in cells)
-                                      or tr.find_parent("thead") is not None)
-        rows.append([_clean(cell.get_text(" ")) for cell in cells])
+            header = bool(cells) and (all(cell.tag == "th" for cell in cells)
+                                      or next(tr.iterancestors("thead"), None) is not None)
+        rows.append([_clean(_html_text(cell, " ")) for cell in cells])
     return rows, (True if header else None)
 
 

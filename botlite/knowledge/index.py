@@ -30,13 +30,13 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import peewee
 
 from botlite.db import database
 from botlite.knowledge.chunk import Chunk as TextChunk
-from botlite.models import Chunk, Page, Source
+from botlite.models import Page, Source
 
 # A word, or words joined without spaces by - . / + : ("apt-get", "sources.list",
 # "/etc/shadow"), kept together as one term (an FTS5 phrase) besides its words;
@@ -70,6 +70,13 @@ COMMON = 2000
 """Chunks counted per query term; a term in more is common and not ranked by BM25."""
 MATCH_BUDGET = 3000
 """BM25 ranks the rarest terms while their chunk counts add up to at most this."""
+QUORUM_FROM = 600
+"""When the query's terms are held by more chunks than this (counted term by
+term, `COMMON` at most each), BM25 first ranks only the chunks holding its rarest
+term or two of its `QUORUM_TERMS` rarest (scoring every chunk that shares one
+common word with the question is most of a search's time, and such chunks rarely
+make the top `CANDIDATES`); all of them when that leaves fewer than `CANDIDATES`."""
+QUORUM_TERMS = 6
 PER_PAGE = 3
 """Chunks of one page ranked before chunks of other pages get their turn."""
 PAGE_WEIGHT = 0.5
@@ -138,10 +145,50 @@ def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
     terms = query_terms(query)
     if not terms:
         return []
-    rows, counts = _candidates(bot_id, _any(terms), _BY_BM25, guarded=True, counted=terms)
-    if rows is None:
+    counts = _counts(terms)
+    held = sum(counts.values())
+    if not held:
+        return []
+    # The sum bounds the chunks holding any term from above unless a count was cut at COMMON.
+    bounded = held <= MATCH_BUDGET and max(counts.values()) < COMMON
+    if not bounded and _matching(terms) > MATCH_BUDGET:
         rows = _large_index_candidates(bot_id, terms, counts)
+    else:
+        rows = None
+        quorum = _quorum(terms, counts) if held > QUORUM_FROM else None
+        if quorum is not None:
+            rows = _candidates(bot_id, quorum, _BY_BM25)
+            if rows is not None and len(rows) < CANDIDATES:
+                rows = None  # too few: every chunk holding a term competes
+        if rows is None:
+            rows = _candidates(bot_id, _any(terms), _BY_BM25) or []
     return _reranked(rows, terms, counts, k)
+
+
+def _counts(terms: list[str]) -> dict[str, int]:
+    """How many chunks (of all bots) hold each term, up to `COMMON`: one statement."""
+    params = {"t%d" % i: _phrase(term) for i, term in enumerate(terms)}
+    row = database.execute_sql("select " + ", ".join(
+        _COUNT % (":t%d" % i, COMMON) for i in range(len(terms))), params).fetchone()
+    return dict(zip(terms, row))
+
+
+def _matching(terms: list[str]) -> int:
+    """How many chunks (of all bots) hold any of the terms, up to `MATCH_BUDGET` + 1."""
+    return database.execute_sql("select " + _COUNT % ("?", MATCH_BUDGET + 1),
+                                (_any(terms),)).fetchone()[0]
+
+
+def _quorum(terms: list[str], counts: dict[str, int]) -> str | None:
+    """An FTS5 expression for the chunks holding the rarest term, or two of the
+    `QUORUM_TERMS` rarest; None for fewer than three terms found."""
+    found = sorted((term for term in terms if counts[term]), key=counts.__getitem__)
+    if len(found) < 3:
+        return None
+    rarest = found[:QUORUM_TERMS]
+    pairs = ["(%s AND %s)" % (_phrase(a), _phrase(b))
+             for i, a in enumerate(rarest) for b in rarest[i + 1:]]
+    return " OR ".join([_phrase(rarest[0])] + pairs)
 
 
 def _large_index_candidates(bot_id: str, terms: list[str], counts: dict[str, int]
@@ -157,11 +204,11 @@ def _large_index_candidates(bot_id: str, terms: list[str], counts: dict[str, int
         rare.append(term)
         matches += counts[term]
     if rare:
-        return _candidates(bot_id, _any(rare), _BY_BM25)[0] or []
+        return _candidates(bot_id, _any(rare), _BY_BM25) or []
     if not found:
         return []
-    rows, _ = _candidates(bot_id, " AND ".join(map(_phrase, found)), _NEWEST)
-    return rows if rows is not None else _candidates(bot_id, _any(found), _NEWEST)[0] or []
+    rows = _candidates(bot_id, " AND ".join(map(_phrase, found)), _NEWEST)
+    return rows if rows is not None else _candidates(bot_id, _any(found), _NEWEST) or []
 
 
 def _any(terms: list[str]) -> str:
@@ -176,53 +223,43 @@ _NEWEST = ("0.0", "chunk_index.rowid desc")
 _COLUMNS = "c.id, c.source_id, c.page_id, c.url, c.title, c.heading, c.locator, c.text"
 # Chunks (of any bot) holding an FTS5 expression, counting up to a limit.
 _COUNT = "(select count(*) from (select 1 from chunk_index where chunk_index match %s limit %s))"
-# The best chunks of all bots: their ids, the columns of the bot's (the others'
-# are NULLs) and the chunk count of each query term (evaluated once). At least
-# one row, for the counts (with a NULL id when no chunk matches).
-_BEST = """select best.id, {columns}, best.relevance{counts} from (select 1)
-left join (
+# The best chunks of all bots: their ids and relevance, with the columns of the
+# bot's (NULLs for the others').
+_BEST = """select best.id, {columns}, best.relevance from (
     select chunk_index.rowid as id, {relevance} as relevance
     from chunk_index {join}
-    where chunk_index match {expression} {where}
-    order by {order} limit :candidates) best on 1
-left join chunk c on c.id = best.id and c.chatbot_id = :bot
+    where chunk_index match :expression {where}
+    order by {order} limit :candidates) best
+left join chunk c on c.id = best.id and c.chatbot_id = :bot and {live}
 order by best.relevance desc"""
-# The MATCH operand is evaluated once, before FTS5 reads a list: when more than
-# MATCH_BUDGET chunks hold the expression, an empty phrase (matching nothing)
-# stands in for it.
-_GUARDED = "(case when %s <= :budget then :expression else '\"\"' end)" % (
-    _COUNT % (":expression", ":over_budget"))
+# A chunk of the generation its source shows (a run writes the next one beside it).
+_LIVE = "{chunk}.generation = (select generation from source where id = {chunk}.source_id)"
 
 
-def _candidates(bot_id: str, expression: str, ranking: tuple[str, str], guarded: bool = False,
-                counted: Sequence[str] = ()) -> tuple[list[tuple] | None, dict[str, int]]:
+def _candidates(bot_id: str, expression: str, ranking: tuple[str, str]) -> list[tuple] | None:
     """The bot's `CANDIDATES` first chunks by ``ranking`` among those matching
-    the FTS5 ``expression`` (chunk columns and relevance; None when no chunk of
-    any bot matches, or when ``guarded`` and more than `MATCH_BUDGET` do), and
-    how many chunks hold each of the ``counted`` terms (up to `COMMON`).
+    the FTS5 ``expression`` (chunk columns and relevance); None when no chunk
+    of any bot matches.
 
     Reading a chunk row to check its bot costs more than scoring it, so the
     first chunks of all bots are taken and filtered; only when other bots'
     chunks crowd this one's out is the query run again with the check on every
     match.
     """
-    params = {"expression": expression, "bot": bot_id, "candidates": CANDIDATES,
-              "budget": MATCH_BUDGET, "over_budget": MATCH_BUDGET + 1}
-    params.update(("t%d" % i, _phrase(term)) for i, term in enumerate(counted))
-    statement = functools.partial(
-        _BEST.format, columns=_COLUMNS, relevance=ranking[0], order=ranking[1],
-        counts="".join(", " + _COUNT % (":t%d" % i, COMMON) for i in range(len(counted))),
-        expression=_GUARDED if guarded else ":expression")
-    rows = database.execute_sql(statement(join="", where=""), params).fetchall()
-    counts = dict(zip(counted, rows[0][10:]))
-    if rows[0][0] is None:
-        return None, counts
+    params = {"expression": expression, "bot": bot_id, "candidates": CANDIDATES}
+    statement = functools.partial(_BEST.format, columns=_COLUMNS, relevance=ranking[0],
+                                  order=ranking[1])
+    rows = database.execute_sql(statement(join="", where="", live=_LIVE.format(chunk="c")),
+                                params).fetchall()
+    if not rows:
+        return None
     mine = [row[1:10] for row in rows if row[1] is not None]
     if len(mine) < len(rows) == CANDIDATES:
         mine = [row[1:10] for row in database.execute_sql(statement(
             join="join chunk on chunk.id = chunk_index.rowid",
-            where="and chunk.chatbot_id = :bot"), params).fetchall() if row[1] is not None]
-    return mine, counts
+            where="and chunk.chatbot_id = :bot and " + _LIVE.format(chunk="chunk"),
+            live=_LIVE.format(chunk="c")), params).fetchall() if row[1] is not None]
+    return mine
 
 
 def _search_postgres(bot_id: str, query: str, k: int) -> list[Hit]:
@@ -240,7 +277,8 @@ def _search_postgres(bot_id: str, query: str, k: int) -> list[Hit]:
         "select id, source_id, page_id, url, title, heading, locator, text, "
         "ts_rank_cd(tsv, q, 32) * 10 as relevance "
         "from chunk, websearch_to_tsquery('english', %s) q "
-        "where chatbot_id = %s and tsv @@ q order by relevance desc limit %s",
+        "where chatbot_id = %s and tsv @@ q and " + _LIVE.format(chunk="chunk") +
+        " order by relevance desc limit %s",
         (" or ".join(terms), bot_id, CANDIDATES))
     return _reranked([row[:8] + (float(row[8]),) for row in cursor.fetchall()], terms,
                      counts, k)
@@ -326,42 +364,99 @@ def _reranked(rows: list[tuple], terms: list[str], counts: dict[str, int],
     scored = []
     for row in rows:
         label = matcher.found_in_label(row[4]) | matcher.found_in_label(row[5])
-        coverage = sum(weights[i] for i in label | matcher.found(row[7])) / total
         # Without BM25 (every term common), coverage orders the candidates.
-        relative = max(row[8], 0.0) / best if best > 0 else coverage
-        scored.append((row, coverage, sum(weights[i] for i in label) / total, relative))
+        relative = max(row[8], 0.0) / best if best > 0 else _coverage(
+            matcher, row, label, weights, total)
+        scored.append((row, label, sum(weights[i] for i in label) / total, relative))
     pages: dict[str, list[float]] = {}
     for row, _, _, relative in scored:
         pages.setdefault(row[3] or row[1], []).append(relative)
     for relatives in pages.values():
         relatives.sort(reverse=True)
     ranked = []
-    for row, coverage, label, relative in scored:
+    for row, label, label_share, relative in scored:
         others = list(pages[row[3] or row[1]])
         others.remove(relative)
-        rank = relative + PAGE_WEIGHT * sum(others[:3]) / 3 + LABEL_WEIGHT * label
-        ranked.append((-rank, len(ranked), Hit(*row[:8], score=round(
-            0.8 * coverage + 0.2 * relative, 4))))
-    ranked.sort()
+        rank = relative + PAGE_WEIGHT * sum(others[:3]) / 3 + LABEL_WEIGHT * label_share
+        ranked.append((-rank, len(ranked), row, label, relative))
+    ranked.sort(key=lambda entry: entry[:2])
     first, rest, per_page = [], [], {}
-    for _, _, hit in ranked:
-        key = hit.url or hit.source_id
+    for entry in ranked:
+        key = entry[2][3] or entry[2][1]
         per_page[key] = per_page.get(key, 0) + 1
-        (first if per_page[key] <= PER_PAGE else rest).append(hit)
-    return (first + rest)[:k]
+        (first if per_page[key] <= PER_PAGE else rest).append(entry)
+    # Only the hits returned need their text read for the score.
+    return [Hit(*row[:8], score=round(0.8 * _coverage(matcher, row, label, weights, total)
+                                      + 0.2 * relative, 4))
+            for _, _, row, label, relative in (first + rest)[:k]]
 
 
-def chunk_rows(source: Source, chunks: Sequence[TextChunk], *, page: Page | None = None,
-               url: str | None = None, title: str | None = None) -> list[dict]:
+def _coverage(matcher: _Matcher, row: tuple, label: frozenset[int], weights: list[float],
+              total: float) -> float:
+    """The share of the query (by term weight) a chunk's title, heading or text holds."""
+    return sum(weights[i] for i in label | matcher.found(row[7])) / total
+
+
+# chunk_rows' keys and the chunk table's columns, in the same order.
+_ROW_KEYS = ("source", "page", "chatbot_id", "bot", "url", "title", "heading", "locator",
+             "position", "text", "generation")
+_CHUNK_COLUMNS = ("source_id", "page_id") + _ROW_KEYS[2:]
+
+
+def chunk_rows(source: Source, chunks: Iterable[TextChunk], *, page: Page | None = None,
+               url: str | None = None, title: str | None = None,
+               generation: int | None = None) -> list[dict]:
+    """Rows for `insert_chunks`: ``chunks`` of ``source`` under ``generation``
+    (default: the one search shows now)."""
+    return list(iter_chunk_rows(source, chunks, page=page, url=url, title=title,
+                                generation=generation))
+
+
+def iter_chunk_rows(source: Source, chunks: Iterable[TextChunk], *, page: Page | None = None,
+                    url: str | None = None, title: str | None = None,
+                    generation: int | None = None) -> Iterator[dict]:
+    """`chunk_rows`, one at a time as ``chunks`` yields them."""
     token = bot_token(source.chatbot_id)
-    return [{"source": source.id, "page": page.id if page is not None else None,
-             "chatbot_id": source.chatbot_id, "bot": token, "url": url,
-             "title": title, "heading": chunk.heading, "locator": chunk.locator,
-             "position": chunk.position, "text": chunk.text} for chunk in chunks]
+    page_id = page.id if page is not None else None
+    if generation is None:
+        generation = source.generation
+    for chunk in chunks:
+        yield {"source": source.id, "page": page_id, "chatbot_id": source.chatbot_id,
+               "bot": token, "url": url, "title": title, "heading": chunk.heading,
+               "locator": chunk.locator, "position": chunk.position, "text": chunk.text,
+               "generation": generation}
+
+
+_ROWS_PER_STATEMENT = 200
+"""Rows per INSERT: 11 parameters each stays far below SQLite's 32766."""
 
 
 def insert_chunks(rows: Iterable[dict]) -> int:
-    rows = list(rows)
-    for start in range(0, len(rows), 200):
-        Chunk.insert_many(rows[start:start + 200]).execute()
-    return len(rows)
+    """Insert `chunk_rows` rows (the index follows by trigger), many rows per
+    statement: per-row statements (executemany) cost twice as much, and peewee's
+    insert_many spends as long building the query as SQLite running it. A row
+    without "generation" gets 0, the default."""
+    db = database.obj
+    values = [tuple(row.get(key, 0) if key == "generation" else row[key] for key in _ROW_KEYS)
+              for row in rows]
+    one = "(%s)" % ", ".join([db.param] * len(_CHUNK_COLUMNS))
+    head = "insert into chunk (%s) values " % ", ".join(_CHUNK_COLUMNS)
+    cursor = db.cursor()
+    for start in range(0, len(values), _ROWS_PER_STATEMENT):
+        part = values[start:start + _ROWS_PER_STATEMENT]
+        cursor.execute(head + ", ".join([one] * len(part)),
+                       [value for row in part for value in row])
+    return len(values)
+
+
+def copy_chunks(source_id: str, page_ids: Sequence[int], generation: int,
+                new_generation: int) -> int:
+    """Copy the chunks of ``page_ids`` from ``generation`` to ``new_generation``."""
+    columns = ", ".join(_CHUNK_COLUMNS[:-1])
+    param = database.obj.param
+    cursor = database.execute_sql(
+        "insert into chunk (%s, generation) select %s, %s from chunk where source_id = %s "
+        "and generation = %s and page_id in (%s)" % (
+            columns, columns, param, param, param, ", ".join([param] * len(page_ids))),
+        (new_generation, source_id, generation, *page_ids))
+    return cursor.rowcount

@@ -1,9 +1,10 @@
 """Adding, processing and removing a bot's knowledge sources.
 
 The web API and the CLI call ``add_file`` / ``add_website``; the tasks call
-``process_document`` / ``scrape_website``. A source is always rebuilt in one
-transaction, so any re-run (retry, crash recovery, duplicate enqueue, re-sync)
-leaves exactly one set of chunks.
+``process_document`` / ``scrape_website``. A run writes a source's new chunks
+beside the old ones and swaps them in one short transaction (`replace`), so any
+re-run (retry, crash recovery, duplicate enqueue, re-sync) leaves exactly one
+set of chunks, and search never sees a half-written one.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
@@ -20,13 +22,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import peewee
 
-from botlite.db import database, write_transaction
+from botlite.db import write_transaction
 from botlite.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from botlite.knowledge import index
-from botlite.knowledge.chunk import chunk_document
+from botlite.knowledge.replace import Replacement, SourceGone, hide_and_delete
+from botlite.knowledge.chunk import iter_chunks
 from botlite.knowledge.extract import (HEAD_BYTES, SUPPORTED, ExtractionError, UnsupportedType,
                                        detect_kind, extract_file)
-from botlite.models import Chatbot, Chunk, Page, Source
+from botlite.models import Chatbot, Page, Source
 from botlite.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -36,16 +39,14 @@ MAX_PAGES_LIMIT = 500
 MAX_DEPTH_LIMIT = 10
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 Progress = Callable[[int, int], None]
+PROGRESS_SECONDS = 0.5
+"""While writing chunks, progress is reported (and a stop request noticed) this often."""
 
 
 @dataclass
 class Added:
     source: Source
     duplicate: bool
-
-
-class SourceGone(LookupError):
-    """The source was deleted while its task waited."""
 
 
 def get_source(source_id: str) -> Source:
@@ -144,18 +145,30 @@ def process_document(data_dir: str, source_id: str, progress: Progress) -> dict:
         raise ExtractionError("The uploaded file is missing from the data directory.")
     document = extract_file(path, source.file_kind)
     progress(1, 3)
-    chunks = chunk_document(document)
-    if not chunks:
+    title = document.title or source.filename
+    # Chunks are cut while the indexer leaves the write lock to others between batches.
+    replacement = Replacement(source_id, on_batch=_every(PROGRESS_SECONDS, progress, 2, 3))
+    count = replacement.write(index.iter_chunk_rows(
+        source, iter_chunks(document), title=title, generation=replacement.generation))
+    if not count:
         raise ExtractionError("The file contains no text.")
     progress(2, 3)
-    title = document.title or source.filename
-    with write_transaction():
-        source = _locked(source_id)
-        Chunk.delete().where(Chunk.source == source.id).execute()
-        count = index.insert_chunks(index.chunk_rows(source, chunks, title=title))
-        _finish(source, title=title, chunk_count=count, page_count=0, done=3, total=3)
+    replacement.flip(title=title, page_count=0, finished=_ready(done=3, total=3))
     progress(3, 3)
     return {"chunks": count, "title": title}
+
+
+def _every(seconds: float, function: Callable, *args) -> Callable[[], None]:
+    """``function(*args)`` when called, at most once per ``seconds``: progress is
+    written to the database, and stop requests are checked, by the callback."""
+    last = time.monotonic()
+
+    def call() -> None:
+        nonlocal last
+        if time.monotonic() - last >= seconds:
+            last = time.monotonic()
+            function(*args)
+    return call
 
 
 # -- websites ------------------------------------------------------------------------
@@ -201,8 +214,9 @@ def add_website(bot: Chatbot, url: str, *, max_pages: int, max_depth: int,
 def scrape_website(source_id: str, allow_private: bool, progress: Progress,
                    crawl_options: dict | None = None) -> dict:
     """Crawl a website source and index its pages. Pages whose text did not
-    change keep their chunks; changed and new pages are re-chunked; pages gone
-    from the site are dropped. All in one transaction."""
+    change keep their chunks (carried over, not re-chunked); changed and new pages
+    are re-chunked; pages gone from the site are dropped. Search sees the old set
+    or the new one, never a mix (see `replace`)."""
     from botlite.knowledge import crawl as crawling
 
     source = _start(source_id, total=None)
@@ -214,39 +228,55 @@ def scrape_website(source_id: str, allow_private: bool, progress: Progress,
         reasons = "; ".join("%s: %s" % (s.url, s.reason) for s in result.skipped[:3])
         raise ExtractionError("No page with text could be read%s." % (
             " (" + reasons + ")" if reasons else ""))
-    with write_transaction():
-        source = _locked(source_id)
-        known = {page.url: page for page in Page.select().where(Page.source == source.id)}
-        seen, changed = set(), 0
-        for crawled in result.pages:
-            seen.add(crawled.url)
-            page = known.get(crawled.url)
-            if page is not None and page.content_hash == crawled.content_hash:
-                continue
-            changed += 1
-            if page is None:
-                page = Page.create(source=source.id, url=crawled.url, title=crawled.title,
-                                   description=crawled.description,
-                                   content_hash=crawled.content_hash)
-            else:
-                Chunk.delete().where(Chunk.page == page.id).execute()
-                Page.update(title=crawled.title, description=crawled.description,
-                            content_hash=crawled.content_hash, fetched_at=utcnow()
-                            ).where(Page.id == page.id).execute()
-            index.insert_chunks(index.chunk_rows(
-                source, chunk_document(crawled.document), page=page, url=crawled.url,
-                title=crawled.title or crawled.url))
-        gone = [page.id for url, page in known.items() if url not in seen]
+    known = {page.url: page for page in Page.select().where(Page.source == source.id)}
+    seen = {crawled.url for crawled in result.pages}
+    gone = [page.id for url, page in known.items() if url not in seen]
+    changed = [crawled for crawled in result.pages if crawled.url not in known
+               or known[crawled.url].content_hash != crawled.content_hash]
+    first = result.pages[0]
+    if changed or gone:
+        _replace_pages(source, result.pages, known, changed)
         if gone:
-            Page.delete().where(Page.id.in_(gone)).execute()
-        count = Chunk.select().where(Chunk.source == source.id).count()
-        first = result.pages[0]
-        _finish(source, title=first.title or source.url, chunk_count=count,
-                page_count=len(result.pages), done=len(result.pages),
-                total=len(result.pages), synced=True)
-    return {"chunks": count, "pages": len(result.pages), "changed_pages": changed,
+            with write_transaction():
+                Page.delete().where(Page.id.in_(gone)).execute()
+    _finish(source_id, done=len(result.pages), total=len(result.pages), synced=True,
+            title=first.title or source.url, page_count=len(result.pages))
+    count = Source.get_by_id(source_id).chunk_count
+    return {"chunks": count, "pages": len(result.pages), "changed_pages": len(changed),
             "removed_pages": len(gone), "skipped": [
                 {"url": s.url, "reason": s.reason} for s in result.skipped[:50]]}
+
+
+def _replace_pages(source: Source, pages: list, known: dict, changed: list) -> None:
+    """A new set of chunks: unchanged pages' chunks carried over, the others'
+    chunked anew. A page's new title and content hash are stored at the flip, so
+    a crash before it leaves the page to be re-chunked next time."""
+    replacement = Replacement(source.id)
+    changed_urls = {crawled.url for crawled in changed}
+    replacement.copy([known[crawled.url].id for crawled in pages
+                      if crawled.url not in changed_urls])
+    new_pages = [crawled for crawled in changed if crawled.url not in known]
+    if new_pages:
+        with write_transaction():
+            for crawled in new_pages:
+                known[crawled.url] = Page.create(
+                    source=source.id, url=crawled.url, title=crawled.title,
+                    description=crawled.description, content_hash="")
+    page_ids = {}
+    for crawled in changed:
+        page = known[crawled.url]
+        page_ids[crawled.url] = page.id
+        replacement.write(index.iter_chunk_rows(
+            source, iter_chunks(crawled.document), page=page, url=crawled.url,
+            title=crawled.title or crawled.url, generation=replacement.generation))
+
+    def store_pages(_source):
+        for crawled in changed:
+            Page.update(title=crawled.title, description=crawled.description,
+                        content_hash=crawled.content_hash, fetched_at=utcnow()
+                        ).where(Page.id == page_ids[crawled.url]).execute()
+
+    replacement.flip(before=store_pages)
 
 
 # -- shared steps ----------------------------------------------------------------------
@@ -265,26 +295,17 @@ def record_progress(source_id: str, done: int, total: int | None) -> None:
                   updated_at=utcnow()).where(Source.id == source_id).execute()
 
 
-def _locked(source_id: str) -> Source:
-    """The source, locked for this transaction: two runs of one source take turns
-    (SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the row lock)."""
-    query = Source.select().where(Source.id == source_id)
-    if isinstance(database.obj, peewee.PostgresqlDatabase):
-        query = query.for_update()
-    source = query.first()
-    if source is None:
-        raise SourceGone(source_id)
-    return source
-
-
-def _finish(source: Source, *, title: str, chunk_count: int, page_count: int, done: int,
-            total: int, synced: bool = False) -> None:
-    fields = dict(status="ready", error=None, title=title, chunk_count=chunk_count,
-                  page_count=page_count, progress_done=done, progress_total=total,
+def _ready(*, done: int, total: int, synced: bool = False, **fields) -> dict:
+    """The fields of a source whose run is over."""
+    fields.update(status="ready", error=None, progress_done=done, progress_total=total,
                   updated_at=utcnow())
     if synced:
         fields["last_synced_at"] = utcnow()
-    Source.update(**fields).where(Source.id == source.id).execute()
+    return fields
+
+
+def _finish(source_id: str, **fields) -> None:
+    Source.update(**_ready(**fields)).where(Source.id == source_id).execute()
 
 
 def mark_failed(source_id: str, reason: str) -> None:
@@ -300,8 +321,11 @@ def mark_queued(source: Source, task_id: str) -> None:
 def delete_source(data_dir: str, source_id: str) -> Source:
     """Remove a source, its chunks (and their index entries) and its file."""
     source = get_source(source_id)
+    try:
+        hide_and_delete(source.id)
+    except SourceGone:
+        return source
     with write_transaction():
-        Chunk.delete().where(Chunk.source == source.id).execute()
         Page.delete().where(Page.source == source.id).execute()
         source.delete_instance()
     if source.stored_path:

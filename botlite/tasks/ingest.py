@@ -8,6 +8,7 @@ import uuid
 from botlite.knowledge import sources
 from botlite.knowledge.crawl import CrawlError
 from botlite.knowledge.extract import ExtractionError
+from botlite.knowledge.replace import Superseded
 from botlite.runner import (PermanentError, current_runner, report_progress, stop_requested,
                             task)
 from botlite.tasks.context import context
@@ -38,6 +39,8 @@ def process_document(source_id: str) -> dict:
     """Extract, chunk and index an uploaded file (replacing its chunks)."""
     try:
         return sources.process_document(context.data_dir, source_id, _progress(source_id))
+    except Superseded:
+        return {"superseded": True}
     except sources.SourceGone:
         raise PermanentError("source %s was deleted" % source_id) from None
     except ExtractionError as exc:
@@ -52,6 +55,8 @@ def scrape_website(source_id: str) -> dict:
     try:
         return sources.scrape_website(source_id, context.allow_private_urls,
                                       _progress(source_id))
+    except Superseded:
+        return {"superseded": True}
     except sources.SourceGone:
         raise PermanentError("source %s was deleted" % source_id) from None
     except ExtractionError as exc:
@@ -78,8 +83,8 @@ def resync_websites() -> dict:
 def queue_source(runner, source) -> str:
     """Queue a source's processing, ending with a "ready" or "failed" notification.
 
-    No deduplication is needed: a source is rebuilt in one transaction, so a
-    duplicate run changes nothing.
+    No deduplication is needed: a run replaces the source's chunks as a whole
+    (knowledge/replace.py), and a newer run supersedes an older one still going.
     """
     name = "process_document" if source.kind == "file" else "scrape_website"
     task_id = uuid.uuid4().hex

@@ -198,11 +198,11 @@ def install(web: Bottle, app) -> None:
 
     @web.get("/api/chatbots/<bot_id>/conversations")
     def list_conversations(bot_id):
-        return {"conversations": chat.conversations(bot_id, request.query.get("limit"))}
+        return {"conversations": chat.conversations(app, bot_id, request.query.get("limit"))}
 
     @web.get("/api/conversations/<conversation_id>")
     def get_conversation(conversation_id):
-        return chat.conversation(conversation_id)
+        return chat.conversation(app, conversation_id)
 
     # -- FAQs and custom intents ----------------------------------------------------
 
