@@ -68,14 +68,14 @@ def bot(bot_id: str) -> dict:
     return {"bot": chatbots.get_bot(bot_id)}
 
 
-def conversations(bot_id: str, limit: str | None) -> dict:
+def conversations(app, bot_id: str, limit: str | None) -> dict:
     bot = chatbots.get_bot(bot_id)
-    return {"bot": bot, "conversations": chat_service.conversations(bot.id, limit)}
+    return {"bot": bot, "conversations": chat_service.conversations(app, bot.id, limit)}
 
 
-def transcript(bot_id: str, conversation_id: str) -> dict:
+def transcript(app, bot_id: str, conversation_id: str) -> dict:
     bot = chatbots.get_bot(bot_id)
-    conversation = chat_service.conversation(conversation_id)
+    conversation = chat_service.conversation(app, conversation_id)
     if conversation["chatbot_id"] != bot.id:
         raise NotFound("chatbot %r has no conversation %r" % (bot.id, conversation_id))
     return {"bot": bot, "conversation": conversation}
@@ -85,10 +85,11 @@ def _by_count(counts: dict) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
-def analytics_report(bot_id: str, period: str | None, refresh: str | None) -> dict:
+def analytics_report(app, bot_id: str, period: str | None, refresh: str | None) -> dict:
     """The bot's analytics report for the period (kept for an hour unless
     ``refresh``), with its charts."""
     bot = chatbots.get_bot(bot_id)
+    app.turn_log.flush()  # the turns answered just now count too
     report = analytics.report_for_request(bot.id, {"period": period or "30d",
                                                    "refresh": refresh or ""})
     days = [(day["day"][5:], day) for day in report["daily"]]

@@ -128,17 +128,17 @@ def install(web: bottle.Bottle, app) -> None:
     @web.get("/bots/<bot_id>/conversations", page=True)
     def conversations(bot_id):
         return page("conversations.tpl", section="bots", tab="conversations",
-                    **dashboard.conversations(bot_id, bottle.request.query.get("limit")))
+                    **dashboard.conversations(app, bot_id, bottle.request.query.get("limit")))
 
     @web.get("/bots/<bot_id>/conversations/<conversation_id>", page=True)
     def transcript(bot_id, conversation_id):
         return page("transcript.tpl", section="bots", tab="conversations",
-                    **dashboard.transcript(bot_id, conversation_id))
+                    **dashboard.transcript(app, bot_id, conversation_id))
 
     @web.get("/bots/<bot_id>/analytics", page=True)
     def bot_analytics(bot_id):
         return page("analytics.tpl", section="bots", tab="analytics",
-                    **dashboard.analytics_report(bot_id, bottle.request.query.get("period"),
+                    **dashboard.analytics_report(app, bot_id, bottle.request.query.get("period"),
                                                  bottle.request.query.get("refresh")))
 
     @web.get("/bots/<bot_id>/settings", page=True)
