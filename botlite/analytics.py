@@ -1,8 +1,11 @@
 """Chat analytics: daily rollups per bot, period reports, message feedback.
 
-``update_rollups`` rebuilds the (bot, day) rows of the days that got new
-messages, conversations or feedback since its last run (a watermark kept in
-``ops_state``), so each run is cheap and running it twice changes nothing.
+``update_rollups`` rebuilds the (bot, day) rows marked out of date by the
+writers themselves (``analytics_dirty``: the chat turn log and feedback mark the
+day of what they write, in the same transaction, however late they write it),
+plus the days that got rows since its last run (a watermark kept in
+``ops_state``, for rows written by other means), so each run is cheap and running
+it twice changes nothing.
 Rollups outlive the raw messages that ``cleanup_old_data`` deletes.
 """
 from __future__ import annotations
@@ -16,8 +19,9 @@ from peewee import fn
 
 from botlite.chatbots import get_bot
 from botlite.errors import BadRequest, NotFound
-from botlite.models import (AnalyticsDaily, AnalyticsReport, Conversation, Message, OpsState,
-                            UserAction)
+from botlite.db import write_transaction
+from botlite.models import (AnalyticsDaily, AnalyticsDirty, AnalyticsReport, Conversation,
+                            Message, OpsState, UserAction)
 from botlite.timeutil import isoformat, utcnow
 
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
@@ -43,6 +47,8 @@ def parse_period(value: str | None) -> str:
 # -- rollups ---------------------------------------------------------------------------
 
 def _as_date(value) -> datetime.date:
+    if isinstance(value, datetime.datetime):
+        return value.date()
     return value if isinstance(value, datetime.date) else datetime.date.fromisoformat(
         str(value)[:10])
 
@@ -131,12 +137,25 @@ def _set_state(key: str, value) -> None:
      .execute())
 
 
+def _take_dirty() -> set[tuple[str, datetime.date]]:
+    """The (bot, day) pairs marked by writers, unmarked now: a write that lands
+    while they are rebuilt marks its day again for the next run."""
+    with write_transaction():
+        pairs = {(bot, _as_date(day)) for bot, day in
+                 AnalyticsDirty.select(AnalyticsDirty.chatbot_id, AnalyticsDirty.day).tuples()}
+        for bot, day in pairs:
+            AnalyticsDirty.delete().where((AnalyticsDirty.chatbot_id == bot) &
+                                          (AnalyticsDirty.day == day)).execute()
+    return pairs
+
+
 def update_rollups() -> dict:
-    """Rebuild the rollups of every (bot, day) touched since the last run."""
+    """Rebuild the rollups of every (bot, day) marked by a writer (the chat turn
+    log, feedback) or touched since the last run."""
     started = utcnow()
     state = _get_state(WATERMARK_KEY)
     since = datetime.datetime.fromisoformat(state["at"]) if state else None
-    days = sorted(touched_days(since))
+    days = sorted(_take_dirty() | touched_days(since))
     for bot_id, day in days:
         rollup_day(bot_id, day)
     _set_state(WATERMARK_KEY, {"at": started.isoformat()})

@@ -321,6 +321,25 @@ class SystemReport(BaseModel):
         table_name = "system_report"
 
 
+class AnalyticsDirty(BaseModel):
+    """A (bot, day) whose rollup must be rebuilt: marked when a turn or a feedback
+    is written, whatever its timestamp, so late writes are never missed."""
+    chatbot_id = CharField(max_length=64)
+    day = DateField()
+
+    class Meta:
+        table_name = "analytics_dirty"
+        primary_key = False
+        indexes = ((("chatbot_id", "day"), True),)
+
+
+def mark_dirty(pairs) -> None:
+    """Mark (bot, day) pairs for the next update_analytics (in the caller's transaction)."""
+    rows = [{"chatbot_id": bot, "day": day} for bot, day in set(pairs)]
+    if rows:
+        AnalyticsDirty.insert_many(rows).on_conflict_ignore().execute()
+
+
 class OpsState(BaseModel):
     """Small named values the operations tasks keep between runs (watermarks)."""
     key = CharField(primary_key=True, max_length=64)

@@ -267,3 +267,26 @@ def test_process_user_action_refuses_unknown_actions_and_values(app):
         with pytest.raises(PermanentError, match="feedback must be one of"):
             process_user_action("default", "s", "m", "feedback", "meh")
         assert UserAction.select().count() == 0
+
+
+def test_a_turn_logged_long_after_its_time_is_still_counted(app):
+    """The chat turn log may write a turn minutes late (a database outage): its day
+    is marked when it is written, so the next update counts it."""
+    import uuid
+    from botlite.analytics import update_rollups
+    from botlite.chat.turnlog import Turn
+    from botlite.models import AnalyticsDaily
+    with app.database.connection_context():
+        update_rollups()  # the watermark is now
+    at = datetime.datetime.utcnow() - datetime.timedelta(hours=2)
+    app.turn_log.submit(Turn(bot_id="default", session_id="late", user_message_id=uuid.uuid4().hex,
+                             reply_id=uuid.uuid4().hex, text="hello", reply="Hi!",
+                             intent="greeting", answer_source="intent", confidence=1.0,
+                             sources=[], latency_ms=3.0, at=at))
+    assert app.turn_log.flush()
+    with app.database.connection_context():
+        assert update_rollups()["days_updated"] == 1
+        row = AnalyticsDaily.get((AnalyticsDaily.chatbot_id == "default") &
+                                 (AnalyticsDaily.day == at.date()))
+        assert row.messages == 1 and json.loads(row.intents) == {"greeting": 1}
+        assert update_rollups()["days_updated"] == 0  # marked once, rebuilt once

@@ -243,3 +243,5 @@ def write_turns(database: peewee.Database, turns: list[Turn]) -> None:
                          json.dumps(turn.sources), turn.latency_ms, at))
     cursor = database.cursor()
     cursor.executemany(sql(_INSERT_MESSAGE), messages)
+    from botlite.models import mark_dirty
+    mark_dirty((turn.bot_id, turn.at.date()) for turn in turns)

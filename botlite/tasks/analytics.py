@@ -4,12 +4,17 @@ from __future__ import annotations
 import peewee
 
 from botlite import analytics
-from botlite.models import Chatbot, UserAction
+from botlite.db import write_transaction
+from botlite.models import Chatbot, UserAction, mark_dirty
 from botlite.runner import PermanentError, task
 from botlite.timeutil import utcnow
 
 ACTIONS = ("message", "feedback")
 FEEDBACK_VALUES = ("helpful", "not_helpful")
+
+
+def _day(value):
+    return value.date() if hasattr(value, "date") else analytics._as_date(value)
 
 
 @task(queue="high_priority", retries=3, retry_delay=5)
@@ -23,14 +28,19 @@ def process_user_action(chatbot_id: str, session_id: str, message_id: str | None
     if action == "feedback" and value not in FEEDBACK_VALUES:
         raise PermanentError("feedback must be one of %s" % ", ".join(FEEDBACK_VALUES))
     try:
-        row = UserAction.create(chatbot_id=chatbot_id, session_id=session_id,
-                                message_id=message_id, action=action, value=value)
+        with write_transaction():
+            row = UserAction.create(chatbot_id=chatbot_id, session_id=session_id,
+                                    message_id=message_id, action=action, value=value)
+            if action == "feedback":
+                mark_dirty([(chatbot_id, row.created_at.date())])
     except peewee.IntegrityError:  # already recorded by an earlier attempt or feedback
         row = UserAction.get((UserAction.message_id == message_id) &
                              (UserAction.action == action))
         if action == "feedback" and row.value != value:
-            UserAction.update(value=value, updated_at=utcnow()).where(
-                UserAction.id == row.id).execute()
+            with write_transaction():
+                UserAction.update(value=value, updated_at=utcnow()).where(
+                    UserAction.id == row.id).execute()
+                mark_dirty([(chatbot_id, _day(row.created_at))])
     return {"action_id": row.id, "action": action, "value": value}
 
 
