@@ -279,19 +279,27 @@ def report_for_request(bot_id: str, query) -> dict:
 # -- feedback ---------------------------------------------------------------------------
 
 def feedback(app, message_id: str, data: dict) -> dict:
-    """A visitor's "was this helpful?" on a bot reply, recorded by process_user_action."""
+    """A visitor's "was this helpful?" on a bot reply of their own session,
+    recorded by process_user_action (queued only when it changes something)."""
     from botlite import validate
-    validate.reject_unknown(data, {"helpful"})
+    validate.reject_unknown(data, {"helpful", "session_id"})
     helpful = data.get("helpful")
     if not isinstance(helpful, bool):
         raise BadRequest("field 'helpful' must be true or false", code="invalid_field")
+    session_id = validate.text(data, "session_id", required=True, max_length=64,
+                               allow_blank=False)
     message = Message.get_or_none(Message.id == message_id)
     if message is None and app.turn_log.flush():  # a reply given moments ago: logged now
         message = Message.get_or_none(Message.id == message_id)
-    if message is None or message.role != "bot":
-        raise NotFound("no bot reply with id %r" % message_id)
-    conversation = Conversation.get_by_id(message.conversation_id)
+    conversation = (Conversation.get_or_none(Conversation.id == message.conversation_id)
+                    if message is not None and message.role == "bot" else None)
+    if conversation is None or conversation.session_id != session_id:
+        # Someone else's reply looks the same as no reply at all.
+        raise NotFound("no bot reply with id %r in this session" % message_id)
     value = "helpful" if helpful else "not_helpful"
-    task_id = app.runner.enqueue("process_user_action", [
-        message.chatbot_id, conversation.session_id, message.id, "feedback", value])
-    return {"message_id": message.id, "helpful": helpful, "task_id": task_id}
+    given = UserAction.get_or_none((UserAction.message_id == message.id) &
+                                   (UserAction.action == "feedback"))
+    if given is None or given.value != value:  # a repeated POST queues nothing
+        app.runner.enqueue("process_user_action", [
+            message.chatbot_id, session_id, message.id, "feedback", value])
+    return {"message_id": message.id, "helpful": helpful}

@@ -179,8 +179,12 @@ def test_reports_need_the_token(client):
 def test_feedback_on_a_reply_is_recorded_and_counted(client, app, worker):
     answer = client.post("/chatbot/message/", {"message": "hello"}, auth=False).json
     path = "/api/messages/%s/feedback" % answer["message_id"]
-    given = client.post(path, {"helpful": False}, auth=False)
-    assert given.status == 202 and given.json["helpful"] is False
+    mine = {"session_id": answer["session_id"]}
+    given = client.post(path, dict(mine, helpful=False), auth=False)
+    assert given.status == 202 and given.json == {"message_id": answer["message_id"],
+                                                  "helpful": False}
+    stranger = client.post(path, {"helpful": True, "session_id": "someone-else"}, auth=False)
+    assert stranger.status == 404
 
     def value():
         with app.database.connection_context():
@@ -188,13 +192,17 @@ def test_feedback_on_a_reply_is_recorded_and_counted(client, app, worker):
                                          (UserAction.action == "feedback"))
             return row and row.value
     assert wait_for(value, message="feedback row") == "not_helpful"
-    client.post(path, {"helpful": True}, auth=False)  # changed their mind
+    client.post(path, dict(mine, helpful=True), auth=False)  # changed their mind
     wait_for(lambda: value() == "helpful", message="feedback changed")
     with app.database.connection_context():
         analytics.update_rollups()
         row = _row(TODAY)
         assert (row.helpful, row.not_helpful) == (1, 0)
         assert UserAction.select().where(UserAction.action == "feedback").count() == 1
+    before = len(app.runner.states(name="process_user_action", limit=1000))
+    for _ in range(5):  # the same feedback again and again queues nothing
+        assert client.post(path, dict(mine, helpful=True), auth=False).status == 202
+    assert len(app.runner.states(name="process_user_action", limit=1000)) == before
 
 
 def test_feedback_errors(client, app):
@@ -202,12 +210,14 @@ def test_feedback_errors(client, app):
     assert app.turn_log.flush()
     with app.database.connection_context():
         question = Message.get((Message.role == "user")).id
+    s = {"session_id": answer["session_id"]}
     cases = [
-        ("/api/messages/%s/feedback" % answer["message_id"], {"helpful": "yes"}, 400),
-        ("/api/messages/%s/feedback" % answer["message_id"], {"helpful": True, "x": 1}, 400),
+        ("/api/messages/%s/feedback" % answer["message_id"], dict(s, helpful="yes"), 400),
+        ("/api/messages/%s/feedback" % answer["message_id"], dict(s, helpful=True, x=1), 400),
         ("/api/messages/%s/feedback" % answer["message_id"], {}, 400),
-        ("/api/messages/nope/feedback", {"helpful": True}, 404),
-        ("/api/messages/%s/feedback" % question, {"helpful": True}, 404),
+        ("/api/messages/%s/feedback" % answer["message_id"], {"helpful": True}, 400),
+        ("/api/messages/nope/feedback", dict(s, helpful=True), 404),
+        ("/api/messages/%s/feedback" % question, dict(s, helpful=True), 404),
     ]
     for path, body, status in cases:
         response = client.post(path, body, auth=False)

@@ -38,7 +38,8 @@ def test_operations_on_a_real_server(data_dir):
         answer = requests.post(base + "/chatbot/message/", json={"message": "hello"},
                                timeout=5).json()
         feedback = requests.post(base + "/api/messages/%s/feedback" % answer["message_id"],
-                                 json={"helpful": True}, timeout=5)
+                                 json={"helpful": True, "session_id": answer["session_id"]},
+                                 timeout=5)
         assert feedback.status_code == 202
 
         sent = task("send_notification", ["ops", "Hello", "From a real server"])
