@@ -5,9 +5,12 @@ POST, however often its task is retried or enqueued:
 
 - the row is found again by its ``dedup_key`` when the caller gives one, else
   by the task that stored it (a retry), else by the same content (user, title,
-  message, type, bot) stored within ``SAME_CONTENT_WINDOW`` (enqueued twice);
+  message, type, bot), still unread, stored within ``SAME_CONTENT_WINDOW`` (the
+  same call enqueued twice; a real repeat a while later is a new notification);
 - delivery takes a short claim on the row, and the row records ``delivered_at``:
-  a retry after a delivered webhook finds it delivered and sends nothing.
+  a retry after a delivered webhook finds it delivered and sends nothing. The
+  POST itself is at-least-once: a receiver that acts but answers late (after the
+  timeout) or with a 5xx gets it again, with the same ``X-Botlite-Delivery`` id.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from botlite.models import Chatbot, Notification
 from botlite.timeutil import isoformat, utcnow
 from botlite.webhooks import DeliveryFailed, deliver
 
-SAME_CONTENT_WINDOW = datetime.timedelta(hours=1)
+SAME_CONTENT_WINDOW = datetime.timedelta(minutes=5)
 CLAIM_MARGIN = datetime.timedelta(seconds=30)
 
 
@@ -89,6 +92,7 @@ def _existing(dedup_key, task_id, content_hash) -> Notification | None:
     return (Notification.select()
             .where((Notification.content_hash == content_hash) &
                    (Notification.created_at >= utcnow() - SAME_CONTENT_WINDOW) &
+                   (Notification.read == False) &  # noqa: E712 (a read one is done with)
                    Notification.dedup_key.is_null())
             .order_by(Notification.id).first())
 
@@ -118,15 +122,32 @@ def store(user_id: str, title: str, message: str, notification_type: str = "info
 # -- webhook delivery -------------------------------------------------------------------
 
 def webhook_target(chatbot_id: str | None, default_url: str | None,
-                   default_secret: str | None) -> tuple[str, str] | None:
-    """(url, secret): the bot's own webhook, else the global one, else None."""
+                   default_secret: str | None) -> tuple[str, str, bool] | None:
+    """(url, secret, is the bot's own): the bot's own webhook, else the global
+    one, else None."""
     if chatbot_id:
         bot = Chatbot.get_or_none(Chatbot.id == chatbot_id)
         if bot is not None and bot.webhook_url and bot.webhook_secret:
-            return bot.webhook_url, bot.webhook_secret
+            return bot.webhook_url, bot.webhook_secret, True
     if default_url and default_secret:
-        return default_url, default_secret
+        return default_url, default_secret, False
     return None
+
+
+class WebhookRefused(DeliveryFailed):
+    """A bot's webhook URL on a private, loopback or link-local address: never
+    contacted (only the operator's BOTLITE_WEBHOOK_URL, or
+    BOTLITE_ALLOW_PRIVATE_URLS=1, may point inside the network)."""
+    permanent = True
+
+
+def check_webhook_url(url: str, allow_private: bool) -> None:
+    """Refuse a bot's webhook URL the way website sources are refused."""
+    from botlite.knowledge.crawl import CrawlError, check_url
+    try:
+        check_url(url, allow_private)
+    except CrawlError as exc:
+        raise WebhookRefused("webhook refused: %s" % exc) from None
 
 
 def payload(note: Notification) -> dict:
@@ -140,7 +161,8 @@ class DeliveryBusy(DeliveryFailed):
     """Another task is delivering this notification right now."""
 
 
-def deliver_once(note_id: int, target: tuple[str, str] | None, timeout: float) -> str:
+def deliver_once(note_id: int, target: tuple[str, str, bool] | None, timeout: float,
+                 allow_private: bool = False) -> str:
     """Deliver the notification's webhook unless it was delivered already.
 
     Returns its webhook status ("delivered", or None-like "none" when there is
@@ -165,8 +187,10 @@ def deliver_once(note_id: int, target: tuple[str, str] | None, timeout: float) -
         if Notification.get_by_id(note.id).delivered_at is not None:
             return "delivered"
         raise DeliveryBusy("another task is delivering notification %s" % note.id)
-    url, secret = target
+    url, secret, own = target
     try:
+        if own:
+            check_webhook_url(url, allow_private)
         deliver(url, secret, payload(note), str(note.id), timeout)
     except DeliveryFailed as exc:
         Notification.update(webhook_status="failed", delivery_error=str(exc),
@@ -182,10 +206,11 @@ def deliver_once(note_id: int, target: tuple[str, str] | None, timeout: float) -
 def send(user_id: str, title: str, message: str, notification_type: str = "info", *,
          dedup_key: str | None = None, chatbot_id: str | None = None,
          task_id: str | None = None, webhook_url: str | None = None,
-         webhook_secret: str | None = None, timeout: float = 10.0) -> dict:
+         webhook_secret: str | None = None, timeout: float = 10.0,
+         allow_private: bool = False) -> dict:
     """Store the notification once and deliver its webhook once (if any)."""
     target = webhook_target(chatbot_id, webhook_url, webhook_secret)
     note = store(user_id, title, message, notification_type, dedup_key=dedup_key,
                  chatbot_id=chatbot_id, task_id=task_id, webhook=target is not None)
-    status = deliver_once(note.id, target, timeout)
+    status = deliver_once(note.id, target, timeout, allow_private)
     return {"notification_id": str(note.id), "webhook": status}

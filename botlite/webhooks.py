@@ -45,8 +45,9 @@ def verify(secret: str, header: str, body: bytes, tolerance: float = TOLERANCE_S
         return False
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
-    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return any(hmac.compare_digest(expected, given) for given in fields.get("v1", []))
+    expected = sign(secret, timestamp, body).split("v1=", 1)[1].encode("ascii")
+    return any(hmac.compare_digest(expected, given.encode("ascii", "replace"))
+               for given in fields.get("v1", []))
 
 
 def deliver(url: str, secret: str, payload: dict, delivery_id: str, timeout: float) -> int:

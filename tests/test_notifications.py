@@ -187,13 +187,23 @@ def test_a_bots_own_webhook_gets_its_notifications(client, app, receiver):
     assert bot.status == 200 and bot.json["webhook_url"] == receiver.url
     assert bot.json["webhook_secret_set"] is True and "webhook_secret" not in bot.json
     assert SECRET not in client.get("/api/chatbots").text
+    from botlite.tasks import context as task_context
     runtime = app.runtime(1, schedule=False)
     runtime.start()
     try:
+        # A bot's webhook on a private address is refused, never contacted, not retried.
+        refused = app.runner.enqueue("send_notification", ["admin", "Bot says", "first"],
+                                     {"chatbot_id": "default"})
+        failed = _task(client, refused)
+        assert (failed["status"], failed["attempts"]) == ("FAILURE", 1)
+        assert "private or reserved address" in failed["error"]
+        assert receiver.requests == []
+        task_context.configure(app.settings.data_dir, True)  # BOTLITE_ALLOW_PRIVATE_URLS=1
         task_id = app.runner.enqueue("send_notification", ["admin", "Bot says", "hi"],
                                      {"chatbot_id": "default"})
         assert _task(client, task_id)["status"] == "SUCCESS"
     finally:
+        task_context.configure(app.settings.data_dir, False)
         runtime.stop()
     assert len(receiver.requests) == 1 and _signature_ok(receiver.requests[0])
     assert json.loads(receiver.requests[0]["body"])["chatbot_id"] == "default"
@@ -231,6 +241,8 @@ def test_verify_accepts_the_signature_and_refuses_changes_and_old_ones():
     assert not webhooks.verify("another-secret-value", header, body)
     assert not webhooks.verify(SECRET, webhooks.sign(SECRET, int(time.time()) - 3600, body), body)
     assert not webhooks.verify(SECRET, "garbage", body)
+    for header in ("t=123", "t=x,v1=ab", "t=%d,v1=\u00e9\u00e9" % int(time.time()), "", "v1=ab"):
+        assert not webhooks.verify(SECRET, header, body)
 
 
 def test_the_webhook_setting_needs_a_secret(data_dir):
@@ -330,3 +342,27 @@ def test_once_semantics_and_the_inbox_on_postgresql(tmp_path, postgres_url, rece
     finally:
         app.close()
     assert len(receiver.requests) == 2 and all(_signature_ok(r) for r in receiver.requests)
+
+
+def test_a_repeat_of_a_read_notification_is_a_new_one(app):
+    from botlite import notifications
+    with app.database.connection_context():
+        first = notifications.store("ops", "Backup failed", "disk full")
+        assert notifications.store("ops", "Backup failed", "disk full").id == first.id
+        notifications.mark_read(str(first.id))
+        again = notifications.store("ops", "Backup failed", "disk full")
+        assert again.id != first.id and again.read is False
+
+
+def test_the_verifier_in_the_docs_agrees_with_the_code():
+    import os
+    import re
+    docs = open(os.path.join(os.path.dirname(__file__), "..", "docs", "operations.md")).read()
+    snippet = re.search(r"\n(    import hashlib, hmac, time\n.*?)\n\n\(", docs, re.S).group(1)
+    namespace = {}
+    exec(re.sub(r"(?m)^    ", "", snippet), namespace)
+    body, now = b'{"a":1}', int(time.time())
+    for header in (webhooks.sign(SECRET, now, body), webhooks.sign(SECRET, now - 3600, body),
+                   webhooks.sign("another-secret-value", now, body), "garbage", "t=123",
+                   "t=x,v1=ab", "t=%d,v1=\u00e9" % now, ""):
+        assert namespace["verify"](SECRET, header, body) == webhooks.verify(SECRET, header, body)

@@ -32,10 +32,11 @@ def _send(user_id, title, message, notification_type, dedup_key=None, chatbot_id
                               dedup_key=dedup_key, chatbot_id=chatbot_id, task_id=task_id,
                               webhook_url=context.webhook_url,
                               webhook_secret=context.webhook_secret,
-                              timeout=context.webhook_timeout)
+                              timeout=context.webhook_timeout,
+                              allow_private=context.allow_private_urls)
 
 
-@task(queue="notifications", retries=3, retry_delay=10, dedup=True, dedup_ttl=3600)
+@task(queue="notifications", retries=3, retry_delay=10, dedup=True, dedup_ttl=300)
 def send_notification(user_id: str, title: str, message: str,
                       notification_type: str = "info", dedup_key: str | None = None,
                       chatbot_id: str | None = None) -> dict:
