@@ -14,7 +14,17 @@ from botlite.runner import HEARTBEAT_MAX_AGE
 logger = logging.getLogger(__name__)
 
 
-def check(app) -> tuple[bool, dict]:
+def public_view(last_check: dict | None) -> dict | None:
+    """What anyone may see of the last health_check: its outcome and age, not the
+    host, process, disk sizes or dead-task count (those need the admin token)."""
+    if last_check is None:
+        return None
+    return {"status": last_check.get("status"), "checked_at": last_check.get("checked_at"),
+            "age_s": last_check.get("age_s"),
+            "disk": {"status": (last_check.get("disk") or {}).get("status")}}
+
+
+def check(app, detail: bool = False) -> tuple[bool, dict]:
     """(healthy, report). Unhealthy reasons are listed in report["reasons"]."""
     reasons = []
     started = time.perf_counter()
@@ -54,7 +64,7 @@ def check(app) -> tuple[bool, dict]:
 
     report = {"status": "ok" if not reasons else "unavailable",
               "database": database, "queue": queue, "workers": workers,
-              "last_check": last_check}
+              "last_check": last_check if detail else public_view(last_check)}
     if reasons:
         report["reasons"] = reasons
         report["error"] = {"code": "unavailable", "message": "; ".join(reasons)}

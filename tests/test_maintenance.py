@@ -280,6 +280,10 @@ def test_health_check_is_stored_and_shown_by_healthz(client, app, worker):
     assert {"status", "database", "queue", "workers"} <= set(health)
     assert health["last_check"]["checked_at"] == result["checked_at"]
     assert health["last_check"]["age_s"] >= 0
+    assert health["last_check"]["ran_by"] and health["last_check"]["disk"]["free_mb"] > 0
+    public = client.get("/healthz", auth=False).json["last_check"]  # anyone: outcome only
+    assert public == {"status": "ok", "checked_at": result["checked_at"],
+                      "age_s": public["age_s"], "disk": {"status": "ok"}}
     with app.database.connection_context():
         sample = HealthSample.select().first()
         assert sample.pending is not None and sample.status == "ok"
