@@ -347,18 +347,27 @@ def _print_json(value) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
-def _task_action(args, action, render=_print_json) -> int:
-    from botlite import task_control
+def _app_action(args, module_name: str, action, render=_print_json) -> int:
+    """Open the app, run ``action(botlite.<module_name>, runner)``, print what it
+    returns; an API error becomes one line and exit code 2."""
+    import importlib
+
     from botlite.errors import BotliteError
 
+    module = importlib.import_module("botlite." + module_name)
     app = _open_app(args, quiet=True)
     try:
-        render(action(task_control, app.runner))
+        with app.database.connection_context():
+            render(action(module, app.runner))
     except BotliteError as exc:
         raise CliError(exc.message) from None
     finally:
         app.close()
     return 0
+
+
+def _task_action(args, action, render=_print_json) -> int:
+    return _app_action(args, "task_control", action, render)
 
 
 def _print_task_table(tasks) -> None:
@@ -525,18 +534,7 @@ def cmd_chat(args) -> int:
 
 
 def _schedule_action(args, action, render=_print_json) -> int:
-    from botlite import schedule
-    from botlite.errors import BotliteError
-
-    app = _open_app(args, quiet=True)
-    try:
-        with app.database.connection_context():
-            render(action(schedule, app.runner))
-    except BotliteError as exc:
-        raise CliError(exc.message) from None
-    finally:
-        app.close()
-    return 0
+    return _app_action(args, "schedule", action, render)
 
 
 def cmd_backup(args) -> int:
