@@ -59,6 +59,19 @@ def test_pages_need_the_session_and_send_you_back_after_login(client, app):
     assert "samesite=strict" in cookie
 
 
+@pytest.mark.parametrize("target", [
+    "//evil.example/", "/%09/evil.example", "/%0a/evil.example", "/%0d/evil.example",
+    "/%5c/evil.example", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"])
+def test_login_never_sends_you_to_another_site(client, app, target):
+    from botlite.web.session import SESSION_COOKIE, session_value
+    cookie = {"Cookie": "%s=%s" % (SESSION_COOKIE, session_value(app.token))}
+    response = client.get("/login?next=" + target, auth=False, headers=cookie)
+    assert response.status in (302, 303)
+    location = response.headers["location"]
+    assert location.rstrip("/").endswith("localhost") or location.endswith("/"), location
+    assert "evil" not in location and "javascript" not in location
+
+
 def test_the_login_form_refuses_a_post_without_its_csrf_token(client, app):
     body = ("token=%s" % app.token).encode()
     done = client.request("POST", "/login", body=body, auth=False,

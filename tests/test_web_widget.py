@@ -140,14 +140,24 @@ def test_the_window_slides():
     limiter.hit("other-bot", "v", 2)
 
 
-def test_idle_visitors_are_forgotten():
+def test_the_least_recently_seen_visitors_are_forgotten_when_full():
     now = [0.0]
     limiter = RateLimiter(clock=lambda: now[0], max_keys=10)
-    for visitor in range(11):
-        limiter.hit("bot", str(visitor), 5)
-    now[0] += 61
-    limiter.hit("bot", "new", 5)
-    assert list(limiter.hits) == [("bot", "new")]
+    for visitor in range(10):
+        limiter.hit("bot", "10.0.0.%d" % visitor, 5)
+    limiter.hit("bot", "10.0.0.0", 5)  # seen again: now the most recent
+    limiter.hit("bot", "10.0.0.99", 5)
+    assert len(limiter.hits) == 10
+    assert ("bot", "10.0.0.1") not in limiter.hits and ("bot", "10.0.0.0") in limiter.hits
+
+
+def test_one_ipv6_host_is_one_visitor_whatever_address_of_its_64_it_uses():
+    limiter = RateLimiter(clock=lambda: 0.0)
+    limiter.hit("bot", "2001:db8:1:2::1", 2)
+    limiter.hit("bot", "2001:db8:1:2:ffff::9", 2)
+    with pytest.raises(TooManyRequests):
+        limiter.hit("bot", "2001:db8:1:2:abcd::7", 2)
+    limiter.hit("bot", "2001:db8:1:3::1", 2)  # another /64: another visitor
 
 
 def test_forwarded_headers_do_not_make_another_site_look_like_ours(client, shop_bot):

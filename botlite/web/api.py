@@ -20,7 +20,7 @@ def install(web: Bottle, app) -> None:
 
     @web.get("/healthz", public=True, db=False)
     def healthz():
-        # The admin token (or session) shows the last health_check in full.
+        # The admin bearer token shows the last health_check in full.
         healthy, report = health.check(app, detail=token_matches(bearer_token(), app.token))
         return json_response(report, 200 if healthy else 503)
 

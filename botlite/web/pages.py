@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from urllib.parse import urlsplit
+
 import bottle
 
 from botlite import __version__, dashboard
@@ -30,10 +32,17 @@ def error_page(error: BotliteError) -> str:
 
 
 def _next_target(value: str | None) -> str:
-    """Where to go after logging in: a path on this site only."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+    """Where to go after logging in: a path on this site only. Control characters
+    are refused outright: URL parsers drop tabs and newlines, which would turn
+    "/<tab>/evil.example" into "//evil.example", another site."""
+    if (not value or not value.startswith("/") or value.startswith("//") or "\\" in value
+            or any(ord(ch) <= 0x20 or ord(ch) == 0x7f for ch in value)):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") \
+            or parts.path.startswith("//"):
+        return "/"
+    return value
 
 
 def install(web: bottle.Bottle, app) -> None:

@@ -49,6 +49,7 @@ def csrf_field_ok(token: str) -> bool:
 def start(token: str) -> None:
     bottle.response.set_cookie(SESSION_COOKIE, session_value(token), path="/",
                                httponly=True, samesite="strict", max_age=SESSION_MAX_AGE)
+    bottle.response.delete_cookie(LOGIN_COOKIE, path="/login")  # used up
 
 
 def end() -> None:
