@@ -79,6 +79,7 @@ class Response:
         self.status_line = status
         self.status = int(status.split()[0])
         self.headers = {name.lower(): value for name, value in headers}
+        self.header_list = list(headers)  # repeated ones (Set-Cookie) too
         self.body = body
 
     @property

@@ -37,7 +37,8 @@ def browser(client, app):
 
 
 def _cookies(response):
-    return response.headers.get("set-cookie", "")
+    return "\n".join(value for name, value in response.header_list
+                     if name.lower() == "set-cookie")
 
 
 def test_pages_need_the_session_and_send_you_back_after_login(client, app):
@@ -57,6 +58,7 @@ def test_pages_need_the_session_and_send_you_back_after_login(client, app):
     cookie = _cookies(done).lower()
     assert "botlite_session=" in cookie and "httponly" in cookie
     assert "samesite=strict" in cookie
+    assert 'botlite_login=""' in cookie  # the login form's token is used up
 
 
 @pytest.mark.parametrize("target", [
