@@ -122,8 +122,13 @@ WEB_THREADS = 8
 
 
 def _server_options(settings) -> dict:
-    return dict(threads=WEB_THREADS, ident="botlite", clear_untrusted_proxy_headers=True,
-                max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024)
+    options = dict(threads=WEB_THREADS, ident="botlite", clear_untrusted_proxy_headers=True,
+                   max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024)
+    if settings.trusted_proxy:
+        options.update(trusted_proxy=settings.trusted_proxy, trusted_proxy_count=1,
+                       trusted_proxy_headers={"x-forwarded-proto", "x-forwarded-for",
+                                              "x-forwarded-host", "x-forwarded-port"})
+    return options
 
 
 def cmd_serve(args) -> int:
@@ -645,6 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "in this process. Prints the dashboard URL with the admin token once "
                     "it answers. SIGINT/SIGTERM stop it gracefully.")
     _add_setting_flags(serve, "host", "port", "data_dir", "workers", "web_processes",
+                       "trusted_proxy",
                        "database_url",
                        "broker_url", "shutdown_timeout", "log_level")
     serve.add_argument("--no-worker", action="store_true",

@@ -154,6 +154,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Admin bearer token. Default: generated once and kept in "
             "<data dir>/admin_token (mode 0600).",
             _optional_text),
+    Setting("trusted_proxy", "BOTLITE_TRUSTED_PROXY", None,
+            "Address of a reverse proxy (TLS terminator) in front of serve, or '*': its "
+            "X-Forwarded-Proto/-For/-Host are believed, so cookies get Secure over https, "
+            "the widget snippet says https, and rate limits see each visitor's address.",
+            _optional_text, "--trusted-proxy"),
     Setting("allow_private_urls", "BOTLITE_ALLOW_PRIVATE_URLS", False,
             "1 lets website sources fetch loopback and private addresses.",
             _flag),
@@ -203,6 +208,7 @@ class Settings:
     database_url: str
     broker_url: str
     admin_token: str | None
+    trusted_proxy: str | None
     allow_private_urls: bool
     llm_url: str | None
     llm_model: str | None

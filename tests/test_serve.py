@@ -172,3 +172,20 @@ def test_web_processes_must_be_at_least_one(data_dir):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "botlite: error: --web-processes: '0' must be 1 or more")
+
+
+def test_behind_a_trusted_tls_proxy_the_session_cookie_is_secure(data_dir):
+    """--trusted-proxy: waitress believes X-Forwarded-Proto from that address only."""
+    for trusted, expect_secure in (("127.0.0.1", True), (None, False)):
+        extra = ["--trusted-proxy", trusted] if trusted else []
+        server = ServeProcess("--port", "0", "--data-dir", data_dir, "--no-worker", *extra)
+        try:
+            url = server.ready_url()
+            login = requests.get(url, headers={"X-Forwarded-Proto": "https"},
+                                 allow_redirects=False, timeout=5)
+            assert login.status_code in (302, 303)
+            cookie = login.headers["Set-Cookie"].lower()
+            assert "botlite_session=" in cookie
+            assert ("; secure" in cookie) is expect_secure, (trusted, cookie)
+        finally:
+            server.stop()

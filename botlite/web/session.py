@@ -46,9 +46,15 @@ def csrf_field_ok(token: str) -> bool:
     return token_matches(bottle.request.forms.getunicode("csrf_token", ""), csrf_value(token))
 
 
+def _secure() -> bool:
+    """Over https (directly, or as a trusted proxy says), cookies are https-only."""
+    return bottle.request.urlparts.scheme == "https"
+
+
 def start(token: str) -> None:
     bottle.response.set_cookie(SESSION_COOKIE, session_value(token), path="/",
-                               httponly=True, samesite="strict", max_age=SESSION_MAX_AGE)
+                               httponly=True, samesite="strict", max_age=SESSION_MAX_AGE,
+                               secure=_secure())
     bottle.response.delete_cookie(LOGIN_COOKIE, path="/login")  # used up
 
 
@@ -60,7 +66,7 @@ def login_form_token() -> str:
     """A fresh double-submit token for the login form (there is no session yet)."""
     value = secrets.token_urlsafe(24)
     bottle.response.set_cookie(LOGIN_COOKIE, value, path="/login", httponly=True,
-                               samesite="strict", max_age=3600)
+                               samesite="strict", max_age=3600, secure=_secure())
     return value
 
 
