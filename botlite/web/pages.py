@@ -81,6 +81,7 @@ def install(web: bottle.Bottle, app) -> None:
             error = "The login form expired. Please enter the token again."
         elif token_matches(bottle.request.forms.getunicode("token", ""), app.token):
             session.start(app.token)
+            session.drop_login_form_token()
             bottle.redirect(target)
         else:
             bottle.response.status = 401

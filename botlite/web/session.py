@@ -55,7 +55,6 @@ def start(token: str) -> None:
     bottle.response.set_cookie(SESSION_COOKIE, session_value(token), path="/",
                                httponly=True, samesite="strict", max_age=SESSION_MAX_AGE,
                                secure=_secure())
-    bottle.response.delete_cookie(LOGIN_COOKIE, path="/login")  # used up
 
 
 def end() -> None:
@@ -68,6 +67,11 @@ def login_form_token() -> str:
     bottle.response.set_cookie(LOGIN_COOKIE, value, path="/login", httponly=True,
                                samesite="strict", max_age=3600, secure=_secure())
     return value
+
+
+def drop_login_form_token() -> None:
+    """After a successful login the form's token is used up."""
+    bottle.response.delete_cookie(LOGIN_COOKIE, path="/login")
 
 
 def login_form_token_ok() -> bool:
