@@ -131,6 +131,18 @@ def _server_options(settings) -> dict:
     return options
 
 
+def _running_lock(settings) -> contextlib.ExitStack:
+    """The shared running lock on each SQLite database (see backup.running),
+    held until the returned stack is closed; restore refuses while it is held."""
+    from botlite import backup
+    from botlite.settings import ensure_data_dir
+
+    ensure_data_dir(settings)
+    stack = contextlib.ExitStack()
+    stack.enter_context(backup.running(settings.database_url, settings.broker_url))
+    return stack
+
+
 def cmd_serve(args) -> int:
     import waitress
     from waitress.task import ThreadedTaskDispatcher
@@ -157,13 +169,22 @@ def cmd_serve(args) -> int:
     except ValueError:
         raise CliError("cannot listen on %s:%d: not an address of this machine"
                        % (settings.host, settings.port))
+    # Taken before the extra web processes are forked: they inherit the locked
+    # descriptor, so the lock is held until the last of them exits.
+    running = _running_lock(settings)
     web = _WebProcesses(server.socket, settings)
-    web.start(settings.web_processes - 1)
+    try:
+        web.start(settings.web_processes - 1)
+    except BaseException:
+        running.close()
+        server.close()
+        raise
     dispatcher.set_thread_count(WEB_THREADS)
     try:
         app = Botlite.open(settings)
     except BaseException:
         web.stop()
+        running.close()
         server.close()
         raise
     deferred.target = create_app(app)
@@ -191,6 +212,7 @@ def cmd_serve(args) -> int:
     finally:
         web.stop()
         app.close()
+        running.close()
 
 
 class _WebProcesses:
@@ -320,7 +342,12 @@ def cmd_worker(args) -> int:
     settings = _settings(args)
     if settings.workers < 1:
         raise CliError("worker needs at least 1 worker thread (--workers)")
-    app = _open_app(args)
+    running = _running_lock(settings)
+    try:
+        app = _open_app(args)
+    except BaseException:
+        running.close()
+        raise
     runtime = app.runtime(app.settings.workers, lanes=lanes)
     stop = threading.Event()
     signals = _StopSignals(stop.set)
@@ -336,6 +363,7 @@ def cmd_worker(args) -> int:
         return signals.stop_runtime(runtime)
     finally:
         app.close()
+        running.close()
 
 
 def cmd_token(args) -> int:
@@ -543,6 +571,8 @@ def _schedule_action(args, action, render=_print_json) -> int:
 
 
 def cmd_backup(args) -> int:
+    import sqlite3
+
     from botlite import backup
 
     if args.keep is not None and args.keep < 1:
@@ -550,8 +580,12 @@ def cmd_backup(args) -> int:
     app = _open_app(args, quiet=True)
     try:
         keep = app.settings.backup_keep if args.keep is None else args.keep
-        _print_json(backup.backup_all(app.settings.data_dir, app.settings.database_url,
-                                      app.settings.broker_url, keep))
+        try:
+            result = backup.backup_all(app.settings.data_dir, app.settings.database_url,
+                                       app.settings.broker_url, keep)
+        except (backup.BackupError, sqlite3.Error, OSError) as exc:
+            raise CliError("backup failed: %s" % exc) from None
+        _print_json(result)
     finally:
         app.close()
     return 0
@@ -602,34 +636,44 @@ def cmd_schedule_run(args) -> int:
     return _schedule_action(args, lambda s, runner: s.run_now(runner, args.job))
 
 
-def cmd_restore(args) -> int:
-    from botlite import backup
+def _live_workers(settings) -> list[dict]:
+    """Workers whose heartbeat is fresh; CliError when the queue cannot be read."""
     from botlite.runner import HEARTBEAT_MAX_AGE, TaskRunner
+
+    try:
+        runner = TaskRunner(settings.broker_url)
+        try:
+            return runner.storage.workers(HEARTBEAT_MAX_AGE)
+        finally:
+            runner.close()
+    except Exception as exc:
+        raise CliError("cannot open the task queue to check that no worker runs (%s: %s); "
+                       "if you are sure botlite is stopped, run restore again with --force"
+                       % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ""
+                          )) from None
+
+
+def cmd_restore(args) -> int:
+    import sqlite3
+
+    from botlite import backup
+    from botlite.runner import HEARTBEAT_MAX_AGE
     from botlite.settings import ensure_data_dir
 
     settings = _settings(args)
     try:
         marker = backup.inspect(args.file)
-    except backup.BackupError as exc:
-        raise CliError(str(exc)) from None
-    ensure_data_dir(settings)
-    try:
-        runner = TaskRunner(settings.broker_url)
-        try:
-            alive = runner.storage.workers(HEARTBEAT_MAX_AGE)
-        finally:
-            runner.close()
-    except Exception:
-        alive = []  # a queue that cannot be opened has no live workers to worry about
-    if alive:
-        raise CliError("botlite is running (%d worker process(es) beat in the last %ds, "
-                       "e.g. %s pid %s): stop every serve and worker first"
-                       % (len(alive), HEARTBEAT_MAX_AGE, alive[0].get("hostname"),
-                          alive[0].get("pid")))
-    try:
+        ensure_data_dir(settings)
+        alive = [] if args.force else _live_workers(settings)
+        if alive:
+            raise CliError("botlite is running (%d worker process(es) beat in the last %ds, "
+                           "e.g. %s pid %s): stop every serve and worker first"
+                           % (len(alive), HEARTBEAT_MAX_AGE, alive[0].get("hostname"),
+                              alive[0].get("pid")))
         done = backup.restore(args.file, settings.database_url, settings.broker_url)
-    except backup.BackupError as exc:
-        raise CliError(str(exc)) from None
+    except (backup.BackupError, sqlite3.Error, OSError) as exc:
+        raise CliError("restore failed: %s" % exc if not isinstance(exc, backup.BackupError)
+                       else str(exc)) from None
     print("restored the %s database %s from %s (made %s)%s" % (
         marker["kind"], done["restored"], args.file, marker["created_at"],
         "; the replaced one is kept as %s" % done["previous"] if done["previous"] else ""))
@@ -768,9 +812,13 @@ def build_parser() -> argparse.ArgumentParser:
         "restore", help="put a backup file back (botlite must be stopped)",
         description="Restore the app database or the task queue from a file made by "
                     "backup_data / `backup`. Stop every serve and worker first: it refuses "
-                    "while a worker heartbeat is fresh. The replaced database is kept as "
-                    "<file>.before-restore.")
+                    "while one holds the database's running lock or a worker heartbeat is "
+                    "fresh. The replaced database is kept as "
+                    "<file>.before-restore-<UTC time>.")
     restore.add_argument("file", metavar="FILE")
+    restore.add_argument("--force", action="store_true",
+                         help="restore even when the task queue cannot be opened to check "
+                              "for live workers (the running lock is still checked)")
     _add_setting_flags(restore, "data_dir", "database_url", "broker_url")
     restore.set_defaults(run=cmd_restore)
 
