@@ -209,7 +209,7 @@ def _backups(data_dir: str) -> list[dict]:
 
 
 def system(app) -> dict:
-    healthy, report = health.check(app)
+    healthy, report = health.check(app, detail=True)  # an admin page: the full last check
     tables = {model.__name__: model.select().count() for model in
               (Chatbot, Source, Chunk, Faq, Conversation, Message, Notification, UserAction)}
     queues = app.runner.queues()
