@@ -197,6 +197,10 @@ def deliver_once(note_id: int, target: tuple[str, str, bool] | None, timeout: fl
                             delivery_claimed_until=None).where(
             Notification.id == note.id).execute()
         raise
+    except BaseException:  # anything else: free the claim so the retry can deliver
+        Notification.update(delivery_claimed_until=None).where(
+            Notification.id == note.id).execute()
+        raise
     Notification.update(webhook_status="delivered", delivered_at=utcnow(),
                         delivery_error=None, delivery_claimed_until=None).where(
         Notification.id == note.id).execute()

@@ -366,3 +366,18 @@ def test_the_verifier_in_the_docs_agrees_with_the_code():
                    webhooks.sign("another-secret-value", now, body), "garbage", "t=123",
                    "t=x,v1=ab", "t=%d,v1=\u00e9" % now, ""):
         assert namespace["verify"](SECRET, header, body) == webhooks.verify(SECRET, header, body)
+
+
+def test_an_unexpected_error_while_posting_frees_the_delivery_claim(app, monkeypatch):
+    from botlite import notifications
+    from botlite.models import Notification
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the middle of the POST")
+
+    monkeypatch.setattr(notifications, "deliver", broken)
+    with app.database.connection_context():
+        note = notifications.store("ops", "Title", "Body", webhook=True)
+        with pytest.raises(RuntimeError):
+            notifications.deliver_once(note.id, ("http://203.0.113.9/hook", SECRET, False), 1.0)
+        assert Notification.get_by_id(note.id).delivery_claimed_until is None
