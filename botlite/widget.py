@@ -157,9 +157,11 @@ def admit(bot: Chatbot, caller: Caller, limiter: RateLimiter) -> None:
 def chat(app, data: dict, bot_id: str | None, caller: Caller, limiter: RateLimiter) -> dict:
     """A public chat message: admitted for the bot it names, then answered."""
     named = bot_id if bot_id is not None else data.get("chatbot_id", DEFAULT_BOT_ID)
+    bot = None
     if isinstance(named, str) and named:
-        admit(get_bot(named), caller, limiter)
-    return chat_service.chat(app, data, bot_id=bot_id)
+        bot = chat_service.chat_bot(named)  # read once: for the check and for the turn
+        admit(bot, caller, limiter)
+    return chat_service.chat(app, data, bot_id=bot_id, bot=bot)
 
 
 def public_info(bot_id: str, caller: Caller) -> dict:

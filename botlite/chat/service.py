@@ -50,9 +50,10 @@ def _session(data: dict) -> str:
     return session
 
 
-def chat(app, data: dict, bot_id: str | None = None) -> dict:
+def chat(app, data: dict, bot_id: str | None = None, bot: Chatbot | None = None) -> dict:
     """Answer one message; log the turn (behind the reply, see turnlog); return
-    the contract's reply."""
+    the contract's reply. ``bot``: the `chat_bot` row when the caller has read it
+    already (the public endpoints' origin and rate-limit check)."""
     started = time.perf_counter()
     validate.reject_unknown(data, {"message", "session_id", "chatbot_id"})
     message = _message(data)
@@ -64,7 +65,8 @@ def chat(app, data: dict, bot_id: str | None = None) -> dict:
     elif data.get("chatbot_id") not in (None, bot_id):
         raise BadRequest("field 'chatbot_id' names another bot than the URL",
                          code="invalid_field")
-    bot = chat_bot(bot_id)
+    if bot is None or bot.id != bot_id:
+        bot = chat_bot(bot_id)
     reply = app.chat_engine.reply(bot, message, seed=session_id)
     latency_ms = round((time.perf_counter() - started) * 1000, 2)
     reply_id = uuid.uuid4().hex
@@ -77,12 +79,14 @@ def chat(app, data: dict, bot_id: str | None = None) -> dict:
 
 
 def chat_bot(bot_id: str) -> Chatbot:
-    """The bot with the fields a chat turn needs, in one plain query; 404 if none."""
-    row = execute("select name, fallback_message from chatbot where id = ?",
-                  (bot_id,)).fetchone()
+    """The bot with the fields a chat turn and its public-endpoint check need, in one
+    plain query; 404 if none."""
+    row = execute("select name, fallback_message, allowed_domains, rate_limit_per_minute "
+                  "from chatbot where id = ?", (bot_id,)).fetchone()
     if row is None:
         raise NotFound("no chatbot with id %r" % bot_id)
-    return Chatbot(id=bot_id, name=row[0], fallback_message=row[1])
+    return Chatbot(id=bot_id, name=row[0], fallback_message=row[1], allowed_domains=row[2],
+                   rate_limit_per_minute=row[3])
 
 
 def conversations(app, bot_id: str, limit: str | int | None) -> list[dict]:
