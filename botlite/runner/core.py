@@ -371,6 +371,8 @@ class TaskRunner:
         state = self.storage.get_state(task_id)
         if state is None:
             raise TaskNotFound(task_id)
+        if state["status"] == "STARTED" and not state["error"] and self.revoke_requested(task_id):
+            state["error"] = "stop requested"  # revoked while claimed: it will stop
         return state
 
     def states(self, status: str | None = None, name: str | None = None,
@@ -407,8 +409,9 @@ class TaskRunner:
             self.storage.save_state(task_id, status="REVOKED", finished_at=time.time(),
                                     error="revoked")
             self._drop_dedup_of(state)
-        else:  # claimed: running now, or about to start and be skipped
-            self.storage.save_state(task_id, error="stop requested")
+        # Else it is claimed: running now, or about to start and be skipped. Nothing
+        # is written to its state (a write here could overwrite the final error of
+        # a task that ends at this moment); `state` derives the note from the flag.
         return self.state(task_id)
 
     def revoke_requested(self, task_id: str) -> bool:
