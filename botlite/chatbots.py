@@ -42,7 +42,7 @@ def get_bot(bot_id: str) -> Chatbot:
     return bot
 
 
-def _changes(data: dict, *, creating: bool) -> dict:
+def _changes(data: dict, *, creating: bool, allow_private: bool) -> dict:
     changes = {
         "name": validate.text(data, "name", required=creating, max_length=200,
                               allow_blank=False),
@@ -62,12 +62,15 @@ def _changes(data: dict, *, creating: bool) -> dict:
                              code="invalid_field")
         changes["allowed_domains"] = json.dumps(domains)
     changes = {key: value for key, value in changes.items() if value is not None}
-    changes.update(_webhook_changes(data))
+    changes.update(_webhook_changes(data, allow_private))
     return changes
 
 
-def _webhook_changes(data: dict) -> dict:
-    """webhook_url / webhook_secret; null or "" clears them."""
+def _webhook_changes(data: dict, allow_private: bool) -> dict:
+    """webhook_url / webhook_secret; null or "" clears them. A URL on a private,
+    loopback or link-local address is refused here, when it is saved, unless
+    ``allow_private`` (BOTLITE_ALLOW_PRIVATE_URLS); delivery checks it again,
+    since what a name resolves to can change."""
     changes = {}
     if "webhook_url" in data:
         url = validate.text(data, "webhook_url", max_length=2000) or None
@@ -76,6 +79,7 @@ def _webhook_changes(data: dict) -> dict:
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise BadRequest("field 'webhook_url' must be an http:// or https:// URL",
                                  code="invalid_field")
+            _check_webhook_address(url, allow_private)
         changes["webhook_url"] = url
     if "webhook_secret" in data:
         secret = validate.text(data, "webhook_secret", max_length=500) or None
@@ -86,6 +90,18 @@ def _webhook_changes(data: dict) -> dict:
     return changes
 
 
+def _check_webhook_address(url: str, allow_private: bool) -> None:
+    from botlite.knowledge import crawl
+
+    try:
+        crawl.check_url(url, allow_private=allow_private)
+    except crawl.UnsafeURL as exc:
+        raise BadRequest("field 'webhook_url': %s (set BOTLITE_ALLOW_PRIVATE_URLS=1 to "
+                         "allow it)" % exc.reason, code="unsafe_url") from None
+    except crawl.CrawlError as exc:
+        raise BadRequest("field 'webhook_url': %s" % exc.reason, code="invalid_url") from None
+
+
 def _check_webhook(url: str | None, secret: str | None) -> None:
     if url and not secret:
         raise BadRequest("a webhook_url needs a webhook_secret (at least %d characters): "
@@ -93,9 +109,9 @@ def _check_webhook(url: str | None, secret: str | None) -> None:
                          code="invalid_field")
 
 
-def create_bot(data: dict) -> Chatbot:
+def create_bot(data: dict, allow_private: bool = False) -> Chatbot:
     validate.reject_unknown(data, EDITABLE | {"id"})
-    fields = _changes(data, creating=True)
+    fields = _changes(data, creating=True, allow_private=allow_private)
     _check_webhook(fields.get("webhook_url"), fields.get("webhook_secret"))
     wanted = validate.text(data, "id", max_length=64)
     if wanted is not None:
@@ -117,9 +133,9 @@ def create_bot(data: dict) -> Chatbot:
     raise Conflict("a chatbot with id %r already exists" % candidates[0])
 
 
-def update_bot(bot_id: str, data: dict) -> Chatbot:
+def update_bot(bot_id: str, data: dict, allow_private: bool = False) -> Chatbot:
     validate.reject_unknown(data, EDITABLE)
-    changes = _changes(data, creating=False)
+    changes = _changes(data, creating=False, allow_private=allow_private)
     bot = get_bot(bot_id)
     _check_webhook(changes.get("webhook_url", bot.webhook_url),
                    changes.get("webhook_secret", bot.webhook_secret))

@@ -182,8 +182,20 @@ def test_a_bots_own_webhook_gets_its_notifications(client, app, receiver):
     assert client.patch("/api/chatbots/default", {"webhook_url": receiver.url}).status == 400
     assert client.patch("/api/chatbots/default", {"webhook_url": receiver.url,
                                                   "webhook_secret": "short"}).status == 400
-    bot = client.patch("/api/chatbots/default", {"webhook_url": receiver.url,
-                                                 "webhook_secret": SECRET})
+    # A private address is refused when it is saved, and nothing is stored...
+    refused = client.patch("/api/chatbots/default", {"webhook_url": receiver.url,
+                                                     "webhook_secret": SECRET})
+    assert refused.status == 400 and refused.json["error"]["code"] == "unsafe_url"
+    assert "127.0.0.1 is a private or reserved address" in refused.json["error"]["message"]
+    assert "BOTLITE_ALLOW_PRIVATE_URLS" in refused.json["error"]["message"]
+    assert client.get("/api/chatbots/default").json["webhook_url"] is None
+    # ...unless private addresses are allowed (then delivery checks it again).
+    app.settings.allow_private_urls = True
+    try:
+        bot = client.patch("/api/chatbots/default", {"webhook_url": receiver.url,
+                                                     "webhook_secret": SECRET})
+    finally:
+        app.settings.allow_private_urls = False
     assert bot.status == 200 and bot.json["webhook_url"] == receiver.url
     assert bot.json["webhook_secret_set"] is True and "webhook_secret" not in bot.json
     assert SECRET not in client.get("/api/chatbots").text
@@ -217,6 +229,14 @@ def test_bad_webhook_urls_are_refused(client):
         response = client.patch("/api/chatbots/default", {"webhook_url": url,
                                                           "webhook_secret": SECRET})
         assert response.status == 400 and response.json["error"]["code"] == "invalid_field"
+    unknown = client.patch("/api/chatbots/default", {
+        "webhook_url": "https://no-such-host.invalid/", "webhook_secret": SECRET})
+    assert unknown.status == 400 and unknown.json["error"]["code"] == "invalid_url"
+    assert "could not be found" in unknown.json["error"]["message"]
+    created = client.post("/api/chatbots", {
+        "name": "Hooked", "webhook_url": "http://10.1.2.3/x", "webhook_secret": SECRET})
+    assert created.status == 400 and created.json["error"]["code"] == "unsafe_url"
+    assert "Hooked" not in [b["name"] for b in client.get("/api/chatbots").json["chatbots"]]
 
 
 def test_without_a_webhook_only_the_inbox_row_is_made(client, app, worker):

@@ -173,7 +173,7 @@ def check_url(url: str, allow_private: bool, allowed_hosts: Collection[str] = fr
     """
     parts = urlsplit(url)
     if parts.scheme.lower() not in _DEFAULT_PORTS:
-        raise UnsafeURL("only http:// and https:// URLs can be crawled", url=url)
+        raise UnsafeURL("only http:// and https:// URLs are allowed", url=url)
     if "@" in parts.netloc:
         raise UnsafeURL("URLs with a user name or password are refused", url=url)
     host = parts.hostname
@@ -193,7 +193,7 @@ def check_url(url: str, allow_private: bool, allowed_hosts: Collection[str] = fr
         if not _is_public(address):
             where = host if str(address) == host else "%s (%s)" % (host, address)
             raise UnsafeURL("%s is a private or reserved address; only public addresses "
-                            "are crawled" % where, url=url)
+                            "are allowed" % where, url=url)
 
 
 def _resolve(host: str, port: int, url: str) -> list[_Address]:

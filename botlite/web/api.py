@@ -30,7 +30,7 @@ def install(web: Bottle, app) -> None:
 
     @web.post("/api/chatbots")
     def create_chatbot():
-        bot = chatbots.create_bot(json_body())
+        bot = chatbots.create_bot(json_body(), app.settings.allow_private_urls)
         response.status = 201
         return bot.to_dict()
 
@@ -40,7 +40,8 @@ def install(web: Bottle, app) -> None:
 
     @web.route("/api/chatbots/<bot_id>", method="PATCH")
     def patch_chatbot(bot_id):
-        return chatbots.update_bot(bot_id, json_body()).to_dict()
+        return chatbots.update_bot(bot_id, json_body(),
+                                   app.settings.allow_private_urls).to_dict()
 
     @web.delete("/api/chatbots/<bot_id>")
     def delete_chatbot(bot_id):
