@@ -27,6 +27,20 @@ def _optional_text(value: str) -> str | None:
     return value.strip() or None
 
 
+MIN_ADMIN_TOKEN_CHARS = 16
+
+
+def _admin_token(value: str) -> str | None:
+    """Unset, or a token long enough not to be guessed through /login or the API."""
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) < MIN_ADMIN_TOKEN_CHARS or any(c.isspace() for c in value):
+        raise ValueError("the admin token must be at least %d characters without spaces "
+                         "(leave it unset to have one generated)" % MIN_ADMIN_TOKEN_CHARS)
+    return value
+
+
 def _port(value: str) -> int:
     try:
         port = int(value)
@@ -152,8 +166,8 @@ SETTINGS: tuple[Setting, ...] = (
             _url(BROKER_SCHEMES), "--broker-url"),
     Setting("admin_token", "BOTLITE_ADMIN_TOKEN", None,
             "Admin bearer token. Default: generated once and kept in "
-            "<data dir>/admin_token (mode 0600).",
-            _optional_text),
+            "<data dir>/admin_token (mode 0600). At least 16 characters.",
+            _admin_token),
     Setting("trusted_proxy", "BOTLITE_TRUSTED_PROXY", None,
             "Address of a reverse proxy (TLS terminator) in front of serve, or '*': its "
             "X-Forwarded-Proto/-For/-Host are believed, so cookies get Secure over https, "

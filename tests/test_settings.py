@@ -91,9 +91,16 @@ def test_token_is_generated_once_with_mode_0600(tmp_path):
 
 def test_token_from_environment_wins_and_writes_no_file(tmp_path):
     settings = load_settings({"data_dir": str(tmp_path)},
-                             environ={"BOTLITE_ADMIN_TOKEN": "s3cret-token"})
-    assert admin_token(settings) == "s3cret-token"
+                             environ={"BOTLITE_ADMIN_TOKEN": "s3cret-token-of-the-ops"})
+    assert admin_token(settings) == "s3cret-token-of-the-ops"
     assert not os.path.exists(settings.admin_token_path)
+
+
+@pytest.mark.parametrize("token", ["s3cret", "fifteen-chars!!", "sixteen chars ok"])
+def test_a_short_or_spaced_admin_token_is_refused(tmp_path, token):
+    with pytest.raises(SettingsError, match=r"^BOTLITE_ADMIN_TOKEN: the admin token must "
+                                            r"be at least 16 characters"):
+        load_settings({"data_dir": str(tmp_path)}, environ={"BOTLITE_ADMIN_TOKEN": token})
 
 
 def test_every_setting_has_an_env_var_and_help():
