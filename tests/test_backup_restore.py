@@ -2,10 +2,12 @@
 newer schemas, and refusing while a botlite process runs."""
 import json
 import os
+import queue
 import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -118,3 +120,56 @@ def test_backups_are_readable_by_their_owner_only(settings, made):
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
     for kind in ("app", "queue"):
         assert stat.S_IMODE(os.stat(made[kind]["file"]).st_mode) == 0o600
+
+
+def test_a_backup_of_a_damaged_database_fails_cleanly_and_keeps_the_old_backups(
+        settings, made, capsys):
+    live = os.path.join(settings.data_dir, "botlite.db")
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(live + suffix):
+            os.unlink(live + suffix)
+    with open(live, "r+b") as handle:  # page 1 intact, the rest overwritten
+        handle.seek(4096)
+        handle.write(b"\xde\xad" * 40000)
+    before = sorted(os.listdir(os.path.join(settings.data_dir, "backups")))
+    assert main(["backup", "--data-dir", settings.data_dir]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("botlite: error: ") and err.count("\n") == 1
+    assert "botlite.db" in err
+    after = sorted(os.listdir(os.path.join(settings.data_dir, "backups")))
+    assert not [n for n in after if n.endswith(".partial")]
+    assert set(before) <= set(after)
+    # The earlier good backup still restores the bots (in a process of its own, as
+    # in real use: this one still knows the damaged file).
+    done = subprocess.run([sys.executable, "-m", "botlite", "restore", made["app"]["file"],
+                           "--data-dir", settings.data_dir], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    bots = subprocess.run([sys.executable, "-c", "import sqlite3, sys; print(sorted(r[0] for r "
+                           "in sqlite3.connect(sys.argv[1]).execute('select id from chatbot')))",
+                           live], capture_output=True, text=True, timeout=60)
+    assert bots.stdout.strip() == "['default', 'keeper']", bots.stderr
+
+
+def test_restore_refuses_while_a_worker_runs(settings, made, capsys):
+    worker = subprocess.Popen([sys.executable, "-m", "botlite", "worker", "--data-dir",
+                               settings.data_dir], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in worker.stdout],
+                     daemon=True).start()
+    try:
+        while True:  # it prints this once it holds the running lock and has started
+            line = lines.get(timeout=30)
+            assert worker.poll() is None, "the worker exited: %s" % line
+            if "worker is running" in line:
+                break
+        assert _restore(settings, made["app"]["file"]) == 2
+        err = capsys.readouterr().err
+        assert "botlite is running" in err and err.count("\n") == 1
+        assert not [n for n in os.listdir(settings.data_dir) if ".before-restore" in n]
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert _restore(settings, made["app"]["file"]) == 0
+    assert _bots(settings) == ["default", "keeper"]
