@@ -348,3 +348,15 @@ class OpsState(BaseModel):
 
     class Meta:
         table_name = "ops_state"
+
+
+class WebSession(BaseModel):
+    """A dashboard login. ``id`` is an HMAC (keyed by the admin token) of the secret
+    in the browser's cookie: the table never holds a usable cookie, and a new admin
+    token matches none of the old rows. Logging out deletes the row."""
+    id = CharField(primary_key=True, max_length=64)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
+
+    class Meta:
+        table_name = "web_session"

@@ -1,10 +1,11 @@
 """The dashboard pages, the session and its CSRF protection, in-process."""
+import datetime
 import re
 
 import pytest
 from bs4 import BeautifulSoup
 
-from botlite.web.session import SESSION_COOKIE, csrf_value, session_value
+from botlite.web.session import SESSION_COOKIE, create, csrf_value
 from conftest import wait_for
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
@@ -17,8 +18,9 @@ class Browser:
 
     def __init__(self, client, token):
         self.client = client
-        self.cookie = "%s=%s" % (SESSION_COOKIE, session_value(token))
-        self.csrf = csrf_value(token)
+        self.secret = create(token)
+        self.cookie = "%s=%s" % (SESSION_COOKIE, self.secret)
+        self.csrf = csrf_value(token, self.secret)
 
     def get(self, path):
         return self.client.get(path, auth=False, headers={"Cookie": self.cookie})
@@ -65,8 +67,7 @@ def test_pages_need_the_session_and_send_you_back_after_login(client, app):
     "//evil.example/", "/%09/evil.example", "/%0a/evil.example", "/%0d/evil.example",
     "/%5c/evil.example", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"])
 def test_login_never_sends_you_to_another_site(client, app, target):
-    from botlite.web.session import SESSION_COOKIE, session_value
-    cookie = {"Cookie": "%s=%s" % (SESSION_COOKIE, session_value(app.token))}
+    cookie = {"Cookie": "%s=%s" % (SESSION_COOKIE, create(app.token))}
     response = client.get("/login?next=" + target, auth=False, headers=cookie)
     assert response.status in (302, 303)
     location = response.headers["location"]
@@ -102,6 +103,35 @@ def test_logout_needs_the_csrf_field(client, browser):
     assert done.status in (302, 303) and "botlite_session=" in _cookies(done)
     assert "max-age=-1" in _cookies(done).lower() or "expires=thu, 01 jan 1970" in \
         _cookies(done).lower()
+
+
+def test_a_copy_of_the_cookie_is_worthless_after_logout(client, app, browser):
+    other = Browser(client, app.token)  # a second browser stays logged in
+    assert browser.get("/tasks").status == 200
+    assert browser.api("GET", "/api/chatbots").status == 200
+    done = client.request("POST", "/logout", body=("csrf_token=" + browser.csrf).encode(),
+                          auth=False, headers={"Cookie": browser.cookie, "Content-Type":
+                                               "application/x-www-form-urlencoded"})
+    assert done.status in (302, 303)
+    # The same cookie sent again (copied before the logout) opens nothing.
+    again = browser.get("/tasks")
+    assert again.status in (302, 303) and "/login" in again.headers["location"]
+    refused = browser.api("GET", "/api/chatbots")
+    assert refused.status == 401 and refused.json["error"]["code"] == "unauthorized"
+    assert other.get("/tasks").status == 200
+
+
+def test_sessions_expire_and_the_table_holds_no_cookie(client, app, browser):
+    from botlite.models import WebSession
+    with app.database.connection_context():
+        ids = [row.id for row in WebSession.select()]
+        assert ids and browser.secret not in ids
+        WebSession.update(expires_at=datetime.datetime(2000, 1, 1)).execute()
+    expired = browser.get("/tasks")
+    assert expired.status in (302, 303) and "/login" in expired.headers["location"]
+    Browser(client, app.token)  # a new login clears the expired rows
+    with app.database.connection_context():
+        assert not [row for row in WebSession.select() if row.id in ids]
 
 
 def test_the_api_takes_the_session_only_with_the_csrf_header(browser):

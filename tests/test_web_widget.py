@@ -3,7 +3,7 @@ per-visitor rate limit (HTTP 429 with Retry-After)."""
 import pytest
 
 from botlite.errors import TooManyRequests
-from botlite.web.session import SESSION_COOKIE, csrf_value, session_value
+from botlite.web.session import SESSION_COOKIE, create, csrf_value
 from botlite.widget import RateLimiter, origin_allowed
 
 SITE = "https://shop.example.com"
@@ -111,8 +111,9 @@ def test_the_rate_limit_is_per_visitor_with_retry_after(client, shop_bot):
 
 
 def test_the_admin_is_not_rate_limited(client, shop_bot, app):
-    session = {"Cookie": "%s=%s" % (SESSION_COOKIE, session_value(app.token)),
-               "X-CSRF-Token": csrf_value(app.token)}
+    secret = create(app.token)
+    session = {"Cookie": "%s=%s" % (SESSION_COOKIE, secret),
+               "X-CSRF-Token": csrf_value(app.token, secret)}
     bearer = {"Authorization": "Bearer " + app.token}
     statuses = [_chat(client, "shop", headers=h).status for h in [session, bearer] * 3]
     assert statuses == [200] * 6
@@ -167,7 +168,8 @@ def test_forwarded_headers_do_not_make_another_site_look_like_ours(client, shop_
 
 
 def test_the_dashboard_behind_a_tls_proxy_may_use_the_playground(client, shop_bot, app):
-    session = {"Cookie": "%s=%s" % (SESSION_COOKIE, session_value(app.token)),
-               "X-CSRF-Token": csrf_value(app.token)}
+    secret = create(app.token)
+    session = {"Cookie": "%s=%s" % (SESSION_COOKIE, secret),
+               "X-CSRF-Token": csrf_value(app.token, secret)}
     answer = _chat(client, "shop", "https://127.0.0.1", headers=session)
     assert answer.status == 200 and "access-control-allow-origin" not in answer.headers

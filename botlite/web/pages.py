@@ -46,10 +46,8 @@ def _next_target(value: str | None) -> str:
 
 
 def install(web: bottle.Bottle, app) -> None:
-    csrf = session.csrf_value(app.token)
-
     def page(template: str, **context) -> str:
-        return render(template, csrf=csrf, **context)
+        return render(template, csrf=session.csrf_value(app.token), **context)
 
     @web.get("/", public=True)
     def home():
@@ -95,7 +93,7 @@ def install(web: bottle.Bottle, app) -> None:
             bottle.response.status = 403
             return render("error.tpl", error=BotliteError(
                 "The logout form expired. Reload the page and try again."))
-        session.end()
+        session.end(app.token)
         bottle.redirect("/login")
 
     @web.get("/static/<filename:path>", public=True, db=False)
