@@ -4,7 +4,13 @@ full-text search), and the one-transaction replacement of a source's chunks.
 ``search(bot_id, query, k)`` is what chat uses. User text never reaches FTS5
 syntax: it is cut into words and each word is quoted, so quotes, AND/OR/NEAR,
 ``*``, ``:`` and unbalanced parentheses are just words. Words joined by - . / + :
-("apt-get", "sources.list") are also searched as a phrase.
+("apt-get", "sources.list") are also searched as a phrase. The same word is
+written in several ways, so words joined by hyphens are also searched run
+together ("non-interactive", "noninteractive"), and a word of `SPLIT_FROM`
+letters or more also as the two words it can be cut into, of `SPLIT_PART`
+letters or more each, that the index holds as a phrase ("metapackage" finds
+"meta-packages", "timezone" "time zone"; the cuts are counted in the statement
+that counts the terms, so it costs no extra query).
 
 A search has two steps. BM25 (title, heading and text weighted 3:2:1) picks the
 `CANDIDATES` best chunks holding any of the query's terms; they are then
