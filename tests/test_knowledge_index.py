@@ -195,3 +195,25 @@ def test_a_term_counted_only_up_to_common_still_keeps_bm25_within_budget(sqlite_
     assert holding > 1
     assert index.search("default", "firewall", 5)
     assert used == [index._NEWEST]  # not BM25 over every chunk holding it
+
+
+def test_a_hyphenated_word_finds_it_run_together(library):
+    page = add_page("default", "Unattended Upgrades", (
+        "Configuring debconf", "Set the debconf frontend to noninteractive. " + FILLER))
+    hits = index.search("default", "non-interactive debconf", 5)
+    assert hits[0].url == page and hits[0].score > 0.8
+    assert index.search("default", "non-interactive", 5)[0].url == page
+
+
+def test_a_long_word_finds_its_two_word_form(sqlite_db):
+    fake = add_page("default", "Fake Packages", (
+        "Meta-packages", "Meta-packages only depend on other packages. " + FILLER))
+    clock = add_page("default", "Clock", ("Time", "Set the time zone with tzdata. " + FILLER))
+    add_page("default", "Office", ("Desk", FILLER))
+    hits = index.search("default", "what is a metapackage", 5)
+    assert hits[0].url == fake and hits[0].score > 0.8
+    assert index.search("default", "timezone", 5)[0].url == clock
+    # Only splits into two parts of SPLIT_PART letters or more are tried.
+    assert index._splits("timezone") == ["time zone"]
+    assert index._splits("generator") == ["gene rator", "gener ator"]
+    assert index._splits("apt-get") == index._splits("zone") == []

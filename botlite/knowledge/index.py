@@ -4,7 +4,13 @@ full-text search), and the one-transaction replacement of a source's chunks.
 ``search(bot_id, query, k)`` is what chat uses. User text never reaches FTS5
 syntax: it is cut into words and each word is quoted, so quotes, AND/OR/NEAR,
 ``*``, ``:`` and unbalanced parentheses are just words. Words joined by - . / + :
-("apt-get", "sources.list") are also searched as a phrase.
+("apt-get", "sources.list") are also searched as a phrase. The same word is
+written in several ways, so words joined by hyphens are also searched run
+together ("non-interactive", "noninteractive"), and a word of `SPLIT_FROM`
+letters or more also as the two words it can be cut into, of `SPLIT_PART`
+letters or more each, that the index holds as a phrase ("metapackage" finds
+"meta-packages", "timezone" "time zone"; the cuts are counted in the statement
+that counts the terms, so it costs no extra query).
 
 A search has two steps. BM25 (title, heading and text weighted 3:2:1) picks the
 `CANDIDATES` best chunks holding any of the query's terms; they are then
@@ -43,6 +49,7 @@ from botlite.models import Page, Source
 # the tail of a contraction ("don't", "let's") is cut off.
 _WORD = re.compile(r"\w+(?:[-./+:]\w+)*(?:['\u2019]\w+)?")
 _WORD_AT = re.compile(r"\w+")
+_HYPHENATED = re.compile(r"\w+(?:-\w+)+")
 _APOSTROPHE = re.compile(r"['\u2019]\w+$")
 # Words that say nothing about a topic: function words, the pieces of
 # contractions ("don't" is "don" "t") and the verbs and adverbs questions are
@@ -62,6 +69,11 @@ uses using ve very want wants was wasn way ways we were weren what when where wh
 while who whom why will with won would wouldn yet you your yours
 """.split())
 MAX_QUERY_TERMS = 32
+SPLIT_FROM = 8
+"""A query word of this many letters or more may be written as two words
+("metapackage" as "meta-package", "timezone" as "time zone")..."""
+SPLIT_PART = 4
+"""...each of at least this many letters (shorter ends are mostly suffixes)."""
 # BM25 column weights: bot token (not searched), title, heading, text.
 WEIGHTS = (0.0, 3.0, 2.0, 1.0)
 CANDIDATES = 50
@@ -129,12 +141,34 @@ def _phrase(term: str) -> str:
     return '"%s"' % term.replace('"', '""')
 
 
+def spellings(term: str) -> list[str]:
+    """The FTS5 phrases a term is searched as: itself, and for words joined by
+    hyphens, the words run together too ("non-interactive", "noninteractive")."""
+    if "-" in term and _HYPHENATED.fullmatch(term):
+        return [term, term.replace("-", "")]
+    return [term]
+
+
+def _splits(term: str) -> list[str]:
+    """The two-word forms a long word could also be written as ("time zone")."""
+    if len(term) < SPLIT_FROM or not term.isalpha():
+        return []
+    return [term[:i] + " " + term[i:] for i in range(SPLIT_PART, len(term) - SPLIT_PART + 1)]
+
+
+def _expression(phrases: Sequence[str]) -> str:
+    if len(phrases) == 1:
+        return _phrase(phrases[0])
+    return "(%s)" % " OR ".join(map(_phrase, phrases))
+
+
 def match_expression(bot_id: str, query: str) -> str | None:
     """An FTS5 MATCH expression for ``query`` within one bot, or None (no words)."""
     terms = query_terms(query)
     if not terms:
         return None
-    return 'bot : "%s" AND (%s)' % (bot_token(bot_id), _any(terms))
+    return 'bot : "%s" AND (%s)' % (bot_token(bot_id), _any(terms, {
+        term: _expression(spellings(term)) for term in terms}))
 
 
 def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
@@ -145,54 +179,70 @@ def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
     terms = query_terms(query)
     if not terms:
         return []
-    counts = _counts(terms)
+    counts, forms = _counts(terms)
     held = sum(counts.values())
     if not held:
         return []
+    expressions = {term: _expression(forms[term]) for term in terms}
     # The sum bounds the chunks holding any term from above unless a count was cut at COMMON.
     bounded = held <= MATCH_BUDGET and max(counts.values()) < COMMON
-    if not bounded and _matching(terms) > MATCH_BUDGET:
-        rows = _large_index_candidates(bot_id, terms, counts)
+    if not bounded and _matching(_any(terms, expressions)) > MATCH_BUDGET:
+        rows = _large_index_candidates(bot_id, terms, counts, expressions)
     else:
         rows = None
-        quorum = _quorum(terms, counts) if held > QUORUM_FROM else None
+        quorum = _quorum(terms, counts, expressions) if held > QUORUM_FROM else None
         if quorum is not None:
             rows = _candidates(bot_id, quorum, _BY_BM25)
             if rows is not None and len(rows) < CANDIDATES:
                 rows = None  # too few: every chunk holding a term competes
         if rows is None:
-            rows = _candidates(bot_id, _any(terms), _BY_BM25) or []
-    return _reranked(rows, terms, counts, k)
+            rows = _candidates(bot_id, _any(terms, expressions), _BY_BM25) or []
+    return _reranked(rows, terms, counts, k, forms)
 
 
-def _counts(terms: list[str]) -> dict[str, int]:
-    """How many chunks (of all bots) hold each term, up to `COMMON`: one statement."""
-    params = {"t%d" % i: _phrase(term) for i, term in enumerate(terms)}
+def _counts(terms: list[str]) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """How many chunks (of all bots) hold each term, up to `COMMON`, and the
+    phrases each is searched as: its `spellings`, and the two-word form of a
+    long word (of its `_splits`, the one in most chunks). One statement."""
+    forms = {term: spellings(term) for term in terms}
+    probes = [_expression(forms[term]) for term in terms]
+    splits = [(term, split) for term in terms for split in _splits(term)]
+    probes += [_phrase(split) for _, split in splits]
+    params = {"t%d" % i: probe for i, probe in enumerate(probes)}
     row = database.execute_sql("select " + ", ".join(
-        _COUNT % (":t%d" % i, COMMON) for i in range(len(terms))), params).fetchone()
-    return dict(zip(terms, row))
+        _COUNT % (":t%d" % i, COMMON) for i in range(len(probes))), params).fetchone()
+    counts = dict(zip(terms, row))
+    best: dict[str, tuple[int, str]] = {}
+    for (term, split), count in zip(splits, row[len(terms):]):
+        if count > best.get(term, (0, ""))[0]:
+            best[term] = (count, split)
+    for term, (count, split) in best.items():
+        forms[term] = forms[term] + [split]
+        counts[term] = min(COMMON, counts[term] + count)  # at least the chunks holding either
+    return counts, forms
 
 
-def _matching(terms: list[str]) -> int:
-    """How many chunks (of all bots) hold any of the terms, up to `MATCH_BUDGET` + 1."""
+def _matching(expression: str) -> int:
+    """How many chunks (of all bots) match ``expression``, up to `MATCH_BUDGET` + 1."""
     return database.execute_sql("select " + _COUNT % ("?", MATCH_BUDGET + 1),
-                                (_any(terms),)).fetchone()[0]
+                                (expression,)).fetchone()[0]
 
 
-def _quorum(terms: list[str], counts: dict[str, int]) -> str | None:
+def _quorum(terms: list[str], counts: dict[str, int], expressions: dict[str, str]
+            ) -> str | None:
     """An FTS5 expression for the chunks holding the rarest term, or two of the
     `QUORUM_TERMS` rarest; None for fewer than three terms found."""
     found = sorted((term for term in terms if counts[term]), key=counts.__getitem__)
     if len(found) < 3:
         return None
     rarest = found[:QUORUM_TERMS]
-    pairs = ["(%s AND %s)" % (_phrase(a), _phrase(b))
+    pairs = ["(%s AND %s)" % (expressions[a], expressions[b])
              for i, a in enumerate(rarest) for b in rarest[i + 1:]]
-    return " OR ".join([_phrase(rarest[0])] + pairs)
+    return " OR ".join([expressions[rarest[0]]] + pairs)
 
 
-def _large_index_candidates(bot_id: str, terms: list[str], counts: dict[str, int]
-                            ) -> list[tuple]:
+def _large_index_candidates(bot_id: str, terms: list[str], counts: dict[str, int],
+                            expressions: dict[str, str]) -> list[tuple]:
     """Candidates when too many chunks hold the terms for BM25 over all of them:
     BM25 over the rarest while their chunks stay within `MATCH_BUDGET`; when
     every term is common, the newest chunks holding all of them (else any)."""
@@ -204,15 +254,16 @@ def _large_index_candidates(bot_id: str, terms: list[str], counts: dict[str, int
         rare.append(term)
         matches += counts[term]
     if rare:
-        return _candidates(bot_id, _any(rare), _BY_BM25) or []
+        return _candidates(bot_id, _any(rare, expressions), _BY_BM25) or []
     if not found:
         return []
-    rows = _candidates(bot_id, " AND ".join(map(_phrase, found)), _NEWEST)
-    return rows if rows is not None else _candidates(bot_id, _any(found), _NEWEST) or []
+    rows = _candidates(bot_id, " AND ".join(expressions[term] for term in found), _NEWEST)
+    return rows if rows is not None else _candidates(
+        bot_id, _any(found, expressions), _NEWEST) or []
 
 
-def _any(terms: list[str]) -> str:
-    return " OR ".join(map(_phrase, terms))
+def _any(terms: list[str], expressions: dict[str, str]) -> str:
+    return " OR ".join(expressions[term] for term in terms)
 
 
 _WEIGHTS = ", ".join(map(str, WEIGHTS))
@@ -279,7 +330,7 @@ def _search_postgres(bot_id: str, query: str, k: int) -> list[Hit]:
         "from chunk, websearch_to_tsquery('english', %s) q "
         "where chatbot_id = %s and tsv @@ q and " + _LIVE.format(chunk="chunk") +
         " order by relevance desc limit %s",
-        (" or ".join(terms), bot_id, CANDIDATES))
+        (" or ".join(form for term in terms for form in spellings(term)), bot_id, CANDIDATES))
     return _reranked([row[:8] + (float(row[8]),) for row in cursor.fetchall()], terms,
                      counts, k)
 
@@ -303,22 +354,35 @@ def _stem(word: str) -> str:
 
 class _Matcher:
     """Which query terms a text holds: words by light stem, joined words
-    ("apt-get") as their words in a row, whatever stands between them."""
+    ("apt-get") as their words in a row, whatever stands between them (or
+    nothing: "aptget"); a word also as its two-word form when it has one
+    (``forms``, from `_counts`: "meta-packages" for "metapackage")."""
 
-    def __init__(self, terms: Sequence[str]) -> None:
+    def __init__(self, terms: Sequence[str], forms: dict[str, list[str]] | None = None
+                 ) -> None:
         self.stems = [_stem(term) for term in terms]
         # Every word with the stem starts with this (the stem, minus a "y" from "ies").
         self.roots = [stem[:-1] if stem.endswith("y") else stem for stem in self.stems]
-        self.joined = {index: re.compile(r"(?<!\w)%s(?!\w)" % r"\W+".join(
+        self.joined = {index: re.compile(r"(?<!\w)%s(?!\w)" % r"\W*".join(
             map(re.escape, _WORD_AT.findall(term)))) for index, term in enumerate(terms)
             if not _WORD_AT.fullmatch(term)}
+        # A joined word found counts its words found ("noninteractive" holds "non").
+        self.parts = {index: frozenset(terms.index(word) for word in _WORD_AT.findall(
+            terms[index]) if word in terms) for index in self.joined}
+        # The two-word form, its second word with any ending ("meta-packages").
+        self.split = {index: re.compile(r"(?<!\w)%s\W*%s" % tuple(
+            map(re.escape, forms[term][-1].split()))) for index, term in enumerate(terms)
+            if forms and " " in forms.get(term, [""])[-1]}
         self._labels: dict[str | None, frozenset[int]] = {}
 
     def found(self, text: str | None) -> frozenset[int]:
         if not text:
             return frozenset()
         lowered = text.lower()
-        return frozenset(index for index in range(len(self.stems)) if self._holds(lowered, index))
+        found = frozenset(index for index in range(len(self.stems)) if self._holds(lowered, index))
+        for index in found & self.parts.keys():
+            found |= self.parts[index]
+        return found
 
     def found_in_label(self, text: str | None) -> frozenset[int]:
         """`found` for a title or heading, which many chunks share."""
@@ -329,6 +393,8 @@ class _Matcher:
     def _holds(self, lowered: str, index: int) -> bool:
         if index in self.joined:
             return self.joined[index].search(lowered) is not None
+        if index in self.split and self.split[index].search(lowered) is not None:
+            return True
         root, stem = self.roots[index], self.stems[index]
         start = lowered.find(root)
         while start != -1:
@@ -346,7 +412,7 @@ def _term_weights(terms: list[str], counts: dict[str, int]) -> list[float]:
 
 
 def _reranked(rows: list[tuple], terms: list[str], counts: dict[str, int],
-              k: int) -> list[Hit]:
+              k: int, forms: dict[str, list[str]] | None = None) -> list[Hit]:
     """The best ``k`` of ``rows`` (chunk columns + BM25 relevance), re-ranked.
 
     A chunk ranks by its BM25 relative to the best candidate, plus how well its
@@ -357,7 +423,7 @@ def _reranked(rows: list[tuple], terms: list[str], counts: dict[str, int],
     """
     if not rows:
         return []
-    matcher = _Matcher(terms)
+    matcher = _Matcher(terms, forms)
     weights = _term_weights(terms, counts)
     total = sum(weights)
     best = max(row[8] for row in rows)
