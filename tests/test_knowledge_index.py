@@ -217,3 +217,22 @@ def test_a_long_word_finds_its_two_word_form(sqlite_db):
     assert index._splits("timezone") == ["time zone"]
     assert index._splits("generator") == ["gene rator", "gener ator"]
     assert index._splits("apt-get") == index._splits("zone") == []
+
+
+def test_a_message_of_long_words_costs_a_bounded_search(sqlite_db):
+    # Each cut of a word is a column of the counting statement: a 4,000-letter
+    # word, or many long words, must neither exceed SQLite's 2,000 columns nor cost
+    # thousands of probes.
+    add_page("default", "Clock", ("Time", "Set the time zone with tzdata. " + FILLER))
+    assert index._splits("a" * (index.SPLIT_UPTO + 1)) == []
+    assert index.search("default", "x" * 4000, 5) == []
+    statements = []
+    connection = sqlite_db.database.connection()
+    connection.set_trace_callback(statements.append)
+    try:
+        words = " ".join("timezone" + chr(97 + i % 26) * 16 for i in range(100))
+        assert index.search("default", "timezone " + words, 5)[0].title == "Clock"
+    finally:
+        connection.set_trace_callback(None)
+    columns = max(statement.count("count(*)") for statement in statements)
+    assert columns <= index.MAX_QUERY_TERMS + index.MAX_SPLITS

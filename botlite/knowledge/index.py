@@ -7,10 +7,11 @@ syntax: it is cut into words and each word is quoted, so quotes, AND/OR/NEAR,
 ("apt-get", "sources.list") are also searched as a phrase. The same word is
 written in several ways, so words joined by hyphens are also searched run
 together ("non-interactive", "noninteractive"), and a word of `SPLIT_FROM`
-letters or more also as the two words it can be cut into, of `SPLIT_PART`
-letters or more each, that the index holds as a phrase ("metapackage" finds
-"meta-packages", "timezone" "time zone"; the cuts are counted in the statement
-that counts the terms, so it costs no extra query).
+to `SPLIT_UPTO` letters also as the two words it can be cut into, of
+`SPLIT_PART` letters or more each, that the index holds as a phrase
+("metapackage" finds "meta-packages", "timezone" "time zone"; the cuts, at
+most `MAX_SPLITS`, are counted in the statement that counts the terms, so they
+cost no extra query).
 
 A search has two steps. BM25 (title, heading and text weighted 3:2:1) picks the
 `CANDIDATES` best chunks holding any of the query's terms; they are then
@@ -74,6 +75,11 @@ SPLIT_FROM = 8
 ("metapackage" as "meta-package", "timezone" as "time zone")..."""
 SPLIT_PART = 4
 """...each of at least this many letters (shorter ends are mostly suffixes)."""
+SPLIT_UPTO = 24
+"""Longer words are not cut (no real compound is this long; each cut is a count)."""
+MAX_SPLITS = 64
+"""Cuts counted per query at most, so a long message costs a bounded statement
+(SQLite allows 2,000 columns in a result)."""
 # BM25 column weights: bot token (not searched), title, heading, text.
 WEIGHTS = (0.0, 3.0, 2.0, 1.0)
 CANDIDATES = 50
@@ -151,7 +157,7 @@ def spellings(term: str) -> list[str]:
 
 def _splits(term: str) -> list[str]:
     """The two-word forms a long word could also be written as ("time zone")."""
-    if len(term) < SPLIT_FROM or not term.isalpha():
+    if not SPLIT_FROM <= len(term) <= SPLIT_UPTO or not term.isalpha():
         return []
     return [term[:i] + " " + term[i:] for i in range(SPLIT_PART, len(term) - SPLIT_PART + 1)]
 
@@ -206,7 +212,7 @@ def _counts(terms: list[str]) -> tuple[dict[str, int], dict[str, list[str]]]:
     long word (of its `_splits`, the one in most chunks). One statement."""
     forms = {term: spellings(term) for term in terms}
     probes = [_expression(forms[term]) for term in terms]
-    splits = [(term, split) for term in terms for split in _splits(term)]
+    splits = [(term, split) for term in terms for split in _splits(term)][:MAX_SPLITS]
     probes += [_phrase(split) for _, split in splits]
     params = {"t%d" % i: probe for i, probe in enumerate(probes)}
     row = database.execute_sql("select " + ", ".join(
