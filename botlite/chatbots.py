@@ -42,7 +42,8 @@ def get_bot(bot_id: str) -> Chatbot:
     return bot
 
 
-def _changes(data: dict, *, creating: bool, allow_private: bool) -> dict:
+def _changes(data: dict, *, creating: bool, allow_private: bool,
+             saved_url: str | None = None) -> dict:
     changes = {
         "name": validate.text(data, "name", required=creating, max_length=200,
                               allow_blank=False),
@@ -62,15 +63,16 @@ def _changes(data: dict, *, creating: bool, allow_private: bool) -> dict:
                              code="invalid_field")
         changes["allowed_domains"] = json.dumps(domains)
     changes = {key: value for key, value in changes.items() if value is not None}
-    changes.update(_webhook_changes(data, allow_private))
+    changes.update(_webhook_changes(data, allow_private, saved_url))
     return changes
 
 
-def _webhook_changes(data: dict, allow_private: bool) -> dict:
+def _webhook_changes(data: dict, allow_private: bool, saved_url: str | None) -> dict:
     """webhook_url / webhook_secret; null or "" clears them. A URL on a private,
     loopback or link-local address is refused here, when it is saved, unless
     ``allow_private`` (BOTLITE_ALLOW_PRIVATE_URLS); delivery checks it again,
-    since what a name resolves to can change."""
+    since what a name resolves to can change (so the ``saved_url`` sent back
+    unchanged is not looked up again)."""
     changes = {}
     if "webhook_url" in data:
         url = validate.text(data, "webhook_url", max_length=2000) or None
@@ -79,7 +81,8 @@ def _webhook_changes(data: dict, allow_private: bool) -> dict:
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise BadRequest("field 'webhook_url' must be an http:// or https:// URL",
                                  code="invalid_field")
-            _check_webhook_address(url, allow_private)
+            if url != saved_url:
+                _check_webhook_address(url, allow_private)
         changes["webhook_url"] = url
     if "webhook_secret" in data:
         secret = validate.text(data, "webhook_secret", max_length=500) or None
@@ -91,15 +94,21 @@ def _webhook_changes(data: dict, allow_private: bool) -> dict:
 
 
 def _check_webhook_address(url: str, allow_private: bool) -> None:
+    """Refuse a webhook URL on a private address, or whose host does not exist;
+    a lookup that fails for now (no DNS answer) lets it through: delivery checks
+    the address again each time."""
     from botlite.knowledge import crawl
 
     try:
         crawl.check_url(url, allow_private=allow_private)
     except crawl.UnsafeURL as exc:
-        raise BadRequest("field 'webhook_url': %s (set BOTLITE_ALLOW_PRIVATE_URLS=1 to "
-                         "allow it)" % exc.reason, code="unsafe_url") from None
+        hint = " (set BOTLITE_ALLOW_PRIVATE_URLS=1 to allow it)" if exc.private else ""
+        raise BadRequest("field 'webhook_url': %s%s" % (exc.reason, hint),
+                         code="unsafe_url") from None
     except crawl.CrawlError as exc:
-        raise BadRequest("field 'webhook_url': %s" % exc.reason, code="invalid_url") from None
+        if exc.permanent:
+            raise BadRequest("field 'webhook_url': %s" % exc.reason,
+                             code="invalid_url") from None
 
 
 def _check_webhook(url: str | None, secret: str | None) -> None:
@@ -135,8 +144,9 @@ def create_bot(data: dict, allow_private: bool = False) -> Chatbot:
 
 def update_bot(bot_id: str, data: dict, allow_private: bool = False) -> Chatbot:
     validate.reject_unknown(data, EDITABLE)
-    changes = _changes(data, creating=False, allow_private=allow_private)
     bot = get_bot(bot_id)
+    changes = _changes(data, creating=False, allow_private=allow_private,
+                       saved_url=bot.webhook_url)
     _check_webhook(changes.get("webhook_url", bot.webhook_url),
                    changes.get("webhook_secret", bot.webhook_secret))
     if changes:

@@ -197,6 +197,10 @@ def test_a_bots_own_webhook_gets_its_notifications(client, app, receiver):
     finally:
         app.settings.allow_private_urls = False
     assert bot.status == 200 and bot.json["webhook_url"] == receiver.url
+    # Sending the saved URL back unchanged (a form saving every field) is not refused.
+    renamed = client.patch("/api/chatbots/default", {"name": "Renamed",
+                                                     "webhook_url": receiver.url})
+    assert renamed.status == 200 and renamed.json["name"] == "Renamed"
     assert bot.json["webhook_secret_set"] is True and "webhook_secret" not in bot.json
     assert SECRET not in client.get("/api/chatbots").text
     from botlite.tasks import context as task_context
@@ -224,15 +228,40 @@ def test_a_bots_own_webhook_gets_its_notifications(client, app, receiver):
     assert cleared.json["webhook_url"] is None and cleared.json["webhook_secret_set"] is False
 
 
-def test_bad_webhook_urls_are_refused(client):
+def _dns(monkeypatch, errno):
+    """The resolver answers every name with ``errno`` (no DNS server in CI)."""
+    import socket
+
+    def getaddrinfo(host, *args, **kwargs):
+        raise socket.gaierror(errno, "lookup failed")
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_bad_webhook_urls_are_refused(client, monkeypatch):
+    import socket
     for url in ("ftp://example.com/x", "not a url", "http://"):
         response = client.patch("/api/chatbots/default", {"webhook_url": url,
                                                           "webhook_secret": SECRET})
         assert response.status == 400 and response.json["error"]["code"] == "invalid_field"
+    # User info is refused whatever BOTLITE_ALLOW_PRIVATE_URLS says: no hint to set it.
+    userinfo = client.patch("/api/chatbots/default", {
+        "webhook_url": "http://user:pw@10.1.2.3/x", "webhook_secret": SECRET})
+    assert userinfo.json["error"]["code"] == "unsafe_url"
+    assert "BOTLITE_ALLOW_PRIVATE_URLS" not in userinfo.json["error"]["message"]
+    # An unknown bot is a 404 before any lookup.
+    assert client.patch("/api/chatbots/nobody", {
+        "webhook_url": "http://10.1.2.3/x", "webhook_secret": SECRET}).status == 404
+    _dns(monkeypatch, socket.EAI_NONAME)
     unknown = client.patch("/api/chatbots/default", {
         "webhook_url": "https://no-such-host.invalid/", "webhook_secret": SECRET})
     assert unknown.status == 400 and unknown.json["error"]["code"] == "invalid_url"
     assert "could not be found" in unknown.json["error"]["message"]
+    assert client.get("/api/chatbots/default").json["webhook_url"] is None
+    # A lookup that fails for now does not stop the save: delivery checks again.
+    _dns(monkeypatch, socket.EAI_AGAIN)
+    saved = client.patch("/api/chatbots/default", {
+        "webhook_url": "https://hooks.example.com/in", "webhook_secret": SECRET})
+    assert saved.status == 200 and saved.json["webhook_url"] == "https://hooks.example.com/in"
     created = client.post("/api/chatbots", {
         "name": "Hooked", "webhook_url": "http://10.1.2.3/x", "webhook_secret": SECRET})
     assert created.status == 400 and created.json["error"]["code"] == "unsafe_url"

@@ -117,10 +117,11 @@ class CrawlError(Exception):
 class UnsafeURL(CrawlError):
     """A URL botlite refuses to fetch: not http(s), with a user name or password,
     or on a private/loopback/link-local/reserved/multicast address that is not
-    allowed."""
+    allowed (then ``private`` is true: BOTLITE_ALLOW_PRIVATE_URLS would allow it)."""
 
-    def __init__(self, reason: str, *, url: str | None = None) -> None:
+    def __init__(self, reason: str, *, url: str | None = None, private: bool = False) -> None:
         super().__init__(reason, permanent=True, url=url)
+        self.private = private
 
 
 @dataclass
@@ -193,7 +194,7 @@ def check_url(url: str, allow_private: bool, allowed_hosts: Collection[str] = fr
         if not _is_public(address):
             where = host if str(address) == host else "%s (%s)" % (host, address)
             raise UnsafeURL("%s is a private or reserved address; only public addresses "
-                            "are allowed" % where, url=url)
+                            "are allowed" % where, url=url, private=True)
 
 
 def _resolve(host: str, port: int, url: str) -> list[_Address]:
@@ -340,8 +341,8 @@ class _Fetcher:
             try:
                 self.check(target)
             except UnsafeURL as exc:
-                raise UnsafeURL("redirects to %s, which is refused: %s" % (target, exc.reason)
-                                ) from None
+                raise UnsafeURL("redirects to %s, which is refused: %s" % (target, exc.reason),
+                                private=exc.private) from None
             if on_redirect is not None:
                 on_redirect(target)
             url = target
