@@ -7,7 +7,7 @@ import os
 import secrets
 import stat
 
-from botlite.settings import Settings, SettingsError
+from botlite.settings import MIN_ADMIN_TOKEN_CHARS, Settings, SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,11 @@ def _read_token(path: str) -> str:
         token = handle.read().strip()
     if not token:
         raise SettingsError("%s is empty: delete it to generate a new token" % path)
+    if len(token) < MIN_ADMIN_TOKEN_CHARS or any(c.isspace() for c in token):
+        # Written by hand, say: held to the rule BOTLITE_ADMIN_TOKEN is held to.
+        raise SettingsError("%s: the admin token must be at least %d characters without "
+                            "spaces (delete the file to have one generated)"
+                            % (path, MIN_ADMIN_TOKEN_CHARS))
     return token
 
 

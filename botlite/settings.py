@@ -166,7 +166,7 @@ SETTINGS: tuple[Setting, ...] = (
             _url(BROKER_SCHEMES), "--broker-url"),
     Setting("admin_token", "BOTLITE_ADMIN_TOKEN", None,
             "Admin bearer token. Default: generated once and kept in "
-            "<data dir>/admin_token (mode 0600). At least 16 characters.",
+            "<data dir>/admin_token (mode 0600). At least 16 characters without spaces.",
             _admin_token),
     Setting("trusted_proxy", "BOTLITE_TRUSTED_PROXY", None,
             "Address of a reverse proxy (TLS terminator) in front of serve, or '*': its "

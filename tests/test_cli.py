@@ -58,6 +58,28 @@ def test_unreachable_database_is_one_line(data_dir, capsys):
     assert len(err) == 1 and err[0].startswith("botlite: error: cannot open the database")
 
 
+@pytest.mark.parametrize("command", ["token", "serve", "tasks list", "backup"])
+def test_a_short_admin_token_stops_every_command(command, data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("BOTLITE_ADMIN_TOKEN", "x" * 15)
+    assert main(command.split() + ["--data-dir", data_dir]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and captured.err.startswith(
+        "botlite: error: BOTLITE_ADMIN_TOKEN: the admin token must be at least 16")
+    monkeypatch.setenv("BOTLITE_ADMIN_TOKEN", "x" * 16)  # exactly 16 is enough
+    assert main(["token", "--data-dir", data_dir]) == 0
+    assert capsys.readouterr().out.strip() == "x" * 16
+
+
+def test_a_short_token_written_into_the_file_is_refused(data_dir, capsys):
+    import os
+    with open(os.path.join(data_dir, "admin_token"), "w") as handle:
+        handle.write("guessable\n")
+    os.chmod(os.path.join(data_dir, "admin_token"), 0o600)
+    assert main(["token", "--data-dir", data_dir]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "admin_token: the admin token must be at least 16" in err
+
+
 def test_bad_environment_value_is_reported(monkeypatch, capsys):
     monkeypatch.setenv("BOTLITE_PORT", "eighty")
     assert main(["serve"]) == 2
