@@ -310,7 +310,8 @@ def restore(file: str, database_url: str, broker_url: str) -> dict:
     botlite must be stopped: this holds the database's running lock exclusively
     (BotliteRunning otherwise). The current file is first copied to
     ``<file>.before-restore-<UTC time>``; then the backup's pages are written into
-    the live file, which keeps its inode, owner and mode.
+    the live file, which keeps its inode, owner and mode. Dashboard sessions are
+    not restored: browsers log in again.
     """
     marker = inspect(file)
     newer = _newer_schema(file)
@@ -332,6 +333,11 @@ def restore(file: str, database_url: str, broker_url: str) -> dict:
             try:
                 with conn:
                     conn.execute("drop table %s" % MARKER)
+                    if marker["kind"] == "app" and conn.execute(
+                            "select 1 from sqlite_master where name = 'web_session'").fetchone():
+                        # Logins ended since the backup was made must not come back:
+                        # after a restore everyone logs in again.
+                        conn.execute("delete from web_session")
             finally:
                 conn.close()
             if previous is not None and not _readable(previous):

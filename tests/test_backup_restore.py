@@ -156,12 +156,14 @@ def test_restore_refuses_while_a_worker_runs(settings, made, capsys):
                                settings.data_dir], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in worker.stdout],
-                     daemon=True).start()
+    threading.Thread(target=lambda: ([lines.put(line) for line in worker.stdout],
+                                     lines.put(None)), daemon=True).start()
     try:
+        seen = []
         while True:  # it prints this once it holds the running lock and has started
             line = lines.get(timeout=30)
-            assert worker.poll() is None, "the worker exited: %s" % line
+            assert line is not None, "the worker exited early: %s" % "".join(seen)
+            seen.append(line)
             if "worker is running" in line:
                 break
         assert _restore(settings, made["app"]["file"]) == 2
@@ -173,3 +175,25 @@ def test_restore_refuses_while_a_worker_runs(settings, made, capsys):
         worker.wait(timeout=30)
     assert _restore(settings, made["app"]["file"]) == 0
     assert _bots(settings) == ["default", "keeper"]
+
+
+def test_dashboard_sessions_are_not_restored(settings, capsys):
+    from botlite.models import WebSession
+    from botlite.web import session
+    app = Botlite.open(settings)
+    with app.database.connection_context():
+        secret = session.create(app.token)  # logged in when the backup is made...
+    app.close()
+    assert main(["backup", "--data-dir", settings.data_dir]) == 0
+    backup = json.loads(capsys.readouterr().out)["app"]["file"]
+    with sqlite3.connect(backup) as conn:
+        assert conn.execute("select count(*) from web_session").fetchone()[0] == 1
+    assert _restore(settings, backup) == 0  # ...and logged out since, say
+    app = Botlite.open(settings)
+    try:
+        with app.database.connection_context():
+            assert WebSession.select().count() == 0
+            assert session._valid(app.token, secret) is None
+            assert Chatbot.get_or_none(Chatbot.id == "default") is not None
+    finally:
+        app.close()

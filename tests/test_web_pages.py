@@ -18,6 +18,7 @@ class Browser:
 
     def __init__(self, client, token):
         self.client = client
+        self.token = token
         self.secret = create(token)
         self.cookie = "%s=%s" % (SESSION_COOKIE, self.secret)
         self.csrf = csrf_value(token, self.secret)
@@ -121,6 +122,30 @@ def test_a_copy_of_the_cookie_is_worthless_after_logout(client, app, browser):
     assert other.get("/tasks").status == 200
 
 
+def test_logging_in_again_ends_the_browsers_previous_session(client, app, browser):
+    again = client.get("/?token=" + app.token, auth=False, headers={"Cookie": browser.cookie})
+    assert again.status in (302, 303)
+    fresh = re.search(r"botlite_session=([^;]+)", _cookies(again)).group(1)
+    assert fresh != browser.secret
+    assert client.get("/tasks", auth=False, headers={
+        "Cookie": "%s=%s" % (SESSION_COOKIE, fresh)}).status == 200
+    old = browser.get("/tasks")  # a copy of the earlier cookie opens nothing now
+    assert old.status in (302, 303) and "/login" in old.headers["location"]
+
+
+def test_a_new_admin_token_logs_every_browser_out(client, app, browser):
+    assert browser.get("/tasks").status == 200
+    token = app.token
+    app.token = "another-admin-token-after-a-restart"
+    try:
+        out = browser.get("/tasks")
+        assert out.status in (302, 303) and "/login" in out.headers["location"]
+        assert browser.api("GET", "/api/chatbots").status == 401
+    finally:
+        app.token = token
+    assert browser.get("/tasks").status == 200
+
+
 def test_sessions_expire_and_the_table_holds_no_cookie(client, app, browser):
     from botlite.models import WebSession
     with app.database.connection_context():
@@ -143,6 +168,11 @@ def test_the_api_takes_the_session_only_with_the_csrf_header(browser):
     wrong = browser.client.request("GET", "/api/chatbots", auth=False, headers={
         "Cookie": browser.cookie, "X-CSRF-Token": "0" * 64})
     assert wrong.status == 403
+    other = Browser(browser.client, browser.token)  # another session's CSRF token
+    assert other.csrf != browser.csrf
+    borrowed = browser.client.request("GET", "/api/chatbots", auth=False, headers={
+        "Cookie": browser.cookie, "X-CSRF-Token": other.csrf})
+    assert borrowed.status == 403
 
 
 def test_every_page_renders_without_inline_script(browser, app, worker):

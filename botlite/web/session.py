@@ -99,8 +99,15 @@ def _secure() -> bool:
 
 
 def start(token: str) -> None:
-    """Log this browser in: a new session and its cookie."""
-    bottle.response.set_cookie(SESSION_COOKIE, create(token), path="/",
+    """Log this browser in: a new session and its cookie (a session this browser
+    already had is deleted, so a copy of its old cookie stops working too)."""
+    previous = _current(token)
+    if previous is not None:
+        with database.connection_context():
+            WebSession.delete().where(WebSession.id == previous).execute()
+    secret = create(token)
+    bottle.request.environ[_REQUEST_KEY] = _session_id(token, secret)
+    bottle.response.set_cookie(SESSION_COOKIE, secret, path="/",
                                httponly=True, samesite="strict", max_age=SESSION_MAX_AGE,
                                secure=_secure())
 
