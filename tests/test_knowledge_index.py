@@ -1,5 +1,6 @@
 """Search ranking on a real index (a temp-file SQLite database, and PostgreSQL when
 it is reachable): the behaviours chat relies on."""
+import peewee
 import pytest
 
 from botlite.app import Botlite
@@ -203,6 +204,22 @@ def test_a_hyphenated_word_finds_it_run_together(library):
     hits = index.search("default", "non-interactive debconf", 5)
     assert hits[0].url == page and hits[0].score > 0.8
     assert index.search("default", "non-interactive", 5)[0].url == page
+
+
+def test_a_hyphenated_word_is_weighed_by_the_chunks_holding_either_spelling(library):
+    # "noninteractive" is in many chunks, "debconf" in one: the rare word decides,
+    # on PostgreSQL too (it counts "non-interactive" with its run-together spelling).
+    for n in range(6):
+        add_page("default", "Installer %d" % n, (
+            "Modes", "The installer runs noninteractive in mode %d. " % n + FILLER))
+    debconf = add_page("default", "Debconf", ("Questions", "Debconf asks questions. " + FILLER))
+    assert index.search("default", "non-interactive debconf", 5)[0].url == debconf
+    terms = ["non-interactive", "debconf"]
+    if isinstance(index.database.obj, peewee.PostgresqlDatabase):
+        counts = index._counts_postgres(terms)
+    else:
+        counts = index._counts(terms)[0]
+    assert counts == {"non-interactive": 6, "debconf": 1}
 
 
 def test_a_long_word_finds_its_two_word_form(sqlite_db):

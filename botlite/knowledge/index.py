@@ -319,16 +319,22 @@ def _candidates(bot_id: str, expression: str, ranking: tuple[str, str]) -> list[
     return mine
 
 
+def _counts_postgres(terms: list[str]) -> dict[str, int]:
+    """`_counts` on PostgreSQL: chunks holding each term in any of its `spellings`."""
+    probe = ("(select count(*) from (select 1 from chunk where tsv @@ "
+             "websearch_to_tsquery('english', %%s) limit %d) found)" % COMMON)
+    return dict(zip(terms, database.execute_sql(
+        "select " + ", ".join([probe] * len(terms)),
+        [" or ".join(spellings(term)) for term in terms]).fetchone()))
+
+
 def _search_postgres(bot_id: str, query: str, k: int) -> list[Hit]:
     """`search` on PostgreSQL: ts_rank_cd over the weighted tsvector picks the
     candidates, then the same re-ranking."""
     terms = query_terms(query)
     if not terms:
         return []
-    probe = ("(select count(*) from (select 1 from chunk where tsv @@ "
-             "plainto_tsquery('english', %%s) limit %d) found)" % COMMON)
-    counts = dict(zip(terms, database.execute_sql(
-        "select " + ", ".join([probe] * len(terms)), terms).fetchone()))
+    counts = _counts_postgres(terms)
     # websearch_to_tsquery never raises on user text; OR keeps recall like FTS5.
     cursor = database.execute_sql(
         "select id, source_id, page_id, url, title, heading, locator, text, "
