@@ -236,6 +236,23 @@ def test_a_long_word_finds_its_two_word_form(sqlite_db):
     assert index._splits("apt-get") == index._splits("zone") == []
 
 
+def test_a_long_word_many_chunks_hold_is_not_cut(sqlite_db, monkeypatch):
+    clock = add_page("default", "Clock", ("Time", "Set the time zone with tzdata. " + FILLER))
+    add_page("default", "Zones", ("Timezone", "The timezone database. " + FILLER))
+    statements = []
+    connection = sqlite_db.database.connection()
+    connection.set_trace_callback(statements.append)
+    try:
+        monkeypatch.setattr(index, "SPLIT_RARE", 1)  # one chunk holding it is "many"
+        assert index.search("default", "timezone", 5)[0].url != clock
+        assert not any('"time zone"' in statement for statement in statements)
+        monkeypatch.setattr(index, "SPLIT_RARE", 2)  # one chunk is rare: cut it
+        assert any(hit.url == clock for hit in index.search("default", "timezone", 5))
+        assert any('"time zone"' in statement for statement in statements)
+    finally:
+        connection.set_trace_callback(None)
+
+
 def test_a_message_of_long_words_costs_a_bounded_search(sqlite_db):
     # Each cut of a word is a column of the counting statement: a 4,000-letter
     # word, or many long words, must neither exceed SQLite's 2,000 columns nor cost

@@ -7,11 +7,11 @@ syntax: it is cut into words and each word is quoted, so quotes, AND/OR/NEAR,
 ("apt-get", "sources.list") are also searched as a phrase. The same word is
 written in several ways, so words joined by hyphens are also searched run
 together ("non-interactive", "noninteractive"), and a word of `SPLIT_FROM`
-to `SPLIT_UPTO` letters also as the two words it can be cut into, of
-`SPLIT_PART` letters or more each, that the index holds as a phrase
-("metapackage" finds "meta-packages", "timezone" "time zone"; the cuts, at
-most `MAX_SPLITS`, are counted in the statement that counts the terms, so they
-cost no extra query).
+to `SPLIT_UPTO` letters that fewer than `SPLIT_RARE` chunks hold also as the
+two words it can be cut into, of `SPLIT_PART` letters or more each, that the
+index holds as a phrase ("metapackage" finds "meta-packages", "timezone" "time
+zone"; the cuts, at most `MAX_SPLITS`, are counted in one statement after the
+terms').
 
 A search has two steps. BM25 (title, heading and text weighted 3:2:1) picks the
 `CANDIDATES` best chunks holding any of the query's terms; they are then
@@ -77,6 +77,9 @@ SPLIT_PART = 4
 """...each of at least this many letters (shorter ends are mostly suffixes)."""
 SPLIT_UPTO = 24
 """Longer words are not cut (no real compound is this long; each cut is a count)."""
+SPLIT_RARE = 20
+"""...and only a word fewer chunks than this hold: a word many chunks hold is
+written that way in this index, and its cuts cost a search more than they find."""
 MAX_SPLITS = 64
 """Cuts counted per query at most, so a long message costs a bounded statement
 (SQLite allows 2,000 columns in a result)."""
@@ -209,23 +212,30 @@ def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
 def _counts(terms: list[str]) -> tuple[dict[str, int], dict[str, list[str]]]:
     """How many chunks (of all bots) hold each term, up to `COMMON`, and the
     phrases each is searched as: its `spellings`, and the two-word form of a
-    long word (of its `_splits`, the one in most chunks). One statement."""
+    long, rare word (of its `_splits`, the one in most chunks). One statement,
+    and one more for the cuts when there are such words."""
     forms = {term: spellings(term) for term in terms}
-    probes = [_expression(forms[term]) for term in terms]
-    splits = [(term, split) for term in terms for split in _splits(term)][:MAX_SPLITS]
-    probes += [_phrase(split) for _, split in splits]
-    params = {"t%d" % i: probe for i, probe in enumerate(probes)}
-    row = database.execute_sql("select " + ", ".join(
-        _COUNT % (":t%d" % i, COMMON) for i in range(len(probes))), params).fetchone()
-    counts = dict(zip(terms, row))
+    counts = dict(zip(terms, _count_each([_expression(forms[term]) for term in terms])))
+    splits = [(term, split) for term in terms if counts[term] < SPLIT_RARE
+              for split in _splits(term)][:MAX_SPLITS]
     best: dict[str, tuple[int, str]] = {}
-    for (term, split), count in zip(splits, row[len(terms):]):
+    for (term, split), count in zip(splits, _count_each([_phrase(s) for _, s in splits])):
         if count > best.get(term, (0, ""))[0]:
             best[term] = (count, split)
     for term, (count, split) in best.items():
         forms[term] = forms[term] + [split]
         counts[term] = min(COMMON, counts[term] + count)  # at least the chunks holding either
     return counts, forms
+
+
+def _count_each(probes: list[str]) -> tuple[int, ...]:
+    """How many chunks (of all bots) match each FTS5 expression, up to `COMMON`; one
+    statement."""
+    if not probes:
+        return ()
+    params = {"t%d" % i: probe for i, probe in enumerate(probes)}
+    return database.execute_sql("select " + ", ".join(
+        _COUNT % (":t%d" % i, COMMON) for i in range(len(probes))), params).fetchone()
 
 
 def _matching(expression: str) -> int:
