@@ -348,6 +348,12 @@ def cmd_worker(args) -> int:
     except BaseException:
         running.close()
         raise
+    unknown = [lane for lane in lanes or () if lane not in app.runner.lane_names()]
+    if unknown:
+        app.close()
+        running.close()
+        raise CliError("--queues: no queue named %r (queues: %s)"
+                       % (unknown[0], ", ".join(app.runner.lane_names())))
     runtime = app.runtime(app.settings.workers, lanes=lanes)
     stop = threading.Event()
     signals = _StopSignals(stop.set)

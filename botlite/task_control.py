@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from botlite import validate
 from botlite.errors import BadRequest, Conflict, NotFound
-from botlite.runner import InvalidTransition, TaskNotFound, TaskRunner, UnknownTask
+from botlite.runner import (InvalidTransition, TaskNotFound, TaskRunner, UnknownQueue,
+                            UnknownTask)
 from botlite.timeutil import isoformat
 
 STATUSES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
@@ -106,4 +107,8 @@ def retry(runner: TaskRunner, task_id: str) -> dict:
 
 
 def purge(runner: TaskRunner, queue: str) -> dict:
-    return {"queue": queue, "purged": runner.purge(queue)}
+    try:
+        return {"queue": queue, "purged": runner.purge(queue)}
+    except UnknownQueue:
+        raise NotFound("no queue named %r (queues: %s)"
+                       % (queue, ", ".join(runner.lane_names()))) from None

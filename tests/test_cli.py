@@ -129,6 +129,8 @@ def test_tasks_list_show_revoke_retry_purge_and_queues(data_dir, capsys):
     (["tasks", "list", "--status", "LOST"], "status must be one of"),
     (["worker", "--workers", "0"], "at least 1 worker thread"),
     (["worker", "--queues", ","], "--queues needs queue names"),
+    (["worker", "--queues", "documents,bogus"], "--queues: no queue named 'bogus' (queues: "),
+    (["tasks", "purge", "nosuchqueue"], "no queue named 'nosuchqueue' (queues: "),
     (["serve", "--host", "256.1.1.1"], "cannot listen on 256.1.1.1"),
 ])
 def test_task_commands_report_bad_input_in_one_line(argv, fragment, data_dir, capsys):

@@ -78,6 +78,10 @@ def test_queues_and_purge(client):
     assert client.post("/api/queues/default/purge").json == {"queue": "default", "purged": 3}
     revoked = client.get("/api/tasks?status=REVOKED").json["tasks"]
     assert len(revoked) == 3 and "purged" in revoked[0]["error"]
+    typo = client.post("/api/queues/defualt/purge")  # a typo is not "0 purged"
+    assert typo.status == 404 and typo.json["error"]["code"] == "not_found"
+    assert "no queue named 'defualt' (queues: default, documents," in typo.json["error"][
+        "message"]
 
 
 def test_task_endpoints_need_the_token(client):

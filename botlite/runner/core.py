@@ -54,6 +54,10 @@ class UnknownTask(LookupError):
     """No task of that name is registered."""
 
 
+class UnknownQueue(LookupError):
+    """No queue of that name."""
+
+
 class TaskNotFound(LookupError):
     """No state is recorded for that task id."""
 
@@ -383,9 +387,13 @@ class TaskRunner:
         return {"pending": self.huey.pending_count(),
                 "scheduled": self.huey.scheduled_count()}
 
+    def lane_names(self) -> list[str]:
+        """The queues tasks can be on: the built-in lanes and every task's own."""
+        return sorted(set(LANE_PRIORITIES) | {s.queue for s in self.specs.values()})
+
     def queues(self) -> dict:
         lanes = {lane: {"pending": 0, "scheduled": 0, "running": 0}
-                 for lane in sorted(set(LANE_PRIORITIES) | {s.queue for s in self.specs.values()})}
+                 for lane in self.lane_names()}
         for lane, counts in self.storage.lane_counts().items():
             lanes.setdefault(lane, {"pending": 0, "scheduled": 0, "running": 0}).update(counts)
         for scheduled in self.huey.scheduled():
@@ -441,7 +449,10 @@ class TaskRunner:
         return self.state(task_id)
 
     def purge(self, lane: str) -> int:
-        """Drop every queued (not running) task of a lane; they become REVOKED."""
+        """Drop every queued (not running) task of a lane; they become REVOKED.
+        A name that is no queue (a typo) raises `UnknownQueue`."""
+        if lane not in self.lane_names() and lane not in self.storage.lane_counts():
+            raise UnknownQueue(lane)
         removed = self.storage.purge_lane(lane)
         now = time.time()
         for task_id in removed:
