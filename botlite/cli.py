@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ import time
 
 from botlite import __version__
 from botlite.settings import SETTINGS_BY_NAME, SettingsError, load_settings
+from botlite.wording import counted
 
 logger = logging.getLogger("botlite")
 
@@ -474,6 +476,9 @@ def cmd_ingest(args) -> int:
                 source, duplicate = ingest.add_website(app, args.bot, options)
             else:
                 if not os.path.isfile(target):
+                    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", target):
+                        raise CliError("%s: only http:// and https:// URLs can be crawled"
+                                       % target)
                     raise CliError("no such file: %s" % target)
                 with open(target, "rb") as handle:
                     source, duplicate = ingest.add_file(app, args.bot, os.path.basename(target),
@@ -512,9 +517,9 @@ def cmd_ingest(args) -> int:
             print("botlite: %s failed: %s" % (source.title or target, source.error),
                   file=sys.stderr)
             return 1
-        print("ready: %s: %d chunks%s" % (source.title, source.chunk_count,
-                                          " from %d pages" % source.page_count
-                                          if source.kind == "website" else ""))
+        print("ready: %s: %s%s" % (source.title, counted(source.chunk_count, "chunk"),
+                                   " from " + counted(source.page_count, "page")
+                                   if source.kind == "website" else ""))
         return 0
     except KeyboardInterrupt:
         return 1
@@ -823,8 +828,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "<file>.before-restore-<UTC time>.")
     restore.add_argument("file", metavar="FILE")
     restore.add_argument("--force", action="store_true",
-                         help="restore even when the task queue cannot be opened to check "
-                              "for live workers (the running lock is still checked)")
+                         help="skip the check for live workers' heartbeats in the task "
+                              "queue, e.g. when the queue cannot be opened (the running "
+                              "lock is still checked)")
     _add_setting_flags(restore, "data_dir", "database_url", "broker_url")
     restore.set_defaults(run=cmd_restore)
 

@@ -182,7 +182,7 @@ def test_ingest_processes_a_file_itself_and_reports_ready(data_dir, tmp_path, ca
     doc.write_text("# Guide\n\nThe heron bridge opens at six in the morning.\n")
     assert main(["ingest", str(doc), "--data-dir", data_dir]) == 0
     out = capsys.readouterr().out
-    assert "queued as task" in out and "ready: Guide: 1 chunks" in out
+    assert "queued as task" in out and "ready: Guide: 1 chunk\n" in out
     assert main(["ingest", str(doc), "--data-dir", data_dir]) == 0
     assert "already known (duplicate)" in capsys.readouterr().out
     assert main(["chat", "when does the heron bridge open?", "--data-dir", data_dir]) == 0
@@ -199,6 +199,7 @@ def test_ingest_of_an_unreadable_file_exits_1_with_the_reason(data_dir, capsys):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["ingest", "/no/such/file.pdf"], "no such file: /no/such/file.pdf"),
+    (["ingest", "ftp://example.com/"], "ftp://example.com/: only http:// and https:// URLs"),
     (["ingest", "http://127.0.0.1:9/"], "private or reserved address"),
     (["ingest", "README.md", "--bot", "ghost"], "no chatbot with id 'ghost'"),
     (["chat", "hi", "--bot", "ghost"], "no chatbot with id 'ghost'"),

@@ -71,6 +71,42 @@ def test_every_route_is_documented(app):
             "%s %s is not in docs/api.md" % (route.method, route.rule)
 
 
+def _error_codes():
+    """Every (status, code) an API error can carry: each error class raised with
+    its own code, or with a ``code=`` written at the raise."""
+    import ast
+
+    from botlite import errors
+    classes = {name: cls for name, cls in vars(errors).items()
+               if isinstance(cls, type) and issubclass(cls, errors.BotliteError)
+               and cls is not errors.BotliteError}
+    found = set()
+    for folder, _, files in os.walk(os.path.join(ROOT, "botlite")):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            tree = ast.parse(_read(folder, name))
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Call):
+                    continue
+                called = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if called not in classes:
+                    continue
+                code = next((k.value.value for k in node.keywords if k.arg == "code"
+                             and isinstance(k.value, ast.Constant)), classes[called].code)
+                found.add((classes[called].status, code))
+    return sorted(found)
+
+
+def test_every_error_code_is_in_the_errors_table():
+    api = _read("docs", "api.md")
+    codes = _error_codes()
+    assert ("400", "invalid_field") in [(str(s), c) for s, c in codes]
+    for status, code in codes:
+        assert "| %d | `%s` |" % (status, code) in api, \
+            "%d %s is not in the errors table of docs/api.md" % (status, code)
+
+
 def test_readme_first_screen_has_the_two_commands():
     first_screen = "\n".join(_read("README.md").splitlines()[:25])
     assert "pip install -e . && python -m botlite serve" in first_screen

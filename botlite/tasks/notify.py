@@ -10,6 +10,7 @@ from botlite.knowledge import sources
 from botlite.models import Source
 from botlite.runner import PermanentError, current_task_id, task
 from botlite.tasks.context import context
+from botlite.wording import counted
 
 ADMIN = "admin"
 LIMITS = {"user_id": 100, "title": 500, "message": 10000, "notification_type": 50,
@@ -67,9 +68,9 @@ def notify_source_ready(source_id: str, task_id: str, **_result) -> dict | None:
     if source is None or source.status != "ready":
         return None
     what, name = _what(source)
-    pages = " from %d pages" % source.page_count if source.kind == "website" else ""
-    return _send(ADMIN, "%s ready" % what, "%s is ready: %d chunks%s." % (
-        name, source.chunk_count, pages), "source_ready",
+    pages = " from " + counted(source.page_count, "page") if source.kind == "website" else ""
+    return _send(ADMIN, "%s ready" % what, "%s is ready: %s%s." % (
+        name, counted(source.chunk_count, "chunk"), pages), "source_ready",
         dedup_key="source:%s:%s:ready" % (source_id, task_id), chatbot_id=source.chatbot_id)
 
 
