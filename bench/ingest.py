@@ -349,7 +349,11 @@ def make_xlsx(path, target, seed):
     import openpyxl
 
     gen = TextGen(seed)
-    workbook = openpyxl.Workbook(write_only=True)
+    # Not write_only: that mode stores inline strings and no <dimension>, so
+    # openpyxl's reader parses each whole sheet once more just to size it; Excel
+    # and LibreOffice write shared strings and the dimension, as this mode does.
+    workbook = openpyxl.Workbook()
+    workbook.remove(workbook.active)
     workbook.properties.title = "Orders"
     rows = list(_table_rows(gen, target))
     half = len(rows) // 2
