@@ -142,11 +142,14 @@ class WebhookRefused(DeliveryFailed):
 
 
 def check_webhook_url(url: str, allow_private: bool) -> None:
-    """Refuse a bot's webhook URL the way website sources are refused."""
+    """Refuse a bot's webhook URL the way website sources are refused; a host
+    lookup that fails for now is a failed delivery the task retries."""
     from botlite.knowledge.crawl import CrawlError, check_url
     try:
         check_url(url, allow_private)
     except CrawlError as exc:
+        if not exc.permanent:
+            raise DeliveryFailed("webhook host lookup failed: %s" % exc) from None
         raise WebhookRefused("webhook refused: %s" % exc) from None
 
 

@@ -268,6 +268,22 @@ def test_bad_webhook_urls_are_refused(client, monkeypatch):
     assert "Hooked" not in [b["name"] for b in client.get("/api/chatbots").json["chatbots"]]
 
 
+def test_a_dns_lookup_failing_for_now_at_delivery_is_retried(monkeypatch):
+    import socket
+
+    from botlite.runner.core import PermanentError
+    from botlite.webhooks import DeliveryFailed
+    _dns(monkeypatch, socket.EAI_AGAIN)
+    with pytest.raises(DeliveryFailed) as failed:
+        notifications.check_webhook_url("https://hooks.example.com/in", False)
+    assert not getattr(failed.value, "permanent", False)
+    assert not isinstance(failed.value, (PermanentError, notifications.WebhookRefused))
+    _dns(monkeypatch, socket.EAI_NONAME)  # no such host: retrying cannot help
+    with pytest.raises(notifications.WebhookRefused) as refused:
+        notifications.check_webhook_url("https://hooks.example.com/in", False)
+    assert refused.value.permanent
+
+
 def test_without_a_webhook_only_the_inbox_row_is_made(client, app, worker):
     task_id = app.runner.enqueue("send_notification", ["erin", "Quiet", "No hooks"])
     assert _task(client, task_id)["result"]["webhook"] == "none"
