@@ -352,10 +352,13 @@ def cmd_worker(args) -> int:
         raise
     unknown = [lane for lane in lanes or () if lane not in app.runner.lane_names()]
     if unknown:
-        app.close()
-        running.close()
-        raise CliError("--queues: no queue named %r (queues: %s)"
-                       % (unknown[0], ", ".join(app.runner.lane_names())))
+        known = ", ".join(app.runner.lane_names())
+        try:
+            app.close()
+        finally:
+            running.close()
+        raise CliError("--queues: no queue named %s (queues: %s)"
+                       % (", ".join(map(repr, unknown)), known))
     runtime = app.runtime(app.settings.workers, lanes=lanes)
     stop = threading.Event()
     signals = _StopSignals(stop.set)
@@ -467,7 +470,7 @@ def cmd_ingest(args) -> int:
     try:
         target = args.target
         try:
-            if target.startswith(("http://", "https://")):
+            if target.lower().startswith(("http://", "https://")):
                 options = {"url": target}
                 if args.max_pages is not None:
                     options["max_pages"] = args.max_pages

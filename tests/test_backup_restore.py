@@ -1,5 +1,6 @@
 """Restore on real files: damaged databases, file identity, copies kept aside,
 newer schemas, and refusing while a botlite process runs."""
+import contextlib
 import json
 import os
 import queue
@@ -186,7 +187,7 @@ def test_dashboard_sessions_are_not_restored(settings, capsys):
     app.close()
     assert main(["backup", "--data-dir", settings.data_dir]) == 0
     backup = json.loads(capsys.readouterr().out)["app"]["file"]
-    with sqlite3.connect(backup) as conn:
+    with contextlib.closing(sqlite3.connect(backup)) as conn:
         assert conn.execute("select count(*) from web_session").fetchone()[0] == 1
     assert _restore(settings, backup) == 0  # ...and logged out since, say
     app = Botlite.open(settings)

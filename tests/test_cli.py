@@ -201,6 +201,7 @@ def test_ingest_of_an_unreadable_file_exits_1_with_the_reason(data_dir, capsys):
     (["ingest", "/no/such/file.pdf"], "no such file: /no/such/file.pdf"),
     (["ingest", "ftp://example.com/"], "ftp://example.com/: only http:// and https:// URLs"),
     (["ingest", "http://127.0.0.1:9/"], "private or reserved address"),
+    (["ingest", "HTTP://127.0.0.1:9/"], "private or reserved address"),  # any case
     (["ingest", "README.md", "--bot", "ghost"], "no chatbot with id 'ghost'"),
     (["chat", "hi", "--bot", "ghost"], "no chatbot with id 'ghost'"),
 ])
