@@ -349,9 +349,10 @@ def make_xlsx(path, target, seed):
     import openpyxl
 
     gen = TextGen(seed)
-    # Not write_only: that mode stores inline strings and no <dimension>, so
-    # openpyxl's reader parses each whole sheet once more just to size it; Excel
-    # and LibreOffice write shared strings and the dimension, as this mode does.
+    # Not write_only: that mode writes no <dimension>, so openpyxl's reader
+    # parses each whole sheet once more just to size it; Excel and LibreOffice
+    # write the dimension, as this mode does (both modes write inline strings,
+    # where Excel writes shared ones).
     workbook = openpyxl.Workbook()
     workbook.remove(workbook.active)
     workbook.properties.title = "Orders"
