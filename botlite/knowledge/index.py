@@ -10,8 +10,8 @@ together ("non-interactive", "noninteractive"), and a word of `SPLIT_FROM`
 to `SPLIT_UPTO` letters that fewer than `SPLIT_RARE` chunks hold also as the
 two words it can be cut into, of `SPLIT_PART` letters or more each, that the
 index holds as a phrase ("metapackage" finds "meta-packages", "timezone" "time
-zone"; the cuts, at most `MAX_SPLITS`, are counted in one statement after the
-terms').
+zone"; the cuts, at most `MAX_SPLITS`, are counted in the statement that
+counts the terms, only for such words).
 
 A search has two steps. BM25 (title, heading and text weighted 3:2:1) picks the
 `CANDIDATES` best chunks holding any of the query's terms; they are then
@@ -212,30 +212,31 @@ def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
 def _counts(terms: list[str]) -> tuple[dict[str, int], dict[str, list[str]]]:
     """How many chunks (of all bots) hold each term, up to `COMMON`, and the
     phrases each is searched as: its `spellings`, and the two-word form of a
-    long, rare word (of its `_splits`, the one in most chunks). One statement,
-    and one more for the cuts when there are such words."""
+    long, rare word (of its `_splits`, the one in most chunks). One statement:
+    a cut is counted only when its word's count, computed once, is below
+    `SPLIT_RARE` (SQLite evaluates a CASE's branches lazily)."""
     forms = {term: spellings(term) for term in terms}
-    counts = dict(zip(terms, _count_each([_expression(forms[term]) for term in terms])))
-    splits = [(term, split) for term in terms if counts[term] < SPLIT_RARE
+    params = {"t%d" % i: _expression(forms[term]) for i, term in enumerate(terms)}
+    splits = [(i, term, split) for i, term in enumerate(terms)
               for split in _splits(term)][:MAX_SPLITS]
+    params.update({"s%d" % j: _phrase(split) for j, (_, _, split) in enumerate(splits)})
+    inner = ", ".join("%s as c%d" % (_COUNT % (":t%d" % i, COMMON), i)
+                      for i in range(len(terms)))
+    columns = ["c%d" % i for i in range(len(terms))] + [
+        "case when c%d < %d then %s else 0 end" % (i, SPLIT_RARE,
+                                                   _COUNT % (":s%d" % j, COMMON))
+        for j, (i, _, _) in enumerate(splits)]
+    row = database.execute_sql("select %s from (select %s)" % (", ".join(columns), inner),
+                               params).fetchone()
+    counts = dict(zip(terms, row))
     best: dict[str, tuple[int, str]] = {}
-    for (term, split), count in zip(splits, _count_each([_phrase(s) for _, s in splits])):
+    for (_, term, split), count in zip(splits, row[len(terms):]):
         if count > best.get(term, (0, ""))[0]:
             best[term] = (count, split)
     for term, (count, split) in best.items():
         forms[term] = forms[term] + [split]
         counts[term] = min(COMMON, counts[term] + count)  # at least the chunks holding either
     return counts, forms
-
-
-def _count_each(probes: list[str]) -> tuple[int, ...]:
-    """How many chunks (of all bots) match each FTS5 expression, up to `COMMON`; one
-    statement."""
-    if not probes:
-        return ()
-    params = {"t%d" % i: probe for i, probe in enumerate(probes)}
-    return database.execute_sql("select " + ", ".join(
-        _COUNT % (":t%d" % i, COMMON) for i in range(len(probes))), params).fetchone()
 
 
 def _matching(expression: str) -> int:
