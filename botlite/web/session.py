@@ -101,10 +101,7 @@ def _secure() -> bool:
 def start(token: str) -> None:
     """Log this browser in: a new session and its cookie (a session this browser
     already had is deleted, so a copy of its old cookie stops working too)."""
-    previous = _current(token)
-    if previous is not None:
-        with database.connection_context():
-            WebSession.delete().where(WebSession.id == previous).execute()
+    _delete(_current(token))
     secret = create(token)
     bottle.request.environ[_REQUEST_KEY] = _session_id(token, secret)
     bottle.response.set_cookie(SESSION_COOKIE, secret, path="/",
@@ -115,12 +112,15 @@ def start(token: str) -> None:
 def end(token: str) -> None:
     """Log out: the session is deleted (a copy of its cookie is worth nothing) and
     the browser's cookie dropped."""
-    session_id = _current(token)
+    _delete(_current(token))
+    bottle.request.environ[_REQUEST_KEY] = None
+    bottle.response.delete_cookie(SESSION_COOKIE, path="/")
+
+
+def _delete(session_id: str | None) -> None:
     if session_id is not None:
         with database.connection_context():
             WebSession.delete().where(WebSession.id == session_id).execute()
-        bottle.request.environ[_REQUEST_KEY] = None
-    bottle.response.delete_cookie(SESSION_COOKIE, path="/")
 
 
 def login_form_token() -> str:
