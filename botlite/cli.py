@@ -33,12 +33,28 @@ class _Parser(argparse.ArgumentParser):
         raise CliError("%s: %s (see %s --help)" % (self.prog, message, self.prog))
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+def _add_setting_flags(parser: argparse.ArgumentParser, *names: str,
+                       unset: object = None) -> None:
+    """``unset``: the value when the flag is not given; argparse.SUPPRESS on an
+    action's parser (``tasks list``) leaves the one its command's parser read."""
     for name in names:
         setting = SETTINGS_BY_NAME[name]
         default = "" if setting.default is None else " [default: %s]" % setting.default
-        parser.add_argument(setting.flag, dest=name, default=None, metavar=name.upper(),
+        parser.add_argument(setting.flag, dest=name, default=unset, metavar=name.upper(),
                             help="%s (env %s)%s" % (setting.help, setting.env, default))
+
+
+_STORAGE = ("data_dir", "database_url", "broker_url")
+
+
+def _add_storage_flags(command: argparse.ArgumentParser,
+                       actions: argparse._SubParsersAction) -> None:
+    """The storage flags of a command with actions (``tasks``, ``schedule``), taken
+    before the action (``tasks --data-dir X list``) or after it (``tasks list
+    --data-dir X``, which wins when both are given)."""
+    _add_setting_flags(command, *_STORAGE)
+    for sub in actions.choices.values():
+        _add_setting_flags(sub, *_STORAGE, unset=argparse.SUPPRESS)
 
 
 def _settings(args: argparse.Namespace):
@@ -749,8 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge = actions.add_parser("purge", help="drop every queued (not running) task of a queue")
     purge.add_argument("queue", metavar="QUEUE")
     purge.set_defaults(run=cmd_tasks_purge)
-    for sub in actions.choices.values():
-        _add_setting_flags(sub, "data_dir", "database_url", "broker_url")
+    _add_storage_flags(tasks, actions)
 
     sched = commands.add_parser(
         "schedule", help="list and change the periodic jobs (UTC crontabs)",
@@ -775,8 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="five fields, UTC, e.g. '*/10 * * * *' or '@daily'")
     setter.add_argument("--args", metavar="JSON", help="the task's positional args, e.g. '[30]'")
     setter.set_defaults(run=cmd_schedule_set)
-    for sub in jobs.choices.values():
-        _add_setting_flags(sub, "data_dir", "database_url", "broker_url")
+    _add_storage_flags(sched, jobs)
 
     ingest = commands.add_parser(
         "ingest", help="add a file or website to a bot and wait until it is searchable",

@@ -124,6 +124,26 @@ def test_tasks_list_show_revoke_retry_purge_and_queues(data_dir, capsys):
     assert len(json.loads(capsys.readouterr().out)) == 2
 
 
+@pytest.mark.parametrize("command", ["tasks", "schedule"])
+def test_storage_flags_before_the_action_count_too(command, data_dir, tmp_path, capsys):
+    import json
+    other = str(tmp_path / "other")
+    if command == "tasks":
+        task = _enqueue(data_dir, "health_check")
+        check = lambda out: [t["task_id"] for t in json.loads(out)] == [task]  # noqa: E731
+    else:
+        assert main(["schedule", "disable", "health_check", "--data-dir", data_dir]) == 0
+        capsys.readouterr()
+        check = lambda out: {j["name"]: j["enabled"] for j in  # noqa: E731
+                             json.loads(out)}["health_check"] is False
+    assert main([command, "--data-dir", data_dir, "list", "--json"]) == 0
+    assert check(capsys.readouterr().out)
+    # Given before and after the action, the one after counts (the other dir stays unmade).
+    assert main([command, "--data-dir", other, "list", "--json", "--data-dir", data_dir]) == 0
+    assert check(capsys.readouterr().out)
+    assert not (tmp_path / "other").exists()
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["tasks", "show", "nope"], "no task with id 'nope'"),
     (["tasks", "list", "--status", "LOST"], "status must be one of"),
