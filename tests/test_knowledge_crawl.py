@@ -530,14 +530,26 @@ def test_check_url_needs_every_resolved_address_to_be_public(monkeypatch):
         check_url("https://docs.example.com/", allow_private=False)
 
 
-def test_check_url_unknown_host_is_a_permanent_crawl_error(monkeypatch):
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_check_url_unknown_host_is_a_permanent_crawl_error(monkeypatch, allow_private):
     def resolve(*args, **kwargs):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(crawl_module.socket, "getaddrinfo", resolve)
     with pytest.raises(CrawlError, match="could not be found") as raised:
-        check_url("https://no-such-host.example/", allow_private=False)
+        check_url("https://no-such-host.example/", allow_private=allow_private)
     assert raised.value.permanent and not isinstance(raised.value, UnsafeURL)
+
+
+def test_check_url_lets_a_dns_failure_for_now_through_when_private_is_allowed(monkeypatch):
+    def resolve(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(crawl_module.socket, "getaddrinfo", resolve)
+    check_url("https://intranet.example/", allow_private=True)  # the request will tell
+    with pytest.raises(CrawlError, match="could not be found") as raised:
+        check_url("https://intranet.example/", allow_private=False)
+    assert not raised.value.permanent
 
 
 def test_start_url_on_loopback_is_refused_before_any_request(serve):

@@ -365,7 +365,41 @@ def test_a_resync_rechunks_only_changed_pages(client, app, worker, site, private
 def test_private_addresses_are_refused_by_default(client, site):
     response = client.post("/api/chatbots/default/sources", {"url": site.base + "/docs/"})
     assert response.status == 400 and response.json["error"]["code"] == "unsafe_url"
+    assert "BOTLITE_ALLOW_PRIVATE_URLS=1" in response.json["error"]["message"]
     assert site.requests == []
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_a_url_with_a_user_name_and_password_is_refused(client, app, site, allowed,
+                                                       monkeypatch):
+    monkeypatch.setattr(app.settings, "allow_private_urls", allowed)
+    url = site.base.replace("http://", "http://user:secret@") + "/docs/"
+    response = client.post("/api/chatbots/default/sources", {"url": url})
+    assert response.status == 400 and response.json["error"]["code"] == "unsafe_url"
+    assert "user name or password" in response.json["error"]["message"]
+    assert "ALLOW_PRIVATE" not in response.json["error"]["message"]
+    assert client.get("/api/chatbots/default/sources").json["sources"] == []
+    assert site.requests == []
+
+
+@pytest.mark.parametrize("errno_name, status", [("EAI_NONAME", 400), ("EAI_AGAIN", 202)])
+def test_a_host_that_does_not_exist_is_refused_even_when_private_is_allowed(
+        client, monkeypatch, private_ok, errno_name, status):
+    import socket
+
+    def resolve(*args, **kwargs):
+        raise socket.gaierror(getattr(socket, errno_name), "lookup failed")
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    response = client.post("/api/chatbots/default/sources",
+                           {"url": "http://docs.no-such-host.example/"})
+    assert response.status == status, response.body
+    if status == 400:  # no such host: refused at once, nothing stored
+        assert response.json["error"]["code"] == "invalid_url"
+        assert "could not be found" in response.json["error"]["message"]
+        assert client.get("/api/chatbots/default/sources").json["sources"] == []
+    else:  # DNS that does not answer for now: queued; the crawl retries
+        assert response.json["source"]["url"] == "http://docs.no-such-host.example/"
 
 
 @pytest.mark.parametrize("body, fragment", [

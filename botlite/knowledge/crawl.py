@@ -167,7 +167,9 @@ def check_url(url: str, allow_private: bool, allowed_hosts: Collection[str] = fr
     A host is safe when every address it resolves to is public, when
     ``allow_private`` is true, or when it is in ``allowed_hosts`` (compared by
     name as written in the URL, lower case, IPv6 without brackets). IP literals
-    are judged without any lookup.
+    and allowed hosts are judged without any lookup; with ``allow_private`` a
+    host name is still looked up, so that one that does not exist is told
+    apart from a site that is down.
 
     Raises `UnsafeURL` when refused, and `CrawlError` when the host does not
     resolve (permanent for "no such host", transient otherwise).
@@ -184,12 +186,19 @@ def check_url(url: str, allow_private: bool, allowed_hosts: Collection[str] = fr
         port = parts.port or _DEFAULT_PORTS[parts.scheme.lower()]
     except ValueError:
         raise UnsafeURL("the URL's port is not a valid number", url=url) from None
-    if allow_private or host in allowed_hosts:
+    if host in allowed_hosts:
         return
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
-        addresses = _resolve(host, port, url)
+        try:
+            addresses = _resolve(host, port, url)
+        except CrawlError as exc:
+            if allow_private and not exc.permanent:
+                return  # any address will do: the request itself finds out
+            raise
+    if allow_private:
+        return
     for address in addresses:
         if not _is_public(address):
             where = host if str(address) == host else "%s (%s)" % (host, address)

@@ -180,6 +180,9 @@ def normalise_url(url: str) -> str:
         parts.port  # raises ValueError for a bad port
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError
+        if "@" in parts.netloc:  # canonical_url would drop them, and check_url not see them
+            raise BadRequest("field 'url': URLs with a user name or password are refused",
+                             code="unsafe_url")
         return canonical_url(urlunsplit((parts.scheme, parts.netloc, parts.path or "/",
                                          parts.query, "")))
     except ValueError:
@@ -195,9 +198,12 @@ def add_website(bot: Chatbot, url: str, *, max_pages: int, max_depth: int,
     try:
         crawling.check_url(url, allow_private=allow_private)
     except crawling.UnsafeURL as exc:
-        raise BadRequest(str(exc), code="unsafe_url") from None
+        hint = " (set BOTLITE_ALLOW_PRIVATE_URLS=1 to allow it)" if exc.private else ""
+        raise BadRequest(str(exc) + hint, code="unsafe_url") from None
     except crawling.CrawlError as exc:
-        raise BadRequest(str(exc), code="invalid_url") from None
+        if exc.permanent:
+            raise BadRequest(str(exc), code="invalid_url") from None
+        # DNS that does not answer now: the crawl checks again and retries
     existing = Source.select().where((Source.chatbot == bot.id) & (Source.url == url)).first()
     if existing is not None:
         return Added(existing, duplicate=existing.status != "failed")
