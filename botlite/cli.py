@@ -465,11 +465,15 @@ def cmd_queues(args) -> int:
 
 
 def _progress_bar(source) -> str:
+    """The bar, the counts, the status and, while a run waits to be tried again, why."""
     done, total = source.progress_done or 0, source.progress_total
+    status = source.status
+    if status == "processing" and source.error:
+        status += ": " + source.error
     if total:
         filled = int(30 * min(done, total) / total)
-        return "[%s%s] %d/%d %s" % ("#" * filled, "." * (30 - filled), done, total, source.status)
-    return "[%s] %d %s" % ("." * 30, done, source.status)
+        return "[%s%s] %d/%d %s" % ("#" * filled, "." * (30 - filled), done, total, status)
+    return "[%s] %d %s" % ("." * 30, done, status)
 
 
 def cmd_ingest(args) -> int:
@@ -517,7 +521,8 @@ def cmd_ingest(args) -> int:
                 source = Source.get_by_id(source.id)
             line = _progress_bar(source)
             if line != last and sys.stderr.isatty():
-                print("\r" + line, end="", file=sys.stderr, flush=True)
+                # blanks over the end of a longer line before (a reason gone)
+                print("\r" + line.ljust(len(last or "")), end="", file=sys.stderr, flush=True)
             last = line
             if source.status in ("ready", "failed"):
                 break

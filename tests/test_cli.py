@@ -237,3 +237,14 @@ def test_ingest_no_wait_only_queues(data_dir, tmp_path, capsys):
     assert main(["ingest", str(doc), "--no-wait", "--data-dir", data_dir]) == 0
     assert main(["queues", "--data-dir", data_dir]) == 0
     assert '"pending": 1' in capsys.readouterr().out
+
+
+def test_the_progress_line_says_why_a_run_waits_to_be_tried_again():
+    from botlite.cli import _progress_bar
+    from botlite.models import Source
+    waiting = Source(status="processing", progress_done=0, progress_total=None,
+                     error="can't crawl http://docs.example/: timed out (will try again)")
+    assert _progress_bar(waiting).endswith(
+        "0 processing: can't crawl http://docs.example/: timed out (will try again)")
+    failed = Source(status="failed", progress_done=2, progress_total=4, error="corrupt")
+    assert _progress_bar(failed) == "[%s%s] 2/4 failed" % ("#" * 15, "." * 15)

@@ -426,6 +426,12 @@ def test_a_site_that_is_down_fails_with_a_reason(client, app, worker, private_ok
     state = wait_for(lambda: (lambda t: t if t["status"] == "RETRY" else None)(
         client.get("/api/tasks/" + task_id).json), message="a retry")
     assert "could not" in state["error"].lower() or "connect" in state["error"].lower()
+    # ...and the source says why it is not ready yet, instead of a bare "processing"
+    source = wait_for(lambda: (lambda s: s if s["error"] else None)(
+        client.get("/api/sources/" + source_id).json), message="the reason on the source")
+    assert source["status"] == "processing"
+    assert source["error"].startswith("can't crawl http://127.0.0.1:%d/" % port)
+    assert source["error"].endswith("(will try again)")
 
 
 def test_stale_websites_are_resynced_by_the_periodic_job(client, app, site, private_ok):

@@ -319,6 +319,14 @@ def mark_failed(source_id: str, reason: str) -> None:
         Source.id == source_id).execute()
 
 
+def note_retry(source_id: str, reason: str) -> None:
+    """Say on a processing source why its run failed for now and will be tried
+    again (its task is in RETRY); the next attempt clears it, the last one's
+    failure replaces it."""
+    Source.update(error="%s (will try again)" % reason, updated_at=utcnow()).where(
+        (Source.id == source_id) & (Source.status == "processing")).execute()
+
+
 def mark_queued(source: Source, task_id: str) -> None:
     Source.update(task_id=task_id, status="pending", error=None, updated_at=utcnow()).where(
         Source.id == source.id).execute()

@@ -46,6 +46,11 @@ def process_document(source_id: str) -> dict:
     except ExtractionError as exc:
         sources.mark_failed(source_id, exc.reason)
         raise PermanentError(exc.reason) from None
+    except PermanentError:
+        raise
+    except Exception as exc:
+        sources.note_retry(source_id, "%s: %s" % (type(exc).__name__, exc))
+        raise
 
 
 @task(queue="websites", retries=3, retry_delay=60, soft_time_limit=SOFT_LIMIT,
@@ -66,7 +71,13 @@ def scrape_website(source_id: str) -> dict:
         if exc.permanent:
             sources.mark_failed(source_id, str(exc))
             raise PermanentError(str(exc)) from None
+        sources.note_retry(source_id, str(exc))
         raise  # transient: retried with backoff
+    except PermanentError:
+        raise
+    except Exception as exc:
+        sources.note_retry(source_id, "%s: %s" % (type(exc).__name__, exc))
+        raise
 
 
 @task(queue="low_priority", dedup=True, dedup_ttl=300)
