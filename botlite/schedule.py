@@ -13,7 +13,6 @@ run is still queued or running, and records the skip.
 from __future__ import annotations
 
 import datetime
-import inspect
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from botlite.errors import BadRequest, Conflict, NotFound
 from botlite.models import ScheduleJob, ScheduleRun
 from botlite.runner import TaskNotFound, TaskRunner
 from botlite.runner.cron import CronError, Crontab
+from botlite.task_control import check_call
 from botlite.timeutil import isoformat, utcnow
 
 logger = logging.getLogger(__name__)
@@ -202,11 +202,6 @@ def _check_args(runner: TaskRunner, task_name: str, args) -> list:
         raise BadRequest("unknown task %r (registered: %s)" % (
             task_name, ", ".join(sorted(runner.tasks))), code="unknown_task")
     try:
-        inspect.signature(spec.fn).bind(*args)
-    except TypeError as exc:
-        raise BadRequest("field 'args' does not fit task %s: %s" % (task_name, exc),
-                         code="invalid_field") from None
-    try:
         encoded = json.dumps(args, allow_nan=False)
     except (TypeError, ValueError):
         raise BadRequest("field 'args' must be plain JSON (no NaN or Infinity)",
@@ -214,6 +209,11 @@ def _check_args(runner: TaskRunner, task_name: str, args) -> list:
     if len(encoded) > MAX_ARGS_BYTES:
         raise BadRequest("field 'args' is larger than %d bytes" % MAX_ARGS_BYTES,
                          code="invalid_field")
+    try:
+        check_call(spec.fn, args, {})
+    except ValueError as exc:
+        raise BadRequest("field 'args' does not fit task %s: %s" % (task_name, exc),
+                         code="invalid_field") from None
     return args
 
 

@@ -1,6 +1,8 @@
 """The task API's logic: submit, show, list, revoke, retry, purge, queue depths."""
 from __future__ import annotations
 
+import json
+
 from botlite import validate
 from botlite.errors import BadRequest, Conflict, NotFound
 from botlite.runner import (InvalidTransition, TaskNotFound, TaskRunner, UnknownQueue,
@@ -62,6 +64,46 @@ def list_tasks(runner: TaskRunner, status: str | None, name: str | None,
                                                 limit=limit)]
 
 
+# What a JSON value of each annotated type may be (bool is not a number here).
+_JSON_TYPES = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+               float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+               str: lambda v: isinstance(v, str), bool: lambda v: isinstance(v, bool),
+               list: lambda v: isinstance(v, list), dict: lambda v: isinstance(v, dict),
+               type(None): lambda v: v is None}
+_TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string",
+               bool: "true or false", list: "a list", dict: "an object", type(None): "null"}
+
+
+def check_call(fn, args: list, kwargs: dict) -> None:
+    """Raise ValueError, saying which argument and why, unless ``fn`` accepts
+    ``args`` and ``kwargs`` by count, by name and, where ``fn`` annotates them
+    with JSON's types (int, float, str, bool, list, dict, None and their unions),
+    by type: a task queued with arguments it cannot take would only fail later,
+    as a dead letter."""
+    import inspect
+    import types
+    import typing
+
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not evaluate: counts only
+        return
+    for name, value in bound.arguments.items():
+        hint = hints.get(name)
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) or \
+            typing.get_origin(hint) is typing.Union else (hint,)
+        if not options or not all(option in _JSON_TYPES for option in options):
+            continue  # not annotated, or not with JSON's types: anything goes
+        if not any(_JSON_TYPES[option](value) for option in options):
+            raise ValueError("argument %r must be %s, not %s" % (
+                name, " or ".join(_TYPE_NAMES[option] for option in options),
+                json.dumps(value)[:40]))
+
+
 def submit(runner: TaskRunner, data: dict) -> dict:
     validate.reject_unknown(data, {"name", "args", "kwargs", "delay"})
     name = validate.text(data, "name", required=True, max_length=100, allow_blank=False)
@@ -74,6 +116,13 @@ def submit(runner: TaskRunner, data: dict) -> dict:
     kwargs = data.get("kwargs", {})
     if not isinstance(kwargs, dict):
         raise BadRequest("field 'kwargs' must be a JSON object", code="invalid_field")
+    spec = runner.specs.get(name)
+    try:
+        if spec is not None:
+            check_call(spec.fn, args, kwargs)
+    except ValueError as exc:
+        raise BadRequest("the arguments do not fit task %s: %s" % (name, exc),
+                         code="invalid_field") from None
     delay = data.get("delay")
     if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float))
                               or not 0 <= delay <= MAX_DELAY):

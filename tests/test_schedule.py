@@ -244,6 +244,9 @@ def test_args_are_checked_against_the_task_and_passed_to_it(app, client):
                                   "crontab": "0 9 * * mon-fri",
                                   "args": ["ops", "Morning", "Queues are fine"]})
     assert client.patch("/api/schedule/notify-ops", {"args": ["ops"]}).status == 400
+    wrong_type = client.patch("/api/schedule/notify-ops", {"args": ["ops", "Morning", 7]})
+    assert wrong_type.status == 400 and "argument 'message' must be a string, not 7" in \
+        wrong_type.json["error"]["message"]
     job = client.get("/api/schedule/notify-ops").json
     assert job["args"] == ["ops", "Morning", "Queues are fine"] and job["runs"] == []
     ran = client.post("/api/schedule/notify-ops/run").json

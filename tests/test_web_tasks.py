@@ -34,11 +34,32 @@ def test_submit_and_follow_a_task_to_success(client, worker):
     ({"name": "health_check", "delay": "soon"}, "invalid_field", "'delay'"),
     ({"name": "health_check", "delay": -1}, "invalid_field", "'delay'"),
     ({"name": "health_check", "eta": 1}, "invalid_field", "unknown field"),
+    ({"name": "cleanup_old_data", "args": [1, 2, 3]}, "invalid_field",
+     "do not fit task cleanup_old_data: too many positional arguments"),
+    ({"name": "cleanup_old_data", "args": ["x"]}, "invalid_field",
+     "argument 'days' must be a whole number, not \"x\""),
+    ({"name": "cleanup_old_data", "args": [True]}, "invalid_field", "whole number, not true"),
+    ({"name": "cleanup_old_data", "kwargs": {"weeks": 2}}, "invalid_field",
+     "unexpected keyword argument 'weeks'"),
+    ({"name": "backup_data", "args": ["all"]}, "invalid_field",
+     "argument 'keep' must be a whole number or null"),
+    ({"name": "send_notification", "args": ["ops", "Title"]}, "invalid_field",
+     "missing a required argument: 'message'"),
 ])
 def test_bad_task_submissions_are_400(client, body, code, fragment):
     message = _error(client.post("/api/tasks", body), 400, code)
     assert fragment in message
     assert client.get("/api/tasks").json["tasks"] == []
+
+
+def test_arguments_of_the_types_a_task_takes_are_queued(client):
+    for body in ({"name": "cleanup_old_data", "args": [30]},
+                 {"name": "cleanup_temp_files", "kwargs": {"max_age_hours": 1.5}},
+                 {"name": "cleanup_temp_files", "args": [2]},  # a whole number is a number
+                 {"name": "backup_data", "args": [None]},
+                 {"name": "send_notification", "args": ["ops", "Title", "Body"]}):
+        assert client.post("/api/tasks", body).status == 202, body
+    assert len(client.get("/api/tasks").json["tasks"]) == 5
 
 
 def test_non_json_body_is_400(client):
