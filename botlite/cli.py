@@ -149,6 +149,17 @@ def _server_options(settings) -> dict:
     return options
 
 
+def _create_server(application, **options):
+    """waitress.create_server, answering what it cannot read with JSON errors."""
+    import waitress
+
+    from botlite.web.app import json_server_errors
+
+    server = waitress.create_server(application, **options)
+    json_server_errors(server)
+    return server
+
+
 def _running_lock(settings) -> contextlib.ExitStack:
     """The shared running lock on each SQLite database (see backup.running),
     held until the returned stack is closed; restore refuses while it is held."""
@@ -162,7 +173,6 @@ def _running_lock(settings) -> contextlib.ExitStack:
 
 
 def cmd_serve(args) -> int:
-    import waitress
     from waitress.task import ThreadedTaskDispatcher
 
     from botlite.app import Botlite
@@ -175,7 +185,7 @@ def cmd_serve(args) -> int:
     # process forked with threads running keeps only the forking one.
     dispatcher = ThreadedTaskDispatcher()
     try:
-        server = waitress.create_server(
+        server = _create_server(
             deferred, host=settings.host, port=settings.port, _dispatcher=dispatcher,
             **_server_options(settings))
     except OSError as exc:
@@ -305,8 +315,6 @@ class _WebProcesses:
 
 def _serve_forked(sock, settings, parent: int, wait: int) -> int:
     """The body of an extra web process; returns its exit code."""
-    import waitress
-
     from botlite.app import Botlite
     from botlite.web.app import create_app
 
@@ -322,7 +330,7 @@ def _serve_forked(sock, settings, parent: int, wait: int) -> int:
             return 0  # the parent could not start
         os.close(wait)
         deferred = _DeferredApp()
-        server = waitress.create_server(deferred, sockets=[sock], **_server_options(settings))
+        server = _create_server(deferred, sockets=[sock], **_server_options(settings))
         app = Botlite.open(settings)
     except KeyboardInterrupt:
         return 0

@@ -1,4 +1,5 @@
 """A real `python -m botlite serve` process on a free port."""
+import json
 import os
 import queue
 import re
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 
+import pytest
 import requests
 
 from conftest import wait_for
@@ -163,6 +165,49 @@ def test_serve_with_two_web_processes_shares_the_port_and_stops_both(data_dir):
     finally:
         db.close()
     assert rows == 30
+
+
+def _raw_request(base, raw):
+    """Send ``raw`` bytes on a new connection; the status, headers and body read back."""
+    host, port = base.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(raw)
+        data = b""
+        while True:
+            part = conn.recv(65536)
+            if not part:
+                break
+            data += part
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+@pytest.mark.parametrize("raw, status, code, fragment", [
+    (b"POST /chatbot/message/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"zz\r\n{}\r\n0\r\n\r\n", 400, "bad_request", "chunk"),
+    (b"POST /chatbot/message/ HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+     400, "bad_request", "content-length"),
+    (b"POST /api/chatbots/default/sources HTTP/1.1\r\nHost: x\r\n"
+     b"Content-Length: 99999999\r\n\r\n", 413, "payload_too_large", "too large"),
+])
+def test_a_request_the_server_cannot_read_gets_a_json_error(data_dir, raw, status, code,
+                                                            fragment):
+    server = ServeProcess("--port", "0", "--data-dir", data_dir, "--web-processes", "2",
+                          env={"BOTLITE_MAX_UPLOAD_MB": "1"})
+    try:
+        base = server.ready_url().split("/?")[0]
+        wait_for(lambda: _children(server.proc.pid), message="the second process")
+        for _ in range(4):  # new connections: either process may answer
+            got, headers, body = _raw_request(base, raw)
+            assert got == status, body
+            assert headers["content-type"] == "application/json"
+            assert headers["x-content-type-options"] == "nosniff"
+            error = json.loads(body)["error"]
+            assert error["code"] == code and fragment in error["message"].lower(), error
+    finally:
+        server.stop()
 
 
 def test_web_processes_must_be_at_least_one(data_dir):

@@ -204,6 +204,51 @@ class SecurityHeaders:
         return self.wsgi(environ, start)
 
 
+# What waitress answers itself, before a request reaches the app (a body or headers
+# it cannot read), as the API's other errors are.
+_SERVER_ERROR_CODES = {431: "headers_too_large", 501: "not_implemented"}
+
+
+def _json_error_channel():
+    """A waitress channel class whose own error responses (400 for a malformed
+    chunked body or Content-Length, 413 for a body over the limit, 431, 501)
+    are the API's JSON error with the security headers, not plain text."""
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+
+    class JsonErrorTask(ErrorTask):
+        def execute(self):
+            error = self.request.error
+            code = errors.STATUS_CODES.get(error.code) or _SERVER_ERROR_CODES.get(
+                error.code, "error")
+            message = "%s: %s" % (error.reason.lower(), error.body) if error.body \
+                else error.reason.lower()
+            body = json.dumps({"error": {"code": code, "message": message}}).encode()
+            self.status = "%d %s" % (error.code, error.reason)
+            self.response_headers.extend(
+                [("Content-Type", "application/json")] + SECURITY_HEADERS)
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonErrorChannel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+    return JsonErrorChannel
+
+
+def json_server_errors(server) -> None:
+    """Make the waitress ``server`` (from waitress.create_server) answer the
+    requests it cannot read with the API's JSON errors (see `_json_error_channel`)."""
+    from waitress.server import BaseWSGIServer
+
+    channel = _json_error_channel()
+    servers = [server] if isinstance(server, BaseWSGIServer) else [
+        each for each in server.map.values() if isinstance(each, BaseWSGIServer)]
+    for each in servers:
+        each.channel_class = channel
+
+
 def create_app(app):
     """The WSGI application for a ``botlite.app.Botlite``."""
     from botlite.web import api, pages
