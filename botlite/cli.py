@@ -402,11 +402,17 @@ def cmd_worker(args) -> int:
 
 
 def cmd_token(args) -> int:
+    import os
+
     from botlite.auth import admin_token
-    from botlite.settings import ensure_data_dir
 
     settings = _settings(args)
-    ensure_data_dir(settings)
+    if not settings.admin_token and not os.path.exists(settings.admin_token_path):
+        # A token made up here would open nothing: the server has another one.
+        raise CliError("no admin token in %s: botlite has not run with this data directory "
+                       "(start `python -m botlite serve` with it first, or pass the server's "
+                       "--data-dir; a server given BOTLITE_ADMIN_TOKEN uses that one)"
+                       % os.path.abspath(settings.data_dir))
     print(admin_token(settings))
     return 0
 

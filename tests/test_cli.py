@@ -1,4 +1,6 @@
 """The CLI in-process: main(argv) returns the exit code."""
+import os
+
 import pytest
 
 from botlite.cli import build_parser, main
@@ -25,11 +27,31 @@ def test_each_command_has_help(command, capsys):
     assert "usage: python -m botlite %s" % command in capsys.readouterr().out
 
 
-def test_token_prints_the_same_token_every_time(data_dir, capsys):
-    assert main(["token", "--data-dir", data_dir]) == 0
-    first = capsys.readouterr().out.strip()
-    assert main(["token", "--data-dir", data_dir]) == 0
-    assert capsys.readouterr().out.strip() == first and len(first) >= 32
+def test_token_prints_the_token_botlite_made_every_time(data_dir, capsys):
+    from botlite.app import Botlite
+    from botlite.settings import load_settings
+    Botlite.open(load_settings({"data_dir": data_dir}, environ={})).close()  # as serve does
+    made = open(os.path.join(data_dir, "admin_token")).read().strip()
+    for _ in range(2):
+        assert main(["token", "--data-dir", data_dir]) == 0
+        assert capsys.readouterr().out.strip() == made and len(made) >= 32
+
+
+@pytest.mark.parametrize("where", ["missing", "empty"])
+def test_token_of_a_data_dir_botlite_never_ran_in_is_an_error(where, tmp_path, monkeypatch,
+                                                               capsys):
+    data_dir = tmp_path / "data"
+    if where == "empty":
+        data_dir.mkdir()
+    assert main(["token", "--data-dir", str(data_dir)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("botlite: error: no admin token in %s" % data_dir)
+    assert sorted(os.listdir(tmp_path)) == (["data"] if where == "empty" else [])
+    assert not (data_dir / "admin_token").exists()  # nothing made up
+    monkeypatch.setenv("BOTLITE_ADMIN_TOKEN", "a-token-set-by-the-admin")  # the server's own
+    assert main(["token", "--data-dir", str(data_dir)]) == 0
+    assert capsys.readouterr().out.strip() == "a-token-set-by-the-admin"
 
 
 @pytest.mark.parametrize("argv, fragment", [
