@@ -50,6 +50,38 @@ def reprocess(app, source_id: str) -> Source:
     return Source.get_by_id(source_id)
 
 
+def delete_source(app, source_id: str) -> Source:
+    """Delete a source (see `sources.delete_source`); its run still queued or
+    waiting to be tried again is revoked, so it does not run only to find it gone."""
+    deleted = sources.delete_source(app.settings.data_dir, source_id)
+    revoke_waiting_runs(app, [deleted.task_id])
+    return deleted
+
+
+def delete_bot(app, bot_id: str):
+    """Delete a bot (see `chatbots.delete_bot`), revoking its sources' waiting runs."""
+    from botlite.chatbots import delete_bot as delete
+
+    task_ids = [s.task_id for s in Source.select(Source.task_id).where(Source.chatbot == bot_id)]
+    bot = delete(bot_id, app.settings.data_dir)
+    revoke_waiting_runs(app, task_ids)
+    return bot
+
+
+def revoke_waiting_runs(app, task_ids) -> None:
+    """Revoke those of ``task_ids`` that are queued or waiting for a retry (a
+    running one finds its source gone and ends without a dead letter)."""
+    from botlite.runner import InvalidTransition, TaskNotFound
+
+    for task_id in filter(None, task_ids):
+        state = app.runner.storage.get_state(task_id)
+        if state is not None and state["status"] in ("PENDING", "RETRY"):
+            try:
+                app.runner.revoke(task_id)
+            except (InvalidTransition, TaskNotFound):
+                pass  # it started or ended meanwhile
+
+
 def task_active(app, source: Source) -> bool:
     """Whether the source's task is still queued or running (it may have been
     revoked, purged or lost, which would leave the source pending for ever)."""

@@ -173,6 +173,29 @@ def test_delete_removes_chunks_index_entries_and_file(client, app, worker):
     assert client.get("/api/sources/" + body["source_id"]).status == 404
 
 
+def test_deleting_a_source_or_its_bot_revokes_its_waiting_run(client, app):
+    # No worker: the runs wait in the queue, as behind a busy worker or for a retry.
+    client.post("/api/chatbots", {"name": "Temp", "id": "temp"})
+    mine = upload(client, "w.md", b"# W\n\nThe wombat burrow.\n").json
+    theirs = upload(client, "b.md", b"# B\n\nThe bilby den.\n", bot="temp").json
+    kept = upload(client, "k.md", b"# K\n\nThe kiwi nest.\n").json
+    assert client.delete("/api/sources/" + mine["source_id"]).status == 200
+    assert client.delete("/api/chatbots/temp").status == 200
+    status = {name: client.get("/api/tasks/" + body["task_id"]).json["status"]
+              for name, body in (("mine", mine), ("theirs", theirs), ("kept", kept))}
+    assert status == {"mine": "REVOKED", "theirs": "REVOKED", "kept": "PENDING"}
+    assert client.get("/api/queues").json["queues"]["documents"]["pending"] == 1
+
+
+def test_a_run_that_finds_its_source_deleted_ends_without_a_dead_letter(client, app, worker):
+    # Deleted while it ran (or while the delete's revoke raced its claim).
+    task_id = app.runner.enqueue("process_document", ["no-such-source"])
+    state = wait_for(lambda: (lambda t: t if t["status"] in ("SUCCESS", "FAILURE") else None)(
+        client.get("/api/tasks/" + task_id).json), message="the run to end")
+    assert state["status"] == "SUCCESS" and state["result"] == {"source_deleted": True}
+    assert client.get("/api/queues").json["dead"] == 0
+
+
 # --- bad uploads -------------------------------------------------------------------
 
 def test_unsupported_content_is_a_415_listing_the_supported_types(client, app):

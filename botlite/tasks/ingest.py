@@ -41,8 +41,8 @@ def process_document(source_id: str) -> dict:
         return sources.process_document(context.data_dir, source_id, _progress(source_id))
     except Superseded:
         return {"superseded": True}
-    except sources.SourceGone:
-        raise PermanentError("source %s was deleted" % source_id) from None
+    except sources.SourceGone:  # deleted meanwhile: nothing left to do, nothing failed
+        return {"source_deleted": True}
     except ExtractionError as exc:
         sources.mark_failed(source_id, exc.reason)
         raise PermanentError(exc.reason) from None
@@ -62,8 +62,8 @@ def scrape_website(source_id: str) -> dict:
                                       _progress(source_id))
     except Superseded:
         return {"superseded": True}
-    except sources.SourceGone:
-        raise PermanentError("source %s was deleted" % source_id) from None
+    except sources.SourceGone:  # deleted meanwhile: nothing left to do, nothing failed
+        return {"source_deleted": True}
     except ExtractionError as exc:
         sources.mark_failed(source_id, exc.reason)
         raise PermanentError(exc.reason) from None

@@ -45,7 +45,7 @@ def install(web: Bottle, app) -> None:
 
     @web.delete("/api/chatbots/<bot_id>")
     def delete_chatbot(bot_id):
-        return chatbots.delete_bot(bot_id, app.settings.data_dir).to_dict()
+        return ingest.delete_bot(app, bot_id).to_dict()
 
     @web.get("/api/tasks")
     def list_tasks():
@@ -140,7 +140,7 @@ def install(web: Bottle, app) -> None:
 
     @web.delete("/api/sources/<source_id>")
     def delete_source(source_id):
-        return sources.delete_source(app.settings.data_dir, source_id).to_dict()
+        return ingest.delete_source(app, source_id).to_dict()
 
     @web.post("/api/sources/<source_id>/reprocess")
     def reprocess_source(source_id):
