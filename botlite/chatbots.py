@@ -63,6 +63,14 @@ def _changes(data: dict, *, creating: bool, allow_private: bool,
                              code="invalid_field")
         changes["allowed_domains"] = json.dumps(domains)
     changes = {key: value for key, value in changes.items() if value is not None}
+    # null: an optional text empties (as "" does); a name or a number has no "none"
+    for key in ("name", "rate_limit_per_minute"):
+        if key in data and data[key] is None and not (creating and key == "name"):
+            raise BadRequest("field %r cannot be null" % key, code="invalid_field")
+    changes.update({key: "" for key in ("description", "greeting", "fallback_message")
+                    if key in data and data[key] is None})
+    if "allowed_domains" in data and data["allowed_domains"] is None:
+        changes["allowed_domains"] = "[]"
     changes.update(_webhook_changes(data, allow_private, saved_url))
     return changes
 

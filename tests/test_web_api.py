@@ -175,6 +175,23 @@ def test_a_rejected_patch_changes_nothing(client):
     assert client.get("/api/chatbots/keep").json["greeting"] == "Hi"
 
 
+def test_null_empties_an_optional_field_and_is_refused_for_name_and_rate_limit(client):
+    client.post("/api/chatbots", {"name": "Nulls", "description": "About", "greeting": "Hi",
+                                  "fallback_message": "Ask Sam.", "allowed_domains": ["a.com"],
+                                  "rate_limit_per_minute": 5})
+    for field in ("name", "rate_limit_per_minute"):
+        message = _is_error(client.patch("/api/chatbots/nulls", {field: None, "greeting": "Yo"}),
+                            400, "invalid_field")
+        assert message == "field %r cannot be null" % field
+    patched = client.patch("/api/chatbots/nulls", {
+        "description": None, "greeting": None, "fallback_message": None,
+        "allowed_domains": None}).json
+    assert {k: patched[k] for k in ("description", "greeting", "fallback_message",
+                                    "allowed_domains", "name", "rate_limit_per_minute")} == {
+        "description": "", "greeting": "", "fallback_message": "", "allowed_domains": [],
+        "name": "Nulls", "rate_limit_per_minute": 5}
+
+
 def test_unknown_bot_is_404_everywhere(client):
     for response in (client.get("/api/chatbots/ghost"),
                      client.patch("/api/chatbots/ghost", {"name": "x"}),
