@@ -17,6 +17,7 @@ import math
 
 from peewee import fn
 
+from botlite import validate
 from botlite.chatbots import get_bot
 from botlite.errors import BadRequest, NotFound
 from botlite.db import write_transaction
@@ -272,7 +273,7 @@ def report_for_request(bot_id: str, query) -> dict:
         period = parse_period(query.get("period"))
     except InvalidPeriod as exc:
         raise BadRequest(str(exc), code="invalid_field") from None
-    refresh = query.get("refresh", "") in ("1", "true", "yes")
+    refresh = validate.flag(query.get("refresh"), "refresh")
     return report(bot_id, period, refresh=refresh)
 
 
@@ -281,7 +282,6 @@ def report_for_request(bot_id: str, query) -> dict:
 def feedback(app, message_id: str, data: dict) -> dict:
     """A visitor's "was this helpful?" on a bot reply of their own session,
     recorded by process_user_action (queued only when it changes something)."""
-    from botlite import validate
     validate.reject_unknown(data, {"helpful", "session_id"})
     helpful = data.get("helpful")
     if not isinstance(helpful, bool):

@@ -21,7 +21,7 @@ import json
 import peewee
 
 from botlite import validate
-from botlite.errors import BadRequest, NotFound
+from botlite.errors import NotFound
 from botlite.models import Chatbot, Notification
 from botlite.timeutil import isoformat, utcnow
 from botlite.webhooks import DeliveryFailed, deliver
@@ -32,20 +32,12 @@ CLAIM_MARGIN = datetime.timedelta(seconds=30)
 
 # -- the inbox -----------------------------------------------------------------------
 
-def _unread_flag(value: str | None) -> bool:
-    if value in (None, "", "0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    raise BadRequest("unread must be true or false", code="invalid_field")
-
-
 def list_for(user_id: str | None, limit: str | int | None, unread: str | None = None) -> list[dict]:
     limit = validate.limit(limit)
     query = Notification.select().order_by(Notification.created_at.desc(), Notification.id.desc())
     if user_id:
         query = query.where(Notification.user_id == user_id)
-    if _unread_flag(unread):
+    if validate.flag(unread, "unread"):
         query = query.where(Notification.read == False)  # noqa: E712 (SQL, not Python)
     return [note.to_dict() for note in query.limit(limit)]
 

@@ -276,9 +276,6 @@ def latest_system_report() -> dict | None:
 def system_report_for_request(runner, query) -> dict:
     """GET /api/reports/system: the latest stored report; a new one with
     ?refresh=1 or when none was made yet."""
-    from botlite.errors import BadRequest
-    refresh = query.get("refresh", "")
-    if refresh not in ("", "0", "1", "true", "false"):
-        raise BadRequest("refresh must be 1 or 0", code="invalid_field")
-    latest = None if refresh in ("1", "true") else latest_system_report()
+    from botlite import validate
+    latest = None if validate.flag(query.get("refresh"), "refresh") else latest_system_report()
     return latest if latest is not None else system_report(runner, 24)

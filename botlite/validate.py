@@ -63,6 +63,15 @@ def string_list(data: dict, name: str, *, max_items: int = 50,
     return cleaned
 
 
+def flag(value: str | None, name: str) -> bool:
+    """A ``?name=`` query flag: 1, true or yes; 0, false, no or absent; else 400."""
+    if value in (None, "", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise BadRequest("%s must be true or false (1 or 0)" % name, code="invalid_field")
+
+
 def limit(value: str | int | None, *, default: int = 50, maximum: int = 500) -> int:
     """A ``?limit=`` query value: a whole number from 1 to ``maximum``."""
     try:

@@ -136,6 +136,10 @@ def test_the_report_is_cached_for_an_hour(known, client):
     assert later["cached"] is False and later["totals"]["messages"] == 8
     refreshed = client.get("/api/chatbots/default/analytics?period=30d&refresh=1").json
     assert refreshed["cached"] is False
+    assert client.get("/api/chatbots/default/analytics?refresh=0").json["cached"] is True
+    bad = client.get("/api/chatbots/default/analytics?refresh=maybe")  # was ignored
+    assert bad.status == 400 and bad.json["error"]["message"] == \
+        "refresh must be true or false (1 or 0)"
     with known.database.connection_context():
         assert AnalyticsReport.select().count() == 2  # one row per (bot, period)
 
