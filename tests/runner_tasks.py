@@ -94,6 +94,20 @@ def child_add(a, b):
     return a + b
 
 
+@task(hard_time_limit=10)
+def child_bad_input(value):
+    raise PermanentError("value %r can never work" % value)
+
+
+class SiteDown(Exception):
+    expected = True  # as botlite's CrawlError and DeliveryFailed
+
+
+@task(retries=1, retry_delay=0.01)
+def site_down(value):
+    raise SiteDown("http://example.invalid/ did not answer")
+
+
 @task(queue="low_priority")
 def low(value):
     record("order", ("low", value))
@@ -143,4 +157,4 @@ def expiring():
     record("expiring")
 
 
-ALL = ALL + (exits, expiring)
+ALL = ALL + (exits, expiring, child_bad_input, site_down)

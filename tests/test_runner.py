@@ -143,6 +143,30 @@ def test_permanent_errors_and_unlisted_exceptions_are_not_retried(runner):
     assert "PermanentError" in runner.state(a)["error"]
 
 
+@pytest.mark.parametrize("name, expected", [
+    ("bad_input", True), ("child_bad_input", True), ("site_down", True),
+    ("wrong_type", False),  # a ValueError nobody meant: a bug, with its traceback
+])
+def test_expected_failures_are_one_warning_line_and_bugs_keep_their_traceback(
+        runner, caplog, name, expected):
+    import logging
+    caplog.set_level(logging.INFO, logger="huey")
+    task_id = runner.enqueue(name, [1])
+    run_all(runner)
+    assert runner.state(task_id)["traceback"]  # kept in the task's state either way
+    logged = [r for r in caplog.records if r.name == "huey" and task_id in r.getMessage()
+              and r.levelno >= logging.WARNING]
+    assert logged, caplog.text
+    for record in logged:
+        if expected:
+            assert record.levelname == "WARNING" and record.exc_info is None
+            assert "can never work" in record.getMessage() or \
+                "did not answer" in record.getMessage()
+        else:
+            assert record.levelname == "ERROR" and record.exc_info is not None
+    assert ("Traceback" in caplog.text) is not expected
+
+
 def test_backoff_delays_stay_within_their_jitter_bounds():
     policy = RetryPolicy(delay=60, backoff=2, jitter=0.25, max_delay=200)
     for attempt, base in ((1, 60), (2, 120), (3, 200), (4, 200)):

@@ -99,6 +99,8 @@ class CrawlError(Exception):
     ``str()`` is one sentence that can be shown to the person who added the site.
     """
 
+    expected = True  # the world, not a bug: logged without a traceback (runner)
+
     def __init__(self, reason: str, *, permanent: bool, url: str | None = None,
                  status: int | None = None) -> None:
         super().__init__(reason)

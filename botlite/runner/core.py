@@ -50,6 +50,35 @@ class PermanentError(Exception):
     """Raised by a task when retrying cannot help (bad input, missing object)."""
 
 
+def expected_failure(exc: BaseException) -> bool:
+    """A failure a task meets on purpose or by the world, not by a bug:
+    `PermanentError` (bad input, a corrupt file), or an exception whose class
+    says ``expected = True`` (a site that is down, a webhook that answers 500).
+    Huey logs it as one WARNING line, not an ERROR with a traceback (the
+    traceback is in the task's state); see `_ExpectedFailuresLog`."""
+    return isinstance(exc, PermanentError) or bool(getattr(exc, "expected", False))
+
+
+class _ExpectedFailuresLog(logging.Filter):
+    """On huey's logger: 'Unhandled exception in task …' for an `expected_failure`
+    becomes a WARNING line naming the exception, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and record.levelno >= logging.ERROR and expected_failure(exc):
+            record.msg = "%s %s: %s" % (record.getMessage().rstrip("."), type(exc).__name__,
+                                        str(exc).splitlines()[0] if str(exc) else "")
+            record.args = None
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_huey_log = logging.getLogger("huey")
+if not any(isinstance(f, _ExpectedFailuresLog) for f in _huey_log.filters):
+    _huey_log.addFilter(_ExpectedFailuresLog())
+
+
 class UnknownTask(LookupError):
     """No task of that name is registered."""
 

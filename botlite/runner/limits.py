@@ -36,11 +36,13 @@ class HardTimeLimitExceeded(Exception):
 class ChildTaskError(Exception):
     """A task that ran in a child process failed there."""
 
-    def __init__(self, type_name: str, message: str, child_traceback: str, permanent: bool):
+    def __init__(self, type_name: str, message: str, child_traceback: str, permanent: bool,
+                 expected: bool = False):
         super().__init__("%s: %s" % (type_name, message))
         self.type_name = type_name
         self.child_traceback = child_traceback
         self.permanent = permanent
+        self.expected = expected  # core.expected_failure of the child's exception
 
 
 def _raise_in_thread(thread_id: int, exc_type: type) -> None:
@@ -147,6 +149,6 @@ def _child_main(conn, url, name, child_setup, module, fn_name, task_id, args, kw
     except BaseException as exc:
         permanent = isinstance(exc, core.PermanentError) or getattr(exc, "permanent", False)
         conn.send(("error", (type(exc).__name__, str(exc), traceback.format_exc(),
-                             permanent)))
+                             permanent, core.expected_failure(exc))))
     finally:
         conn.close()
