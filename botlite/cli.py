@@ -32,6 +32,21 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise CliError("%s: %s (see %s --help)" % (self.prog, message, self.prog))
 
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but arguments nobody took are reported by the parser of
+        the command (and action) they were given to, with its --help."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self
+            for dest in ("command", "action"):
+                chosen = [a for a in parser._actions
+                          if isinstance(a, argparse._SubParsersAction) and a.dest == dest]
+                if not chosen or getattr(parsed, dest, None) not in chosen[0].choices:
+                    break
+                parser = chosen[0].choices[getattr(parsed, dest)]
+            parser.error("unrecognized arguments: %s" % " ".join(extras))
+        return parsed
+
 
 def _add_setting_flags(parser: argparse.ArgumentParser, *names: str,
                        unset: object = None) -> None:
@@ -91,13 +106,19 @@ class _StopSignals:
 
     The first signal calls ``on_first`` (a graceful stop). A second one, at any
     moment after, stops the waiting: running tasks are released for a re-run and
-    the exit code is 1.
+    the exit code is 1. But a SIGTERM within `DUPLICATE_WINDOW` seconds of the
+    first SIGTERM is that same stop delivered twice (`timeout` and some
+    supervisors signal the process and then its whole group) and is ignored.
     """
 
-    def __init__(self, on_first) -> None:
+    DUPLICATE_WINDOW = 1.0
+
+    def __init__(self, on_first, clock=time.monotonic) -> None:
         self.on_first = on_first
+        self.clock = clock
         self.stopping = False
         self.forced = False
+        self.first: tuple[int, float] | None = None  # (signal, when)
 
     def install(self) -> None:
         # Explicitly, also for SIGINT: a shell starts background jobs with it ignored.
@@ -105,10 +126,15 @@ class _StopSignals:
             signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame):
+        now = self.clock()
         if self.stopping:
+            if self.first is not None and signum == self.first[0] == signal.SIGTERM and \
+                    now - self.first[1] < self.DUPLICATE_WINDOW:
+                return  # the same stop, delivered to the process and to its group
             self.forced = True
             raise KeyboardInterrupt
         self.stopping = True
+        self.first = (signum, now)
         self.on_first()
 
     def stop_runtime(self, runtime) -> int:
@@ -516,6 +542,9 @@ def cmd_ingest(args) -> int:
                     if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", target):
                         raise CliError("%s: only http:// and https:// URLs can be crawled"
                                        % target)
+                    if os.path.isdir(target):
+                        raise CliError("%s is a directory: ingest takes one file (or "
+                                       "URL) at a time" % target)
                     raise CliError("no such file: %s" % target)
                 with open(target, "rb") as handle:
                     source, duplicate = ingest.add_file(app, args.bot, os.path.basename(target),
@@ -597,6 +626,8 @@ def cmd_chat(args) -> int:
                     print()
                     return 0
                 if text.strip() in ("/quit", "/exit"):
+                    if not sys.stdin.isatty():
+                        print()  # a terminal echoed the Enter; a pipe did not
                     return 0
                 if not text.strip():
                     continue

@@ -61,7 +61,10 @@ def test_token_of_a_data_dir_botlite_never_ran_in_is_an_error(where, tmp_path, m
     (["serve", "--data-dir", "/proc/self"], "data directory /proc/self is not writable"),
     (["worker", "--database-url", "mysql://x"], "unknown scheme 'mysql'"),
     (["fly"], "invalid choice: 'fly'"),
-    (["serve", "--bogus"], "unrecognized arguments: --bogus"),
+    (["serve", "--bogus"], "python -m botlite serve: unrecognized arguments: --bogus"),
+    (["queues", "--json"], "python -m botlite queues: unrecognized arguments: --json (see "
+                           "python -m botlite queues --help)"),
+    (["tasks", "list", "--bogus"], "python -m botlite tasks list: unrecognized arguments"),
     ([], "the following arguments are required: COMMAND"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(argv, fragment, capsys):
@@ -186,17 +189,20 @@ def test_tasks_needs_an_action(capsys):
     assert "the following arguments are required: ACTION" in capsys.readouterr().err
 
 
-def test_a_second_stop_signal_forces_the_stop(monkeypatch):
+@pytest.mark.parametrize("second, after", [
+    ("SIGTERM", 1.5), ("SIGINT", 0.01), ("SIGINT", 5.0)])
+def test_a_second_stop_signal_forces_the_stop(monkeypatch, second, after):
     import signal
     from botlite.cli import _StopSignals
-    first = []
-    signals = _StopSignals(lambda: first.append(True))
+    first, now = [], [100.0]
+    signals = _StopSignals(lambda: first.append(True), clock=lambda: now[0])
 
     class SlowRuntime:
         abandoned = False
 
         def stop(self):
-            signals._handle(signal.SIGTERM, None)  # a second signal while waiting
+            now[0] += after
+            signals._handle(getattr(signal, second), None)  # a second signal while waiting
 
         def abandon(self):
             self.abandoned = True
@@ -206,6 +212,17 @@ def test_a_second_stop_signal_forces_the_stop(monkeypatch):
     runtime = SlowRuntime()
     assert signals.stop_runtime(runtime) == 1
     assert signals.forced and runtime.abandoned
+
+
+def test_a_sigterm_delivered_twice_at_once_is_one_stop():
+    import signal
+    from botlite.cli import _StopSignals
+    first, now = [], [100.0]
+    signals = _StopSignals(lambda: first.append(True), clock=lambda: now[0])
+    signals._handle(signal.SIGTERM, None)  # `timeout`: to the process...
+    now[0] += 0.001
+    signals._handle(signal.SIGTERM, None)  # ...and to its process group
+    assert first == [True] and not signals.forced
 
 
 def test_one_stop_signal_exits_0():
@@ -241,6 +258,7 @@ def test_ingest_of_an_unreadable_file_exits_1_with_the_reason(data_dir, capsys):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["ingest", "/no/such/file.pdf"], "no such file: /no/such/file.pdf"),
+    (["ingest", "/"], "/ is a directory: ingest takes one file (or URL) at a time"),
     (["ingest", "ftp://example.com/"], "ftp://example.com/: only http:// and https:// URLs"),
     (["ingest", "http://127.0.0.1:9/"], "private or reserved address"),
     (["ingest", "HTTP://127.0.0.1:9/"], "private or reserved address"),  # any case
@@ -270,3 +288,16 @@ def test_the_progress_line_says_why_a_run_waits_to_be_tried_again():
         "0 processing: can't crawl http://docs.example/: timed out (will try again)")
     failed = Source(status="failed", progress_done=2, progress_total=4, error="corrupt")
     assert _progress_bar(failed) == "[%s%s] 2/4 failed" % ("#" * 15, "." * 15)
+
+
+@pytest.mark.parametrize("ending", ["/quit\n", ""])  # /quit, or the end of the input
+def test_the_repl_on_a_pipe_answers_each_line_and_ends_its_output_with_a_newline(
+        data_dir, ending):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "botlite", "chat", "--data-dir", data_dir],
+                          input="hello\n\n" + ending, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("you> ") == 3 and "[intent, greeting" in done.stdout
+    assert done.stdout.endswith("you> \n")
