@@ -342,6 +342,21 @@ def test_revoking_a_scheduled_task_means_it_never_runs(runner):
     assert "add" not in rt.calls
 
 
+def test_revoking_a_task_waiting_for_a_retry_says_why_it_was_retrying(runner):
+    task_id = runner.enqueue("site_down", [1])
+    run_next(runner)
+    waiting = runner.state(task_id)
+    assert waiting["status"] == "RETRY" and waiting["next_attempt_at"] is not None
+    revoked = runner.revoke(task_id)
+    assert revoked["status"] == "REVOKED" and revoked["next_attempt_at"] is None
+    assert revoked["error"] == "revoked; the last attempt failed: " + waiting["error"]
+    assert revoked["traceback"] == waiting["traceback"]
+    run_all(runner)
+    assert runner.state(task_id)["status"] == "REVOKED"
+    fresh = runner.enqueue("add", [1, 1], delay=3600)
+    assert runner.revoke(fresh)["error"] == "revoked"
+
+
 def test_revoking_a_running_task_asks_it_to_stop(runner):
     runtime = Runtime(runner, workers=1, periodic=False)
     runtime.start()

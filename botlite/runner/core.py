@@ -443,8 +443,12 @@ class TaskRunner:
         self.huey.revoke_by_id(task_id)
         if self.storage.remove_queued(task_id):
             self.huey.restore_by_id(task_id)  # gone from the queue: no flag needed
+            # A task waiting for a retry keeps why its last attempt failed (and the
+            # traceback); it has no next attempt any more.
+            error = "revoked" if not state["error"] else \
+                "revoked; the last attempt failed: %s" % state["error"]
             self.storage.save_state(task_id, status="REVOKED", finished_at=time.time(),
-                                    error="revoked")
+                                    error=error, next_attempt_at=None)
             self._drop_dedup_of(state)
         # Else it is claimed: running now, or about to start and be skipped. Nothing
         # is written to its state (a write here could overwrite the final error of
