@@ -108,7 +108,7 @@ def _check_webhook_address(url: str, allow_private: bool) -> None:
     from botlite.knowledge import crawl
 
     try:
-        crawl.check_url(url, allow_private=allow_private)
+        crawl.check_url(url, allow_private=allow_private, must_exist=True)
     except crawl.UnsafeURL as exc:
         hint = " (set BOTLITE_ALLOW_PRIVATE_URLS=1 to allow it)" if exc.private else ""
         raise BadRequest("field 'webhook_url': %s%s" % (exc.reason, hint),

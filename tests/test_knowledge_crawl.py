@@ -537,19 +537,43 @@ def test_check_url_unknown_host_is_a_permanent_crawl_error(monkeypatch, allow_pr
 
     monkeypatch.setattr(crawl_module.socket, "getaddrinfo", resolve)
     with pytest.raises(CrawlError, match="could not be found") as raised:
-        check_url("https://no-such-host.example/", allow_private=allow_private)
+        # must_exist: where a URL is saved (with private addresses allowed, else always)
+        check_url("https://no-such-host.example/", allow_private=allow_private,
+                  must_exist=allow_private)
     assert raised.value.permanent and not isinstance(raised.value, UnsafeURL)
 
 
-def test_check_url_lets_a_dns_failure_for_now_through_when_private_is_allowed(monkeypatch):
+def test_check_url_with_private_allowed_looks_nothing_up_unless_asked(monkeypatch):
+    lookups = []
+
     def resolve(*args, **kwargs):
+        lookups.append(args[0])
         raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
 
     monkeypatch.setattr(crawl_module.socket, "getaddrinfo", resolve)
-    check_url("https://intranet.example/", allow_private=True)  # the request will tell
+    check_url("https://intranet.example/", allow_private=True)  # each crawled page: no lookup
+    assert lookups == []
+    check_url("https://intranet.example/", allow_private=True, must_exist=True)  # for now
+    assert lookups == ["intranet.example"]
     with pytest.raises(CrawlError, match="could not be found") as raised:
         check_url("https://intranet.example/", allow_private=False)
     assert not raised.value.permanent
+
+
+def test_a_crawl_with_private_allowed_adds_no_lookups_of_its_own(serve, monkeypatch):
+    site = serve({"/": page("Home", "/a.html"), "/a.html": page("A")})
+    real, ours = socket.getaddrinfo, []
+
+    def counting(host, *args, **kwargs):
+        import traceback
+        if any(frame.name == "check_url" for frame in traceback.extract_stack()):
+            ours.append(host)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(crawl_module.socket, "getaddrinfo", counting)
+    result = crawl(site.url("/").replace("127.0.0.1", "localhost"), allow_private=True,
+                   max_pages=5, max_depth=2, delay=0)
+    assert len(result.pages) == 2 and ours == []
 
 
 def test_start_url_on_loopback_is_refused_before_any_request(serve):

@@ -162,16 +162,17 @@ class CrawlResult:
 
 # --- URLs ----------------------------------------------------------------------
 
-def check_url(url: str, allow_private: bool, allowed_hosts: Collection[str] = frozenset()
-              ) -> None:
+def check_url(url: str, allow_private: bool, allowed_hosts: Collection[str] = frozenset(),
+              *, must_exist: bool = False) -> None:
     """Refuse ``url`` unless it is http(s) without user info and its host is safe.
 
     A host is safe when every address it resolves to is public, when
     ``allow_private`` is true, or when it is in ``allowed_hosts`` (compared by
     name as written in the URL, lower case, IPv6 without brackets). IP literals
-    and allowed hosts are judged without any lookup; with ``allow_private`` a
-    host name is still looked up, so that one that does not exist is told
-    apart from a site that is down.
+    and allowed hosts are judged without any lookup, and so is any host with
+    ``allow_private`` unless ``must_exist`` (where a URL is saved: a host that
+    does not exist is told apart from a site that is down; the crawler and
+    deliveries leave that to the request itself).
 
     Raises `UnsafeURL` when refused, and `CrawlError` when the host does not
     resolve (permanent for "no such host", transient otherwise).
@@ -189,6 +190,8 @@ def check_url(url: str, allow_private: bool, allowed_hosts: Collection[str] = fr
     except ValueError:
         raise UnsafeURL("the URL's port is not a valid number", url=url) from None
     if host in allowed_hosts:
+        return
+    if allow_private and not must_exist:
         return
     try:
         addresses = [ipaddress.ip_address(host)]

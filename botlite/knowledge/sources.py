@@ -196,7 +196,7 @@ def add_website(bot: Chatbot, url: str, *, max_pages: int, max_depth: int,
 
     url = normalise_url(url)
     try:
-        crawling.check_url(url, allow_private=allow_private)
+        crawling.check_url(url, allow_private=allow_private, must_exist=True)
     except crawling.UnsafeURL as exc:
         hint = " (set BOTLITE_ALLOW_PRIVATE_URLS=1 to allow it)" if exc.private else ""
         raise BadRequest(str(exc) + hint, code="unsafe_url") from None
