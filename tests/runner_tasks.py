@@ -99,6 +99,19 @@ def child_bad_input(value):
     raise PermanentError("value %r can never work" % value)
 
 
+@task(retries=2, retry_delay=0.01, retry_backoff=1.0, retry_jitter=0.0)
+def counts_down(key):
+    from botlite.runner import retries_left
+    record("counts_down", retries_left())
+    raise ConnectionError("still down")
+
+
+@task(retries=1, retry_delay=0.01, retry_backoff=1.0, retry_jitter=0.0, hard_time_limit=10)
+def child_counts_down(key):
+    from botlite.runner import retries_left
+    raise ConnectionError("retries left: %d" % retries_left())
+
+
 class SiteDown(Exception):
     expected = True  # as botlite's CrawlError and DeliveryFailed
 
@@ -157,4 +170,4 @@ def expiring():
     record("expiring")
 
 
-ALL = ALL + (exits, expiring, child_bad_input, site_down)
+ALL = ALL + (exits, expiring, child_bad_input, site_down, counts_down, child_counts_down)

@@ -167,6 +167,24 @@ def test_expected_failures_are_one_warning_line_and_bugs_keep_their_traceback(
     assert ("Traceback" in caplog.text) is not expected
 
 
+def test_an_exception_with_an_expected_byte_count_is_no_expected_failure():
+    import http.client
+    from botlite.runner.core import expected_failure
+    assert not expected_failure(http.client.IncompleteRead(b"ab", 10))  # .expected == 10
+    assert expected_failure(rt.SiteDown("down")) and expected_failure(rt.PermanentError("no"))
+
+
+def test_a_task_knows_how_many_retries_are_left(runner):
+    task_id = runner.enqueue("counts_down", ["k"])
+    child_id = runner.enqueue("child_counts_down", ["k"])
+    run_all(runner)
+    assert rt.calls["counts_down"] == [2, 1, 0]
+    assert runner.state(task_id)["status"] == "FAILURE"
+    assert runner.state(child_id)["error"].endswith("retries left: 0")  # its second attempt
+    from botlite.runner import retries_left
+    assert retries_left() == 0  # outside a task
+
+
 def test_backoff_delays_stay_within_their_jitter_bounds():
     policy = RetryPolicy(delay=60, backoff=2, jitter=0.25, max_delay=200)
     for attempt, base in ((1, 60), (2, 120), (3, 200), (4, 200)):

@@ -457,6 +457,29 @@ def test_a_site_that_is_down_fails_with_a_reason(client, app, worker, private_ok
     assert source["error"].endswith("(will try again)")
 
 
+def test_a_run_failing_for_now_writes_only_on_its_own_source(client, app):
+    from botlite.knowledge.sources import failed_for_now
+    body = upload(client, "r.md", b"# R\n\nThe rhea run.\n").json  # no worker: it waits
+    source_id, task_id = body["source_id"], body["task_id"]
+
+    def state():
+        with app.database.connection_context():
+            found = Source.get_by_id(source_id)
+            return found.status, found.error
+
+    with app.database.connection_context():
+        Source.update(status="processing").where(Source.id == source_id).execute()
+        failed_for_now(source_id, "an-older-run", "Disk busy", retrying=True)
+        failed_for_now(source_id, "an-older-run", "Disk busy", retrying=False)
+    assert state() == ("processing", None)  # superseded runs write nothing
+    with app.database.connection_context():
+        failed_for_now(source_id, task_id, "Disk busy", retrying=True)
+    assert state() == ("processing", "Disk busy (will try again)")
+    with app.database.connection_context():
+        failed_for_now(source_id, task_id, "Disk busy", retrying=False)  # its last attempt
+    assert state() == ("failed", "Disk busy")
+
+
 def test_stale_websites_are_resynced_by_the_periodic_job(client, app, site, private_ok):
     import datetime
     from botlite.tasks.ingest import resync_websites

@@ -319,12 +319,19 @@ def mark_failed(source_id: str, reason: str) -> None:
         Source.id == source_id).execute()
 
 
-def note_retry(source_id: str, reason: str) -> None:
-    """Say on a processing source why its run failed for now and will be tried
-    again (its task is in RETRY); the next attempt clears it, the last one's
-    failure replaces it."""
-    Source.update(error="%s (will try again)" % reason, updated_at=utcnow()).where(
-        (Source.id == source_id) & (Source.status == "processing")).execute()
+def failed_for_now(source_id: str, task_id: str | None, reason: str,
+                   retrying: bool) -> None:
+    """A run (task ``task_id``) failed with an error that may pass: while it
+    will be tried again, the source stays processing and says why (the next
+    attempt clears it); after its last attempt the source is failed. Only the
+    run that owns the source (a newer one may have superseded it) writes."""
+    owned = (Source.id == source_id) & (Source.task_id == task_id)
+    if retrying:
+        Source.update(error="%s (will try again)" % reason, updated_at=utcnow()).where(
+            owned & (Source.status == "processing")).execute()
+    else:
+        Source.update(status="failed", error=reason, updated_at=utcnow()).where(
+            owned).execute()
 
 
 def mark_queued(source: Source, task_id: str) -> None:

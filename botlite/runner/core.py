@@ -56,7 +56,9 @@ def expected_failure(exc: BaseException) -> bool:
     says ``expected = True`` (a site that is down, a webhook that answers 500).
     Huey logs it as one WARNING line, not an ERROR with a traceback (the
     traceback is in the task's state); see `_ExpectedFailuresLog`."""
-    return isinstance(exc, PermanentError) or bool(getattr(exc, "expected", False))
+    # The class's, and only True: http.client.IncompleteRead has an ``expected`` byte count.
+    return isinstance(exc, PermanentError) or getattr(type(exc), "expected", None) is True \
+        or getattr(exc, "child_expected", None) is True  # limits.ChildTaskError
 
 
 class _ExpectedFailuresLog(logging.Filter):
@@ -145,6 +147,7 @@ class _Current(threading.local):
     task_id: str | None = None
     runner: "TaskRunner | None" = None
     revoked: Callable[[], bool] | None = None
+    retries_left: int = 0
 
 
 _current = _Current()
@@ -158,6 +161,12 @@ def current_runner() -> "TaskRunner | None":
 def current_task_id() -> str | None:
     """The id of the task running in this thread (None outside a task)."""
     return _current.task_id
+
+
+def retries_left() -> int:
+    """How many more attempts the running task gets if this one fails with an
+    exception it retries on (0 on its last attempt, and outside a task)."""
+    return _current.retries_left
 
 
 def report_progress(done: int, total: int | None = None) -> None:
@@ -218,6 +227,7 @@ class TaskRunner:
 
     def _run_attempt(self, spec: TaskSpec, task, args: list, kwargs: dict):
         _current.runner, _current.task_id = self, task.id
+        _current.retries_left = task.retries
         lock_key = None
         try:
             if spec.dedup:
@@ -233,7 +243,7 @@ class TaskRunner:
                     lock_key = None
                     raise TaskLockedException("an identical task is running")
             if spec.hard_time_limit:
-                return limits.run_in_child(self, spec, task.id, args, kwargs)
+                return limits.run_in_child(self, spec, task.id, args, kwargs, task.retries)
             with limits.soft_time_limit(spec.soft_time_limit):
                 value = spec.fn(*args, **kwargs)
             return to_json(value)  # a result that is not JSON fails the task here
@@ -247,6 +257,7 @@ class TaskRunner:
             if lock_key is not None:
                 self.storage.delete_data(lock_key)
             _current.runner = _current.task_id = None
+            _current.retries_left = 0
 
     @staticmethod
     def _retryable(spec: TaskSpec, exc: BaseException) -> bool:

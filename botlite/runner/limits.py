@@ -42,7 +42,7 @@ class ChildTaskError(Exception):
         self.type_name = type_name
         self.child_traceback = child_traceback
         self.permanent = permanent
-        self.expected = expected  # core.expected_failure of the child's exception
+        self.child_expected = expected  # core.expected_failure of the child's exception
 
 
 def _raise_in_thread(thread_id: int, exc_type: type) -> None:
@@ -89,14 +89,15 @@ def _mp_context():
         return _context
 
 
-def run_in_child(runner, spec, task_id: str, args: list, kwargs: dict) -> Any:
+def run_in_child(runner, spec, task_id: str, args: list, kwargs: dict,
+                 retries_left: int = 0) -> Any:
     """Run ``spec.fn`` in a child process; kill it after ``spec.hard_time_limit``."""
     ctx = _mp_context()
     parent_end, child_end = ctx.Pipe(duplex=False)
     process = ctx.Process(
         target=_child_main, daemon=True,
         args=(child_end, runner.url, runner.name, runner.child_setup, spec.fn.__module__,
-              spec.fn.__name__, task_id, args, kwargs, spec.soft_time_limit))
+              spec.fn.__name__, task_id, args, kwargs, spec.soft_time_limit, retries_left))
     process.start()
     child_end.close()
     try:
@@ -122,7 +123,7 @@ def run_in_child(runner, spec, task_id: str, args: list, kwargs: dict) -> Any:
 
 
 def _child_main(conn, url, name, child_setup, module, fn_name, task_id, args, kwargs,
-                soft_limit):
+                soft_limit, retries_left=0):
     from botlite.runner import core
 
     def on_alarm(signum, frame):
@@ -139,6 +140,7 @@ def _child_main(conn, url, name, child_setup, module, fn_name, task_id, args, kw
             getattr(importlib.import_module(setup_module), setup_name)(setup_arg)
         runner = core.TaskRunner(url, name)
         core._current.runner, core._current.task_id = runner, task_id
+        core._current.retries_left = retries_left
         fn = getattr(importlib.import_module(module), fn_name)
         if soft_limit:
             signal.signal(signal.SIGALRM, on_alarm)

@@ -9,8 +9,8 @@ from botlite.knowledge import sources
 from botlite.knowledge.crawl import CrawlError
 from botlite.knowledge.extract import ExtractionError
 from botlite.knowledge.replace import Superseded
-from botlite.runner import (PermanentError, current_runner, report_progress, stop_requested,
-                            task)
+from botlite.runner import (PermanentError, current_runner, current_task_id, report_progress,
+                            retries_left, stop_requested, task)
 from botlite.tasks.context import context
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,10 @@ def _progress(source_id):
     return report
 
 
+def _failed_for_now(source_id: str, reason: str) -> None:
+    sources.failed_for_now(source_id, current_task_id(), reason, retrying=retries_left() > 0)
+
+
 @task(queue="documents", retries=3, retry_delay=60, soft_time_limit=SOFT_LIMIT,
       hard_time_limit=HARD_LIMIT)
 def process_document(source_id: str) -> dict:
@@ -49,7 +53,7 @@ def process_document(source_id: str) -> dict:
     except PermanentError:
         raise
     except Exception as exc:
-        sources.note_retry(source_id, "%s: %s" % (type(exc).__name__, exc))
+        _failed_for_now(source_id, "%s: %s" % (type(exc).__name__, exc))
         raise
 
 
@@ -71,12 +75,12 @@ def scrape_website(source_id: str) -> dict:
         if exc.permanent:
             sources.mark_failed(source_id, str(exc))
             raise PermanentError(str(exc)) from None
-        sources.note_retry(source_id, str(exc))
+        _failed_for_now(source_id, str(exc))
         raise  # transient: retried with backoff
     except PermanentError:
         raise
     except Exception as exc:
-        sources.note_retry(source_id, "%s: %s" % (type(exc).__name__, exc))
+        _failed_for_now(source_id, "%s: %s" % (type(exc).__name__, exc))
         raise
 
 
