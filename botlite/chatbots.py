@@ -64,8 +64,8 @@ def _changes(data: dict, *, creating: bool, allow_private: bool,
         changes["allowed_domains"] = json.dumps(domains)
     changes = {key: value for key, value in changes.items() if value is not None}
     # null: an optional text empties (as "" does); a name or a number has no "none"
-    for key in ("name", "rate_limit_per_minute"):
-        if key in data and data[key] is None and not (creating and key == "name"):
+    for key in () if creating else ("name", "rate_limit_per_minute"):  # creating: the default
+        if key in data and data[key] is None:
             raise BadRequest("field %r cannot be null" % key, code="invalid_field")
     changes.update({key: "" for key in ("description", "greeting", "fallback_message")
                     if key in data and data[key] is None})

@@ -44,6 +44,11 @@ class _Parser(argparse.ArgumentParser):
                 if not chosen or getattr(parsed, dest, None) not in chosen[0].choices:
                     break
                 parser = chosen[0].choices[getattr(parsed, dest)]
+            misplaced = [e for e in extras if e.split("=", 1)[0] in
+                         parser._option_string_actions]
+            if misplaced and parser is not self:  # "tasks --json list"
+                parser.error("%s goes after %r: %s %s" % (
+                    misplaced[0], parser.prog.split()[-1], parser.prog, misplaced[0]))
             parser.error("unrecognized arguments: %s" % " ".join(extras))
         return parsed
 

@@ -65,6 +65,8 @@ def test_token_of_a_data_dir_botlite_never_ran_in_is_an_error(where, tmp_path, m
     (["queues", "--json"], "python -m botlite queues: unrecognized arguments: --json (see "
                            "python -m botlite queues --help)"),
     (["tasks", "list", "--bogus"], "python -m botlite tasks list: unrecognized arguments"),
+    (["tasks", "--json", "list"], "python -m botlite tasks list: --json goes after 'list': "
+                                  "python -m botlite tasks list --json"),
     ([], "the following arguments are required: COMMAND"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(argv, fragment, capsys):

@@ -186,6 +186,10 @@ def test_null_empties_an_optional_field_and_is_refused_for_name_and_rate_limit(c
     patched = client.patch("/api/chatbots/nulls", {
         "description": None, "greeting": None, "fallback_message": None,
         "allowed_domains": None}).json
+    created = client.post("/api/chatbots", {"name": "Defaults", "rate_limit_per_minute": None,
+                                            "description": None})
+    assert created.status == 201 and created.json["rate_limit_per_minute"] == 30
+    assert created.json["description"] == ""
     assert {k: patched[k] for k in ("description", "greeting", "fallback_message",
                                     "allowed_domains", "name", "rate_limit_per_minute")} == {
         "description": "", "greeting": "", "fallback_message": "", "allowed_domains": [],
