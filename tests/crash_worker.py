@@ -32,12 +32,23 @@ def record_effect(item):
     return item
 
 
+@task(hard_time_limit=120)
+def child_sleeps(seconds):
+    """Runs in a child process (hard time limit): records that child's pid, sleeps."""
+    with _db() as conn:
+        conn.execute("insert into children (pid) values (?)", (os.getpid(),))
+    time.sleep(seconds)
+    return seconds
+
+
 def main():
     import crash_worker  # register it under its module name, not __main__
 
     runner = TaskRunner(sys.argv[1], name=sys.argv[3])
     runner.register(crash_worker.record_effect)
-    runtime = Runtime(runner, workers=2, periodic=False, heartbeat_interval=1)
+    runner.register(crash_worker.child_sleeps)
+    runtime = Runtime(runner, workers=2, periodic=False, heartbeat_interval=1,
+                      shutdown_timeout=float(os.environ.get("CRASH_SHUTDOWN_TIMEOUT", 30)))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     runtime.start()

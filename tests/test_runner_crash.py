@@ -8,16 +8,18 @@ import sys
 import uuid
 
 
+import pytest
+
 from conftest import wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 N = 60
 
 
-def _start_worker(url, effects, name):
+def _start_worker(url, effects, name, **env):
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, "crash_worker.py"), url,
                              effects, name], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=HERE, env=dict(os.environ, PYTHONPATH=HERE))
+                            text=True, cwd=HERE, env=dict(os.environ, PYTHONPATH=HERE, **env))
     assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
     return proc
 
@@ -86,3 +88,50 @@ def test_sigkill_mid_batch_then_restart_runs_every_task_exactly_once(broker_url,
     attempts = dict(_count(effects, "select item, count(*) from attempts group by item"))
     rerun = [item for item, count in attempts.items() if count > 1]
     assert rerun, "no task was in flight at the kill, so none was re-run"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open("/proc/%d/stat" % pid) as handle:  # a zombie is gone too
+        return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM"])
+def test_a_task_process_never_outlives_its_worker(broker_url, tmp_path, stop):
+    """A task with a hard time limit runs in a child process: when its worker is
+    killed, or stops and releases the task for a re-run, the child ends too (it
+    would otherwise go on running beside the re-run on another worker)."""
+    import time
+    sys.path.insert(0, HERE)
+    from botlite.runner import TaskRunner
+    sys.argv = ["crash_worker.py", broker_url, str(tmp_path / "effects.db"), "unused"]
+    import crash_worker
+
+    effects = str(tmp_path / "effects.db")
+    with sqlite3.connect(effects) as conn:
+        conn.execute("create table children (pid integer)")
+    name = "orphan-%s" % uuid.uuid4().hex[:8]
+    runner = TaskRunner(broker_url, name=name)
+    runner.register(crash_worker.child_sleeps)
+    worker = _start_worker(broker_url, effects, name, CRASH_SHUTDOWN_TIMEOUT="1")
+    try:
+        task_id = runner.enqueue("child_sleeps", [60])
+        child = wait_for(lambda: (_count(effects, "select pid from children") or [[None]])[0][0],
+                         timeout=30, message="the task's child process")
+        assert _alive(child)
+        began = time.monotonic()
+        worker.send_signal(getattr(signal, stop))
+        assert worker.wait(15) == (0 if stop == "SIGTERM" else -signal.SIGKILL)
+        wait_for(lambda: not _alive(child), timeout=10, message="the child to end")
+        assert time.monotonic() - began < 15  # not the 60 s of the task
+        if stop == "SIGTERM":  # released for a re-run, not failed
+            assert runner.state(task_id)["status"] == "PENDING"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+        runner.huey.flush()
+        runner.close()

@@ -12,6 +12,11 @@ kills it when the hard limit passes; the attempt then fails with
 ``HardTimeLimitExceeded`` and is retried or marked failed like any other error,
 whatever the task code did with its soft limit. Inside the child the soft limit is
 a SIGALRM in its main thread.
+
+A child never outlives its worker: it exits within `ORPHAN_CHECK` seconds once the
+worker process is gone (killed with -9, say), and a worker that stops releases its
+unfinished tasks for a re-run and kills their children first (`kill_children`): an
+attempt handed to another worker is never still running here.
 """
 from __future__ import annotations
 
@@ -19,10 +24,18 @@ import contextlib
 import ctypes
 import importlib
 import multiprocessing
+import os
 import signal
 import threading
+import time
 import traceback
 from typing import Any
+
+ORPHAN_CHECK = 1.0
+"""Seconds between a child's checks that its worker process is still there."""
+
+_children: set = set()  # this process's live task children
+_children_lock = threading.Lock()
 
 
 class SoftTimeLimitExceeded(Exception):
@@ -97,8 +110,11 @@ def run_in_child(runner, spec, task_id: str, args: list, kwargs: dict,
     process = ctx.Process(
         target=_child_main, daemon=True,
         args=(child_end, runner.url, runner.name, runner.child_setup, spec.fn.__module__,
-              spec.fn.__name__, task_id, args, kwargs, spec.soft_time_limit, retries_left))
-    process.start()
+              spec.fn.__name__, task_id, args, kwargs, spec.soft_time_limit, retries_left,
+              os.getpid()))
+    with _children_lock:
+        process.start()
+        _children.add(process)
     child_end.close()
     try:
         if not parent_end.poll(spec.hard_time_limit):
@@ -117,13 +133,39 @@ def run_in_child(runner, spec, task_id: str, args: list, kwargs: dict,
         if process.is_alive():
             process.kill()
             process.join(5)
+        with _children_lock:
+            _children.discard(process)
     if kind == "ok":
         return payload
     raise ChildTaskError(*payload)
 
 
+def kill_children() -> int:
+    """Kill this process's task children (their tasks were released for a re-run);
+    how many were running."""
+    with _children_lock:
+        running = [process for process in _children if process.is_alive()]
+        for process in running:
+            process.kill()
+    return len(running)
+
+
+def _exit_when_orphaned(worker_pid: int) -> None:
+    """In a child: end this process once the worker that started it is gone."""
+    def watch():
+        while True:
+            time.sleep(ORPHAN_CHECK)
+            try:
+                os.kill(worker_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass  # exists (another user's pid would only be a reuse after it died)
+    threading.Thread(target=watch, name="botlite-orphan-check", daemon=True).start()
+
+
 def _child_main(conn, url, name, child_setup, module, fn_name, task_id, args, kwargs,
-                soft_limit, retries_left=0):
+                soft_limit, retries_left=0, worker_pid=None):
     from botlite.runner import core
 
     def on_alarm(signum, frame):
@@ -133,6 +175,8 @@ def _child_main(conn, url, name, child_setup, module, fn_name, task_id, args, kw
     # parent decides (it lets the task finish, or kills this process).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if worker_pid is not None:
+        _exit_when_orphaned(worker_pid)
     try:
         if child_setup is not None:
             setup_path, setup_arg = child_setup

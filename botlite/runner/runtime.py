@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from huey.consumer import Consumer, Worker
 
+from botlite.runner import limits
 from botlite.runner.core import TaskRunner
 
 logger = logging.getLogger(__name__)
@@ -247,8 +248,10 @@ class Runtime:
         finished = not any(t.is_alive() for _, t in self.consumer.worker_threads)
         if not finished:
             released = self.storage.release_claims([self.worker_id])
-            logger.warning("workers still busy after %ss: released %d task(s) for a re-run",
-                           self.shutdown_timeout, released)
+            killed = limits.kill_children()  # their attempts now belong to the re-run
+            logger.warning("workers still busy after %ss: released %d task(s) for a re-run%s",
+                           self.shutdown_timeout, released,
+                           " (stopped %d task process(es))" % killed if killed else "")
         self._forget()
         return finished
 
@@ -258,6 +261,7 @@ class Runtime:
         self._stop_services(wait=False)
         self.consumer.stop_flag.set()
         released = self.storage.release_claims([self.worker_id])
+        limits.kill_children()
         if released:
             logger.warning("released %d running task(s) for a re-run", released)
         self._forget()
