@@ -6,6 +6,7 @@ with one sentence that names the setting, which the CLI prints as one line.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -119,6 +120,10 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
                 value, scheme, ", ".join(s + "://" for s in schemes)))
         if scheme == "sqlite" and not value.startswith("sqlite:///"):
             raise ValueError("%r: SQLite URLs look like sqlite:///path/to/file.db" % value)
+        if scheme in ("redis", "rediss") and not re.fullmatch(r"/?\d*", urlsplit(value).path):
+            # redis-py would quietly take database 0 for "/x7": another queue
+            raise ValueError("%r: the Redis database is a number, as in "
+                             "redis://host:6379/0" % value)
         return value
     return parse
 

@@ -41,6 +41,8 @@ def test_a_flag_left_unset_does_not_hide_the_environment():
     ({"BOTLITE_DATABASE_URL": "mysql://x/y"}, "BOTLITE_DATABASE_URL: 'mysql://x/y' has an unknown scheme 'mysql'"),
     ({"BOTLITE_BROKER_URL": "amqp://guest@localhost"}, "unknown scheme 'amqp'"),
     ({"BOTLITE_BROKER_URL": "sqlite://relative.db"}, "SQLite URLs look like sqlite:///"),
+    ({"BOTLITE_BROKER_URL": "redis://127.0.0.1:6379/x7"}, "the Redis database is a number"),
+    ({"BOTLITE_BROKER_URL": "redis://127.0.0.1/queue"}, "the Redis database is a number"),
     ({"BOTLITE_ALLOW_PRIVATE_URLS": "maybe"}, "BOTLITE_ALLOW_PRIVATE_URLS: 'maybe' is not one of"),
     ({"BOTLITE_LLM_URL": "ftp://llm"}, "BOTLITE_LLM_URL: 'ftp://llm' is not an http"),
     ({"BOTLITE_LOG_LEVEL": "chatty"}, "BOTLITE_LOG_LEVEL: 'chatty' is not one of"),
@@ -64,6 +66,8 @@ def test_other_databases_and_brokers_are_accepted():
         "BOTLITE_BROKER_URL": "redis://127.0.0.1:6379/0"})
     assert settings.database_url == "postgresql://u@db/botlite"
     assert settings.broker_url == "redis://127.0.0.1:6379/0"
+    for url in ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "rediss://q:6380/12"):
+        assert load_settings(environ={"BOTLITE_BROKER_URL": url}).broker_url == url
 
 
 def test_unwritable_data_dir_is_a_settings_error():
