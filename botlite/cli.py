@@ -262,8 +262,8 @@ def cmd_serve(args) -> int:
                     "%d worker thread(s)" % settings.workers if runtime else "no workers",
                     settings.web_processes)
         server.run()  # returns once a signal closed the server
-        logger.info("stopping: no new requests; up to %ss for running tasks",
-                    settings.shutdown_timeout)
+        logger.info("stopping: no new requests%s", "; up to %ss for running tasks"
+                    % settings.shutdown_timeout if runtime is not None else "")
         web.signal_stop()
         return signals.stop_runtime(runtime)
     except KeyboardInterrupt:  # a signal before the server ran
@@ -927,3 +927,21 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, SettingsError, StartupError) as exc:
         print("botlite: error: %s" % exc, file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        # The reader went away (`schedule list | head`): nothing is wrong here; stop
+        # writing, and keep Python from reporting it again when it flushes at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader is gone."""
+    import select
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll(), or no real stdout
+        return False

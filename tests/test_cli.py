@@ -303,3 +303,15 @@ def test_the_repl_on_a_pipe_answers_each_line_and_ends_its_output_with_a_newline
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("you> ") == 3 and "[intent, greeting" in done.stdout
     assert done.stdout.endswith("you> \n")
+
+
+def test_output_into_a_pipe_closed_early_is_no_traceback(data_dir):
+    import subprocess
+    import sys
+    assert main(["schedule", "list", "--data-dir", data_dir]) == 0  # the databases exist
+    proc = subprocess.Popen([sys.executable, "-m", "botlite", "schedule", "list",
+                             "--data-dir", data_dir], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before anything is written (`| head -0`)
+    err = proc.stderr.read()
+    assert proc.wait(60) == 0 and err == "", err

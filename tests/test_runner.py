@@ -141,6 +141,16 @@ def test_permanent_errors_and_unlisted_exceptions_are_not_retried(runner):
     assert runner.state(a)["status"] == "FAILURE" and runner.state(a)["attempts"] == 1
     assert runner.state(b)["status"] == "FAILURE" and runner.state(b)["attempts"] == 1
     assert "PermanentError" in runner.state(a)["error"]
+    assert runner.state(a)["retries"] == 0  # none left: it was 3 until now
+
+
+def test_a_child_process_failure_shows_the_childs_error_and_traceback(runner):
+    task_id = runner.enqueue("child_bad_input", [7])
+    run_all(runner)
+    state = runner.state(task_id)
+    assert state["status"] == "FAILURE"
+    assert state["error"] == "PermanentError: value 7 can never work"  # not ChildTaskError: …
+    assert "in child_bad_input" in state["traceback"]  # where it was raised, in the child
 
 
 @pytest.mark.parametrize("name, expected", [

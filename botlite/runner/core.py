@@ -293,14 +293,17 @@ class TaskRunner:
                 if spec is not None and spec.dedup:
                     self._keep_dedup(spec, task, now)
                 return
-            error = "%s: %s" % (type(exc).__name__, exc)
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            if isinstance(exc, limits.ChildTaskError):  # what the child raised, where
+                error, tb = str(exc), exc.child_traceback or str(exc)
+            else:
+                error = "%s: %s" % (type(exc).__name__, exc)
+                tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             if task.retries:
                 task.outcome.update(status="RETRY", error=error, traceback=tb,
                                     retries=task.retries - 1)
             else:
                 task.outcome.update(status="FAILURE", error=error, traceback=tb,
-                                    finished_at=now)
+                                    finished_at=now, retries=0)
                 self._drop_dedup(spec, task)
 
         @huey.signal(S.SIGNAL_REVOKED, S.SIGNAL_EXPIRED)
