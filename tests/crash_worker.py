@@ -32,7 +32,7 @@ def record_effect(item):
     return item
 
 
-@task(hard_time_limit=120)
+@task(hard_time_limit=120, dedup=True)
 def child_sleeps(seconds):
     """Runs in a child process (hard time limit): records that child's pid, sleeps."""
     with _db() as conn:

@@ -112,6 +112,17 @@ def child_counts_down(key):
     raise ConnectionError("retries left: %d" % retries_left())
 
 
+@task(hard_time_limit=60, dedup=True)
+def child_sleeps(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@task()
+def on_fail_note(*args, **kwargs):
+    record("on_fail_note", args)
+
+
 class SiteDown(Exception):
     expected = True  # as botlite's CrawlError and DeliveryFailed
 
@@ -170,4 +181,5 @@ def expiring():
     record("expiring")
 
 
-ALL = ALL + (exits, expiring, child_bad_input, site_down, counts_down, child_counts_down)
+ALL = ALL + (exits, expiring, child_bad_input, site_down, counts_down, child_counts_down,
+             child_sleeps, on_fail_note)

@@ -399,6 +399,31 @@ def test_revoking_a_running_task_asks_it_to_stop(runner):
         runtime.stop()
 
 
+def test_a_task_released_at_shutdown_is_abandoned_not_failed(runner, caplog):
+    """Stopping with a hard-limited task still running: it is released for a re-run
+    and its child killed; that attempt is no failure: no on_error, the
+    deduplication key kept, nothing logged as an error."""
+    import logging
+    import time
+    from botlite.runner import limits
+    runtime = Runtime(runner, workers=1, periodic=False, shutdown_timeout=0.3)
+    runtime.start()
+    task_id = runner.enqueue("child_sleeps", [30], on_error=("on_fail_note", []))
+    wait_for(lambda: any(p.exitcode is None for p in limits._children), timeout=15,
+             message="the task's child process")
+    began = time.monotonic()
+    assert runtime.stop() is False  # it did not finish: released
+    wait_for(lambda: not any(t.is_alive() for _, t in runtime.consumer.worker_threads),
+             timeout=10, message="the worker thread to end")
+    assert time.monotonic() - began < 10  # not the task's 30 s
+    assert not limits._children
+    assert runner.state(task_id)["status"] == "PENDING"
+    assert runner.enqueue("child_sleeps", [30]) == task_id  # its dedup key is kept
+    assert "on_fail_note" not in rt.calls
+    assert [s["name"] for s in runner.states()] == ["child_sleeps"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 def test_purge_drops_a_queues_waiting_tasks(runner):
     ids = [runner.enqueue("progress_steps", [i]) for i in range(3)]
     kept = runner.enqueue("add", [1, 2])

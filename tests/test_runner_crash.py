@@ -100,14 +100,18 @@ def _alive(pid):
 
 
 @pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM"])
-def test_a_task_process_never_outlives_its_worker(broker_url, tmp_path, stop):
+def test_a_task_process_does_not_outlive_its_worker(broker_url, tmp_path, stop,
+                                                    monkeypatch):
     """A task with a hard time limit runs in a child process: when its worker is
     killed, or stops and releases the task for a re-run, the child ends too (it
-    would otherwise go on running beside the re-run on another worker)."""
+    would otherwise go on running beside the re-run on another worker), and the
+    abandoned attempt is no failure: the task waits for its re-run, with its
+    deduplication key."""
     import time
-    sys.path.insert(0, HERE)
+    monkeypatch.syspath_prepend(HERE)
     from botlite.runner import TaskRunner
-    sys.argv = ["crash_worker.py", broker_url, str(tmp_path / "effects.db"), "unused"]
+    monkeypatch.setattr(sys, "argv", ["crash_worker.py", broker_url,
+                                      str(tmp_path / "effects.db"), "unused"])
     import crash_worker
 
     effects = str(tmp_path / "effects.db")
@@ -117,6 +121,7 @@ def test_a_task_process_never_outlives_its_worker(broker_url, tmp_path, stop):
     runner = TaskRunner(broker_url, name=name)
     runner.register(crash_worker.child_sleeps)
     worker = _start_worker(broker_url, effects, name, CRASH_SHUTDOWN_TIMEOUT="1")
+    child = None
     try:
         task_id = runner.enqueue("child_sleeps", [60])
         child = wait_for(lambda: (_count(effects, "select pid from children") or [[None]])[0][0],
@@ -129,9 +134,14 @@ def test_a_task_process_never_outlives_its_worker(broker_url, tmp_path, stop):
         assert time.monotonic() - began < 15  # not the 60 s of the task
         if stop == "SIGTERM":  # released for a re-run, not failed
             assert runner.state(task_id)["status"] == "PENDING"
+            assert runner.enqueue("child_sleeps", [60]) == task_id  # still deduplicated
+            log = worker.stderr.read()
+            assert "Traceback" not in log and "released 1 task(s)" in log, log
     finally:
         if worker.poll() is None:
             worker.kill()
             worker.wait(10)
+        if child is not None and _alive(child):
+            os.kill(child, signal.SIGKILL)
         runner.huey.flush()
         runner.close()

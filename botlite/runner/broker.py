@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from huey import Huey
 
+from botlite.runner import limits
 from botlite.runner.serializer import JSONSerializer
 from botlite.runner.storage import PostgresQueueStorage, RedisQueueStorage, SqliteQueueStorage
 
@@ -130,7 +131,10 @@ class BotliteHuey(Huey):
         try:
             super().execute(task, timestamp)
         except BaseException as exc:  # Huey lets SystemExit and the like through
-            logger.exception("task %s ended abnormally", task.id)
+            if isinstance(exc, limits.Abandoned):  # released: storage.finish drops this
+                logger.info("task %s: %s", task.id, exc)
+            else:
+                logger.exception("task %s ended abnormally", task.id)
             outcome.clear()
             outcome.update(status="FAILURE", finished_at=time.time(),
                            error="%s: %s" % (type(exc).__name__, exc),

@@ -13,10 +13,11 @@ kills it when the hard limit passes; the attempt then fails with
 whatever the task code did with its soft limit. Inside the child the soft limit is
 a SIGALRM in its main thread.
 
-A child never outlives its worker: it exits within `ORPHAN_CHECK` seconds once the
-worker process is gone (killed with -9, say), and a worker that stops releases its
-unfinished tasks for a re-run and kills their children first (`kill_children`): an
-attempt handed to another worker is never still running here.
+A child does not outlive its worker: it exits as soon as the worker process is
+gone (killed with -9, say), and a worker that stops releases its unfinished tasks
+for a re-run and then kills their children (`kill_children`; the attempt ends with
+`Abandoned`, not as a failure): an attempt handed to another worker goes on here
+for at most the moment between the two.
 """
 from __future__ import annotations
 
@@ -35,7 +36,14 @@ ORPHAN_CHECK = 1.0
 """Seconds between a child's checks that its worker process is still there."""
 
 _children: set = set()  # this process's live task children
+_killed: set = set()    # ...of which `kill_children` killed these
 _children_lock = threading.Lock()
+
+
+class Abandoned(BaseException):
+    """The attempt's child was killed because its task was released for a re-run:
+    not a failure (no retry, no on_error, no state: the re-run owns the task).
+    A BaseException, so Huey's failure path does not see it."""
 
 
 class SoftTimeLimitExceeded(Exception):
@@ -125,6 +133,9 @@ def run_in_child(runner, spec, task_id: str, args: list, kwargs: dict,
             kind, payload = parent_end.recv()
         except EOFError:
             process.join(5)
+            with _children_lock:
+                if process in _killed:
+                    raise Abandoned("released for a re-run") from None
             raise ChildTaskError("ChildDied", "the task's process exited with code %s"
                                  % process.exitcode, "", False) from None
     finally:
@@ -135,6 +146,7 @@ def run_in_child(runner, spec, task_id: str, args: list, kwargs: dict,
             process.join(5)
         with _children_lock:
             _children.discard(process)
+            _killed.discard(process)
     if kind == "ok":
         return payload
     raise ChildTaskError(*payload)
@@ -144,24 +156,44 @@ def kill_children() -> int:
     """Kill this process's task children (their tasks were released for a re-run);
     how many were running."""
     with _children_lock:
-        running = [process for process in _children if process.is_alive()]
+        running = [process for process in _children if process.exitcode is None]
         for process in running:
+            _killed.add(process)
             process.kill()
     return len(running)
 
 
 def _exit_when_orphaned(worker_pid: int) -> None:
-    """In a child: end this process once the worker that started it is gone."""
+    """In a child: end this process as soon as the worker that started it has
+    exited (also when nobody reaps it yet: a pidfd is readable from then on, and
+    names that process, not a later one with its number). Without pidfds, check
+    every `ORPHAN_CHECK` seconds."""
+    import select
+
+    try:
+        pidfd = os.pidfd_open(worker_pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # not Linux 5.3+
+        pidfd = None
+
     def watch():
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+            os._exit(1)
         while True:
             time.sleep(ORPHAN_CHECK)
             try:
                 os.kill(worker_pid, 0)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):  # gone, or the number reused
                 os._exit(1)
-            except PermissionError:
-                pass  # exists (another user's pid would only be a reuse after it died)
-    threading.Thread(target=watch, name="botlite-orphan-check", daemon=True).start()
+
+    # SIGALRM (the soft limit) must reach the main thread, not this one.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        threading.Thread(target=watch, name="botlite-orphan-check", daemon=True).start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
 
 
 def _child_main(conn, url, name, child_setup, module, fn_name, task_id, args, kwargs,
