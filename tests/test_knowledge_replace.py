@@ -248,7 +248,10 @@ def test_indexing_a_large_source_never_locks_out_chat_nor_shows_a_mix(
 
     assert chat["failed"] == 0, chat["failures"]
     assert chat["turns"] > 20, (chat, err)
-    assert max(holds) < 0.5 < indexing_s, (max(holds), indexing_s)
+    # No transaction holds the write lock for long, nor for much of the indexing
+    # (which takes about half a second on a quiet machine, more on a busy one).
+    assert max(holds) < 0.5 and max(holds) * 4 < indexing_s, (max(holds), indexing_s)
+    assert len(holds) >= 4, holds
     assert chat["slowest_s"] < 2.0, chat
     assert not mixed and not bad_counts
     assert frozenset({"zebra"}) in seen
