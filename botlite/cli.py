@@ -922,8 +922,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             args = build_parser().parse_args(argv)
         except SystemExit as exc:  # --help and --version
-            return int(exc.code or 0)
-        return args.run(args)
+            code = int(exc.code or 0)
+        else:
+            code = args.run(args)
+        sys.stdout.flush()  # here, where a reader gone is handled, not at exit
+        return code
     except (CliError, SettingsError, StartupError) as exc:
         print("botlite: error: %s" % exc, file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 class SettingsError(ValueError):
@@ -120,7 +120,8 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
                 value, scheme, ", ".join(s + "://" for s in schemes)))
         if scheme == "sqlite" and not value.startswith("sqlite:///"):
             raise ValueError("%r: SQLite URLs look like sqlite:///path/to/file.db" % value)
-        if scheme in ("redis", "rediss") and not re.fullmatch(r"/?\d*", urlsplit(value).path):
+        if scheme in ("redis", "rediss") and not re.fullmatch(
+                r"\d*", unquote(urlsplit(value).path).strip("/")):
             # redis-py would quietly take database 0 for "/x7": another queue
             raise ValueError("%r: the Redis database is a number, as in "
                              "redis://host:6379/0" % value)

@@ -305,13 +305,15 @@ def test_the_repl_on_a_pipe_answers_each_line_and_ends_its_output_with_a_newline
     assert done.stdout.endswith("you> \n")
 
 
-def test_output_into_a_pipe_closed_early_is_no_traceback(data_dir):
+@pytest.mark.parametrize("command", ["schedule list", "--help"])
+def test_output_into_a_pipe_closed_early_is_no_traceback(data_dir, command):
     import subprocess
     import sys
     assert main(["schedule", "list", "--data-dir", data_dir]) == 0  # the databases exist
-    proc = subprocess.Popen([sys.executable, "-m", "botlite", "schedule", "list",
-                             "--data-dir", data_dir], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a shell has
+    where = ["--data-dir", data_dir] if command != "--help" else []
+    proc = subprocess.Popen([sys.executable, "-m", "botlite", *command.split(), *where],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     proc.stdout.close()  # the reader is gone before anything is written (`| head -0`)
     err = proc.stderr.read()
     assert proc.wait(60) == 0 and err == "", err

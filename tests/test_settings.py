@@ -66,7 +66,9 @@ def test_other_databases_and_brokers_are_accepted():
         "BOTLITE_BROKER_URL": "redis://127.0.0.1:6379/0"})
     assert settings.database_url == "postgresql://u@db/botlite"
     assert settings.broker_url == "redis://127.0.0.1:6379/0"
-    for url in ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "rediss://q:6380/12"):
+    for url in ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "rediss://q:6380/12",
+                "redis://:p%40ss@q:6379/0", "redis://q:6379/0/", "redis://q/%31",
+                "rediss://q/2?ssl_cert_reqs=none"):
         assert load_settings(environ={"BOTLITE_BROKER_URL": url}).broker_url == url
 
 
