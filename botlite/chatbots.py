@@ -103,20 +103,10 @@ def _webhook_changes(data: dict, allow_private: bool, saved_url: str | None) -> 
 
 def _check_webhook_address(url: str, allow_private: bool) -> None:
     """Refuse a webhook URL on a private address, or whose host does not exist;
-    a lookup that fails for now (no DNS answer) lets it through: delivery checks
-    the address again each time."""
+    a lookup that fails for now lets it through: delivery checks each time."""
     from botlite.knowledge import crawl
 
-    try:
-        crawl.check_url(url, allow_private=allow_private, must_exist=True)
-    except crawl.UnsafeURL as exc:
-        hint = " (set BOTLITE_ALLOW_PRIVATE_URLS=1 to allow it)" if exc.private else ""
-        raise BadRequest("field 'webhook_url': %s%s" % (exc.reason, hint),
-                         code="unsafe_url") from None
-    except crawl.CrawlError as exc:
-        if exc.permanent:
-            raise BadRequest("field 'webhook_url': %s" % exc.reason,
-                             code="invalid_url") from None
+    crawl.check_url_to_save(url, allow_private, "field 'webhook_url'")
 
 
 def _check_webhook(url: str | None, secret: str | None) -> None:

@@ -211,6 +211,24 @@ def check_url(url: str, allow_private: bool, allowed_hosts: Collection[str] = fr
                             "are allowed" % where, url=url, private=True)
 
 
+def check_url_to_save(url: str, allow_private: bool, label: str) -> None:
+    """`check_url` for a URL about to be saved (a website source, a webhook):
+    400 ``unsafe_url`` (naming BOTLITE_ALLOW_PRIVATE_URLS for a private address)
+    or 400 ``invalid_url`` for a host that does not exist, each message starting
+    with ``label``; a lookup that fails for now lets it through (the crawl and each
+    delivery check again)."""
+    from botlite.errors import BadRequest
+
+    try:
+        check_url(url, allow_private=allow_private, must_exist=True)
+    except UnsafeURL as exc:
+        hint = " (set BOTLITE_ALLOW_PRIVATE_URLS=1 to allow it)" if exc.private else ""
+        raise BadRequest("%s: %s%s" % (label, exc.reason, hint), code="unsafe_url") from None
+    except CrawlError as exc:
+        if exc.permanent:
+            raise BadRequest("%s: %s" % (label, exc.reason), code="invalid_url") from None
+
+
 def _resolve(host: str, port: int, url: str) -> list[_Address]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -824,5 +842,5 @@ def crawl(start_url: str, *, max_pages: int = 20, max_depth: int = 2,
 
 __all__ = [
     "MAX_REDIRECTS", "MAX_SKIPPED", "USER_AGENT", "CrawlError", "CrawlResult", "Page", "Skipped",
-    "UnsafeURL", "canonical_url", "check_url", "crawl",
+    "UnsafeURL", "canonical_url", "check_url", "check_url_to_save", "crawl",
 ]

@@ -195,15 +195,7 @@ def add_website(bot: Chatbot, url: str, *, max_pages: int, max_depth: int,
     from botlite.knowledge import crawl as crawling
 
     url = normalise_url(url)
-    try:
-        crawling.check_url(url, allow_private=allow_private, must_exist=True)
-    except crawling.UnsafeURL as exc:
-        hint = " (set BOTLITE_ALLOW_PRIVATE_URLS=1 to allow it)" if exc.private else ""
-        raise BadRequest(str(exc) + hint, code="unsafe_url") from None
-    except crawling.CrawlError as exc:
-        if exc.permanent:
-            raise BadRequest(str(exc), code="invalid_url") from None
-        # DNS that does not answer now: the crawl checks again and retries
+    crawling.check_url_to_save(url, allow_private, "can't crawl %s" % url)
     existing = Source.select().where((Source.chatbot == bot.id) & (Source.url == url)).first()
     if existing is not None:
         return Added(existing, duplicate=existing.status != "failed")
