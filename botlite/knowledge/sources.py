@@ -306,9 +306,13 @@ def _finish(source_id: str, **fields) -> None:
     Source.update(**_ready(**fields)).where(Source.id == source_id).execute()
 
 
-def mark_failed(source_id: str, reason: str) -> None:
-    Source.update(status="failed", error=reason, updated_at=utcnow()).where(
-        Source.id == source_id).execute()
+def mark_failed(source_id: str, reason: str, task_id: str | None = None) -> None:
+    """The source failed; with ``task_id``, only while that run owns it (a newer
+    run may have superseded it)."""
+    where = Source.id == source_id
+    if task_id is not None:
+        where &= Source.task_id == task_id
+    Source.update(status="failed", error=reason, updated_at=utcnow()).where(where).execute()
 
 
 def failed_for_now(source_id: str, task_id: str | None, reason: str,
@@ -316,14 +320,13 @@ def failed_for_now(source_id: str, task_id: str | None, reason: str,
     """A run (task ``task_id``) failed with an error that may pass: while it
     will be tried again, the source stays processing and says why (the next
     attempt clears it); after its last attempt the source is failed. Only the
-    run that owns the source (a newer one may have superseded it) writes."""
-    owned = (Source.id == source_id) & (Source.task_id == task_id)
-    if retrying:
-        Source.update(error="%s (will try again)" % reason, updated_at=utcnow()).where(
-            owned & (Source.status == "processing")).execute()
-    else:
-        Source.update(status="failed", error=reason, updated_at=utcnow()).where(
-            owned).execute()
+    run that owns the source writes."""
+    if not retrying:
+        mark_failed(source_id, reason, task_id=task_id)
+        return
+    Source.update(error="%s (will try again)" % reason, updated_at=utcnow()).where(
+        (Source.id == source_id) & (Source.task_id == task_id) &
+        (Source.status == "processing")).execute()
 
 
 def mark_queued(source: Source, task_id: str) -> None:

@@ -33,37 +33,17 @@ def _progress(source_id):
     return report
 
 
-def _failed_for_now(source_id: str, reason: str) -> None:
-    sources.failed_for_now(source_id, current_task_id(), reason, retrying=retries_left() > 0)
+def _run_source(source_id: str, work) -> dict:
+    """``work(progress)`` for a source's run, and how the run ends when it raises:
+    superseded or deleted meanwhile is nothing failed; the file itself (or a site
+    refusing for good) fails the source without retries; anything else may pass,
+    so the source says why while its task is retried (failed after the last try)."""
+    def failed_for_now(reason):
+        sources.failed_for_now(source_id, current_task_id(), reason,
+                               retrying=retries_left() > 0)
 
-
-@task(queue="documents", retries=3, retry_delay=60, soft_time_limit=SOFT_LIMIT,
-      hard_time_limit=HARD_LIMIT)
-def process_document(source_id: str) -> dict:
-    """Extract, chunk and index an uploaded file (replacing its chunks)."""
     try:
-        return sources.process_document(context.data_dir, source_id, _progress(source_id))
-    except Superseded:
-        return {"superseded": True}
-    except sources.SourceGone:  # deleted meanwhile: nothing left to do, nothing failed
-        return {"source_deleted": True}
-    except ExtractionError as exc:
-        sources.mark_failed(source_id, exc.reason)
-        raise PermanentError(exc.reason) from None
-    except PermanentError:
-        raise
-    except Exception as exc:
-        _failed_for_now(source_id, "%s: %s" % (type(exc).__name__, exc))
-        raise
-
-
-@task(queue="websites", retries=3, retry_delay=60, soft_time_limit=SOFT_LIMIT,
-      hard_time_limit=HARD_LIMIT)
-def scrape_website(source_id: str) -> dict:
-    """Crawl a website source and index its pages (only changed pages are re-chunked)."""
-    try:
-        return sources.scrape_website(source_id, context.allow_private_urls,
-                                      _progress(source_id))
+        return work(_progress(source_id))
     except Superseded:
         return {"superseded": True}
     except sources.SourceGone:  # deleted meanwhile: nothing left to do, nothing failed
@@ -75,13 +55,29 @@ def scrape_website(source_id: str) -> dict:
         if exc.permanent:
             sources.mark_failed(source_id, str(exc))
             raise PermanentError(str(exc)) from None
-        _failed_for_now(source_id, str(exc))
+        failed_for_now(str(exc))
         raise  # transient: retried with backoff
     except PermanentError:
         raise
     except Exception as exc:
-        _failed_for_now(source_id, "%s: %s" % (type(exc).__name__, exc))
+        failed_for_now("%s: %s" % (type(exc).__name__, exc))
         raise
+
+
+@task(queue="documents", retries=3, retry_delay=60, soft_time_limit=SOFT_LIMIT,
+      hard_time_limit=HARD_LIMIT)
+def process_document(source_id: str) -> dict:
+    """Extract, chunk and index an uploaded file (replacing its chunks)."""
+    return _run_source(source_id, lambda progress: sources.process_document(
+        context.data_dir, source_id, progress))
+
+
+@task(queue="websites", retries=3, retry_delay=60, soft_time_limit=SOFT_LIMIT,
+      hard_time_limit=HARD_LIMIT)
+def scrape_website(source_id: str) -> dict:
+    """Crawl a website source and index its pages (only changed pages are re-chunked)."""
+    return _run_source(source_id, lambda progress: sources.scrape_website(
+        source_id, context.allow_private_urls, progress))
 
 
 @task(queue="low_priority", dedup=True, dedup_ttl=300)
