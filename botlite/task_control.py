@@ -22,7 +22,7 @@ def _iso(timestamp: float | None) -> str | None:
 
 def task_view(state: dict) -> dict:
     """A task state as the API shows it."""
-    attempts = state["attempts"] or 0
+    attempts, reruns = state["attempts"] or 0, state.get("reruns") or 0
     return {
         "task_id": state["task_id"],
         "name": state["name"],
@@ -31,9 +31,12 @@ def task_view(state: dict) -> dict:
         "result": state["result"],
         "error": state["error"],
         "traceback": state["traceback"],
-        "retries": max(attempts - 1, 0),
+        # Attempts = the first + retries (after a failure) + re-runs (after its
+        # process died or was stopped mid-attempt).
+        "retries": max(attempts - 1 - reruns, 0),
         "retries_left": state["retries"],
         "attempts": attempts,
+        "reruns": reruns,
         "progress": state["progress"],
         "args": state["args"],
         "kwargs": state["kwargs"],

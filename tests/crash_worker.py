@@ -41,12 +41,28 @@ def child_sleeps(seconds):
     return seconds
 
 
+@task(retries=3, retry_delay=0.1, dedup=True, dedup_ttl=300)
+def gated_once(item):
+    """Like send_notification: deduplicated, retried, run in the worker's thread.
+    Records its attempt, then waits until the file <effects db>.go exists."""
+    with _db() as conn:
+        conn.execute("insert into attempts (item, pid) values (?, ?)", (item, os.getpid()))
+    deadline = time.monotonic() + 60
+    while not os.path.exists(EFFECTS_DB + ".go") and time.monotonic() < deadline:
+        time.sleep(0.01)  # the work: a webhook receiver that is slow to answer
+    with _db() as conn:
+        conn.execute("insert or ignore into effects (item, pid) values (?, ?)",
+                     (item, os.getpid()))
+    return item
+
+
 def main():
     import crash_worker  # register it under its module name, not __main__
 
     runner = TaskRunner(sys.argv[1], name=sys.argv[3])
     runner.register(crash_worker.record_effect)
     runner.register(crash_worker.child_sleeps)
+    runner.register(crash_worker.gated_once)
     runtime = Runtime(runner, workers=2, periodic=False, heartbeat_interval=1,
                       shutdown_timeout=float(os.environ.get("CRASH_SHUTDOWN_TIMEOUT", 30)))
     stop = threading.Event()

@@ -150,6 +150,15 @@ def blocking(value):
     return value
 
 
+@task(queue="documents")
+def slow_document(value):
+    """An ingestion that takes long: runs until `release` is set."""
+    record("slow_document_started", value)
+    release.wait(30)
+    record("slow_document", value)
+    return value
+
+
 @task()
 def cooperative():
     started.set()
@@ -168,7 +177,7 @@ def returns_bytes():
 
 ALL = (add, progress_steps, flaky, bad_input, wrong_type, always_fails, dedup_once,
        dedup_short, polite_overrun, stubborn_overrun, child_add, low, high, blocking,
-       cooperative, returns_bytes)
+       cooperative, returns_bytes, slow_document)
 
 
 @task()

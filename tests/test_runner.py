@@ -262,20 +262,114 @@ def test_a_failed_task_does_not_block_a_new_submission(runner):
     assert runner.enqueue("dedup_once", [77]) != spec_failed
 
 
-def test_a_lock_left_by_a_crashed_run_expires_by_itself(runner):
+def _run_lock(task_name, args):
     from botlite.runner.core import dedup_key
-    key = runner._lock_key("run", dedup_key("dedup_short", [3], {}))
-    assert runner.storage.put_if_empty(key, b"1", 0.5)  # a run that died holding it
+    from botlite.runner.storage import lock_name
+    return lock_name("run", dedup_key(task_name, args, {}))
+
+
+@pytest.mark.parametrize("holder", [None, "FAILURE", "PENDING", "legacy"])
+def test_a_run_lock_whose_holder_no_longer_runs_is_broken_at_once(runner, holder):
+    """A run that died holding the execution lock (its task failed, was released
+    for a re-run, or left no state) does not veto the next identical task until
+    the lock's TTL (minutes) runs out."""
+    key = _run_lock("dedup_short", [3])
+    if holder == "legacy":  # what botlite before 0.2 wrote
+        value = b"1"
+    else:
+        value = b"crashed-task"
+        if holder is not None:
+            runner.storage.save_state("crashed-task", status=holder, name="dedup_short")
+    assert runner.storage.put_if_empty(key, value, 300)
     task_id = runner.enqueue("dedup_short", [3])
     run_next(runner)
-    assert runner.state(task_id)["status"] in ("FAILURE", "RETRY")
-    assert "identical task is running" in runner.state(task_id)["error"]
-    wait_for(lambda: runner.storage.put_if_empty(key + "-probe", b"1", 0.5) and
-             not runner.storage.has_data_for_key(key), timeout=5,
-             message="the crashed run's lock to expire")
-    assert runner.retry(task_id)["status"] == "PENDING"
+    state = runner.state(task_id)
+    assert state["status"] == "SUCCESS" and state["attempts"] == 1, state
+    assert not runner.storage.has_data_for_key(key)  # freed when the run ended
+
+
+def test_an_identical_task_that_is_running_still_holds_the_lock(runner):
+    key = _run_lock("dedup_short", [4])
+    runner.storage.save_state("twin", status="STARTED", name="dedup_short")
+    assert runner.storage.put_if_empty(key, b"twin", 300)
+    task_id = runner.enqueue("dedup_short", [4])
+    run_next(runner)
+    state = runner.state(task_id)
+    assert state["status"] in ("FAILURE", "RETRY")
+    assert "identical task twin is running" in state["error"]
+    assert bytes(runner.storage.peek_data(key)) == b"twin"  # not taken from the twin
+
+
+def test_a_rerun_after_its_worker_died_takes_over_its_own_lock(runner):
+    """The attempt of a worker that died holds the run lock; the re-run of the
+    same task (its claim released) runs at once, as a re-run, not a retry."""
+    task_id = runner.enqueue("dedup_short", [5])
+    dead = runner.huey.dequeue("deadhost:1:0:0.dead")
+    assert dead.id == task_id
+    assert runner.storage.put_if_empty(_run_lock("dedup_short", [5]), task_id.encode(), 300)
+    assert runner.storage.release_claims(["deadhost:1:0:0.dead"]) == 1
+    run_next(runner)
+    state = runner.state(task_id)
+    assert state["status"] == "SUCCESS" and rt.calls["dedup_short"] == [5], state
+    assert (state["attempts"], state["reruns"]) == (2, 1)
+    from botlite.task_control import task_view
+    view = task_view(state)
+    assert (view["retries"], view["reruns"], view["attempts"]) == (0, 1, 2)
+
+
+def test_a_task_whose_process_dies_on_every_attempt_ends_after_max_reruns(runner):
+    task_id = runner.enqueue("dedup_short", [6])
+    spec = runner.specs["dedup_short"]
+    for n in range(spec.max_reruns + 1):
+        owner = "deadhost:%d:0:0.dead" % n
+        assert runner.huey.dequeue(owner, due_by=future_ts()).id == task_id
+        runner.storage.release_claims([owner])
+    run_next(runner)
+    state = runner.state(task_id)
+    assert state["status"] == "FAILURE" and not rt.calls.get("dedup_short")
+    assert "its process ended before the attempt did %d times" % (spec.max_reruns + 1) \
+        in state["error"]
+    assert state["reruns"] == spec.max_reruns + 1
+    # A dead letter like any other: retried by hand, it runs (counts start again).
+    assert runner.retry(task_id)["reruns"] == 0
     run_all(runner)
     assert runner.state(task_id)["status"] == "SUCCESS"
+
+
+def test_a_dedup_key_naming_a_task_that_does_not_exist_is_taken_over(runner):
+    """What a crash between taking the key and queueing left (botlite before 0.2):
+    the next identical enqueue queues a task instead of naming a missing one."""
+    from botlite.runner.core import dedup_key
+    from botlite.runner.storage import lock_name
+    key = dedup_key("dedup_once", [31], {})
+    assert runner.storage.put_if_empty(lock_name("dedup", key), b"never-queued", 300)
+    task_id = runner.enqueue("dedup_once", [31])
+    assert task_id != "never-queued" and runner.state(task_id)["status"] == "PENDING"
+    assert runner.enqueue("dedup_once", [31]) == task_id
+
+
+@pytest.mark.parametrize("broker_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_crash_inside_a_dedup_enqueue_leaves_neither_key_nor_task(runner, monkeypatch):
+    """The dedup key, the queue row and the state are one transaction: a failure
+    after the key was taken (a crash, a full disk) leaves nothing behind. (On Redis
+    they are one Lua script.)"""
+    from botlite.runner.core import dedup_key
+    from botlite.runner.storage import lock_name
+    storage = type(runner.storage)
+    insert = storage._insert_queued
+
+    def crash(self, *args, **kwargs):
+        raise ConnectionError("the process died here")
+    monkeypatch.setattr(storage, "_insert_queued", crash)
+    with pytest.raises(ConnectionError):
+        runner.enqueue("dedup_once", [32])
+    monkeypatch.setattr(storage, "_insert_queued", insert)
+    assert not runner.storage.has_data_for_key(lock_name("dedup", dedup_key("dedup_once",
+                                                                            [32], {})))
+    task_id = runner.enqueue("dedup_once", [32])
+    assert runner.state(task_id)["status"] == "PENDING"
+    run_all(runner)
+    assert runner.state(task_id)["status"] == "SUCCESS" and rt.calls["dedup_once"] == [32]
 
 
 # --- time limits ----------------------------------------------------------------------
@@ -610,15 +704,15 @@ def test_dedup_after_a_revoked_holder_yields_one_new_task(runner):
 
 
 def test_a_failed_enqueue_leaves_no_dedup_key_behind(runner, monkeypatch):
-    real = runner.huey.enqueue
+    real = runner.storage.enqueue_task
 
-    def broken(task):
+    def broken(*args, **kwargs):
         raise ConnectionError("queue down")
 
-    monkeypatch.setattr(runner.huey, "enqueue", broken)
+    monkeypatch.setattr(runner.storage, "enqueue_task", broken)
     with pytest.raises(ConnectionError):
         runner.enqueue("dedup_once", [9])
-    monkeypatch.setattr(runner.huey, "enqueue", real)
+    monkeypatch.setattr(runner.storage, "enqueue_task", real)
     task_id = runner.enqueue("dedup_once", [9])
     assert runner.state(task_id)["status"] == "PENDING"
 
@@ -648,3 +742,69 @@ def test_a_worker_with_a_fresh_heartbeat_keeps_its_claims_even_if_unknown_pid(ru
     runner.huey.dequeue(other.worker_id)
     assert Runtime(runner, workers=1, periodic=False).recover() == 0
     assert [w["id"] for w in runner.storage.workers(30)] == [other.worker_id]
+
+
+def test_a_worker_of_this_host_with_a_stale_heartbeat_keeps_its_claims_while_it_runs(runner):
+    """A long pause (GC, SIGSTOP) makes a heartbeat stale while the process still
+    runs its tasks: on its own host, its live process keeps its claims. A process
+    with the same number but started later (the number reused) does not."""
+    import subprocess
+    import sys
+
+    from botlite.runner.runtime import _start_ticks
+    paused = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        here = Runtime(runner, workers=1, periodic=False)
+        host, _, namespace, _ = here.worker_id.split(":")
+        live = "%s:%d:%s:%s.cafe0001" % (host, paused.pid, namespace, _start_ticks(paused.pid))
+        reused = "%s:%d:%s:%s.cafe0002" % (host, paused.pid, namespace, "1")
+        first = runner.enqueue("add", [1, 2])
+        second = runner.enqueue("add", [3, 4])
+        assert runner.huey.dequeue(live).id == first  # no heartbeat at all: stale
+        assert runner.huey.dequeue(reused).id == second
+        assert here.recover() == 1
+        assert runner.state(first)["status"] == "STARTED"
+        assert runner.state(second)["status"] == "PENDING"
+        paused.kill()
+        paused.wait(10)
+        assert here.recover() == 1  # the process is gone now
+        assert runner.state(first)["status"] == "PENDING"
+    finally:
+        if paused.poll() is None:
+            paused.kill()
+            paused.wait(10)
+
+
+def test_documents_being_processed_never_hold_up_urgent_tasks(runner):
+    """Both worker threads could be busy with long ingestions while a notification
+    waits; one thread is always kept from the documents and websites lanes."""
+    runtime = Runtime(runner, workers=2, periodic=False)
+    runtime.start()
+    try:
+        documents = [runner.enqueue("slow_document", [n]) for n in range(3)]
+        wait_for(lambda: len(rt.calls.get("slow_document_started", [])) == 1, timeout=10,
+                 message="a document to start")
+        urgent = runner.enqueue("add", [2, 3])
+        wait_for(lambda: runner.state(urgent)["status"] == "SUCCESS", timeout=10,
+                 message="the urgent task to run beside the document")
+        assert rt.calls["slow_document_started"] == [0]  # the second waits for a slot
+        assert [runner.state(d)["status"] for d in documents[1:]] == ["PENDING"] * 2
+        rt.release.set()
+        wait_for(lambda: all(runner.state(d)["status"] == "SUCCESS" for d in documents),
+                 timeout=30, message="the documents, one after the other")
+    finally:
+        rt.release.set()
+        runtime.stop()
+
+
+def test_a_worker_for_the_documents_lane_only_uses_every_thread_for_it(runner):
+    runtime = Runtime(runner, workers=2, periodic=False, lanes=["documents"])
+    runtime.start()
+    try:
+        for n in range(2):
+            runner.enqueue("slow_document", [n])
+        wait_for(lambda: len(rt.calls.get("slow_document_started", [])) == 2, timeout=10,
+                 message="both documents to run at once")
+    finally:
+        rt.release.set()
+        runtime.stop()

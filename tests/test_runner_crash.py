@@ -145,3 +145,101 @@ def test_a_task_process_does_not_outlive_its_worker(broker_url, tmp_path, stop,
             os.kill(child, signal.SIGKILL)
         runner.huey.flush()
         runner.close()
+
+
+@pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM"])
+def test_a_deduplicated_task_cut_off_mid_attempt_runs_again_at_once(broker_url, tmp_path,
+                                                                    stop, monkeypatch):
+    """A deduplicated task (send_notification's options) whose worker is killed,
+    or stops with it still running past --shutdown-timeout, holds its execution
+    lock: the re-run of the same task takes that lock over and runs once (it was
+    refused as 'an identical task is running' until the lock's 300 s TTL, past its
+    retries: a dead letter, the notification never stored)."""
+    monkeypatch.syspath_prepend(HERE)
+    from botlite.runner import TaskRunner
+    monkeypatch.setattr(sys, "argv", ["crash_worker.py", broker_url,
+                                      str(tmp_path / "effects.db"), "unused"])
+    import crash_worker
+
+    effects = str(tmp_path / "effects.db")
+    with sqlite3.connect(effects) as conn:
+        conn.execute("create table attempts (item integer, pid integer)")
+        conn.execute("create table effects (item integer primary key, pid integer)")
+    name = "gated-%s" % uuid.uuid4().hex[:8]
+    runner = TaskRunner(broker_url, name=name)
+    runner.register(crash_worker.gated_once)
+    workers = [_start_worker(broker_url, effects, name, CRASH_SHUTDOWN_TIMEOUT="0.5")]
+    try:
+        task_id = runner.enqueue("gated_once", [7])
+        wait_for(lambda: _count(effects, "select count(*) from attempts")[0][0] == 1,
+                 timeout=30, message="the first attempt to start")
+        workers[0].send_signal(getattr(signal, stop))
+        assert workers[0].wait(15) == (0 if stop == "SIGTERM" else -signal.SIGKILL)
+        open(effects + ".go", "w").close()  # the receiver answers from now on
+        workers.append(_start_worker(broker_url, effects, name))
+        wait_for(lambda: runner.state(task_id)["status"] in ("SUCCESS", "FAILURE"),
+                 timeout=60, message="the re-run to end")
+        state = runner.state(task_id)
+        assert state["status"] == "SUCCESS", state
+        assert (state["attempts"], state["reruns"]) == (2, 1), state
+        assert runner.storage.count_states("FAILURE") == 0
+        workers[1].send_signal(signal.SIGTERM)
+        assert workers[1].wait(15) == 0
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        runner.huey.flush()
+        runner.close()
+    assert _count(effects, "select item, count(*) from effects group by item") == [(7, 1)]
+    assert _count(effects, "select count(*) from attempts")[0][0] == 2
+
+
+def test_a_task_process_obeys_a_sigterm_of_its_own_but_not_its_workers_group(
+        broker_url, tmp_path, monkeypatch):
+    """An operator's `kill PID` ends a runaway task process (it ignored SIGTERM);
+    a SIGTERM to the worker's process group (Ctrl-C, a service manager) still
+    reaches only the worker, which lets the task finish within its timeout."""
+    monkeypatch.syspath_prepend(HERE)
+    from botlite.runner import TaskRunner
+    monkeypatch.setattr(sys, "argv", ["crash_worker.py", broker_url,
+                                      str(tmp_path / "effects.db"), "unused"])
+    import crash_worker
+
+    effects = str(tmp_path / "effects.db")
+    with sqlite3.connect(effects) as conn:
+        conn.execute("create table children (pid integer)")
+    name = "sigterm-%s" % uuid.uuid4().hex[:8]
+    runner = TaskRunner(broker_url, name=name)
+    runner.register(crash_worker.child_sleeps)
+    worker = subprocess.Popen([sys.executable, os.path.join(HERE, "crash_worker.py"),
+                               broker_url, effects, name], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=HERE,
+                              env=dict(os.environ, PYTHONPATH=HERE), start_new_session=True)
+    assert worker.stdout.readline().strip() == "ready", worker.stderr.read()
+    try:
+        first = runner.enqueue("child_sleeps", [60])
+        child = wait_for(lambda: (_count(effects, "select pid from children") or [[None]])[0][0],
+                         timeout=30, message="the task's child process")
+        assert os.getpgid(child) != os.getpgid(worker.pid)
+        os.kill(child, signal.SIGTERM)
+        wait_for(lambda: not _alive(child), timeout=10, message="the child to obey SIGTERM")
+        wait_for(lambda: runner.state(first)["status"] == "FAILURE", timeout=10,
+                 message="the attempt to end")
+        assert "exited with code -15" in runner.state(first)["error"]
+        assert worker.poll() is None  # the worker goes on
+
+        second = runner.enqueue("child_sleeps", [0.5])
+        child = wait_for(lambda: [pid for pid, in _count(effects, "select pid from children")
+                                  if pid != child and _alive(pid)], timeout=30,
+                         message="the second task's child")[0]
+        os.killpg(os.getpgid(worker.pid), signal.SIGTERM)  # the whole group
+        assert worker.wait(15) == 0
+        assert runner.state(second)["status"] == "SUCCESS"  # it finished its work
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+        runner.huey.flush()
+        runner.close()

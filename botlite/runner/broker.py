@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from huey import Huey
+from huey import signals as S
 
 from botlite.runner import limits
 from botlite.runner.serializer import JSONSerializer
@@ -65,7 +66,8 @@ def storage_options(url: str) -> tuple[type, dict]:
     """The storage class and its keyword arguments for a broker ``url``."""
     scheme = urlsplit(url).scheme
     if url.startswith(SQLITE_PREFIX):
-        return SqliteQueueStorage, {"filename": url[len(SQLITE_PREFIX):], "timeout": 10}
+        return SqliteQueueStorage, {"filename": url[len(SQLITE_PREFIX):], "timeout": 10,
+                                    "create_tables": False}  # TaskRunner migrates
     if scheme in ("redis", "rediss"):
         return RedisQueueStorage, {"url": url, "blocking": False}
     if scheme in ("postgresql", "postgres"):
@@ -102,7 +104,7 @@ class BotliteHuey(Huey):
         claimed = self.storage.claim(worker_id, lanes, oldest_first, finish, due_by)
         if claimed is None:
             return None
-        claim_id, data = claimed
+        claim_id, data, reruns = claimed
         try:
             task = self.deserialize_task(data)
         except Exception as exc:
@@ -117,8 +119,21 @@ class BotliteHuey(Huey):
                 "status": "FAILURE", "finished_at": time.time(),
                 "error": "this worker cannot run it: %s" % exc})
             return None
-        task.claim_id, task.claimed_by = claim_id, worker_id
+        task.claim_id, task.claimed_by, task.reruns = claim_id, worker_id, reruns
         return task
+
+    def enqueue_task(self, task, dedup_key: str | None = None, dedup_ttl: float = 0.0,
+                     state: dict | None = None) -> str | None:
+        """``Huey.enqueue`` for one task, written in one step with its dedup lock
+        and ``state`` fields (see storage.enqueue_task). Returns None when queued,
+        else the id of the identical task holding the dedup lock."""
+        if task.expires:
+            task.resolve_expires(self.utc)
+        holder = self.storage.enqueue_task(self.serialize_task(task), task.priority,
+                                           dedup_key, dedup_ttl, state)
+        if holder is None:
+            self._emit(S.SIGNAL_ENQUEUED, task)
+        return holder
 
     def execute(self, task, timestamp=None):
         """Run a claimed task, then ack it with its outcome."""

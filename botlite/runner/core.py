@@ -15,6 +15,9 @@ Task options (``@task(...)``):
 - ``dedup``: True (key = SHA-256 of name + canonical JSON arguments) or a function
   of the arguments returning a key; ``dedup_ttl`` seconds (default 3600).
 - ``expires``: seconds after enqueue after which a not-yet-started task is dropped.
+- ``max_reruns`` (default 5): how often a task is run again after its attempt's
+  process died or was stopped (kill -9, a crash, a shutdown timeout) before it
+  ends as a FAILURE; such re-runs use no retries (``reruns`` in its state).
 - ``periodic``: a ``huey.crontab(...)``; every worker process's scheduler queues
   the task when it is due (give such tasks ``dedup`` so only one copy runs).
 """
@@ -37,13 +40,14 @@ from huey.exceptions import CancelExecution, RetryTask, TaskLockedException
 from botlite.runner import limits
 from botlite.runner.broker import LANE_PRIORITIES, RetryPolicy, build_huey
 from botlite.runner.serializer import to_json
-from botlite.runner.storage import FINISHED, LOCK_MARK
+from botlite.runner.storage import FINISHED, lock_name
 
 logger = logging.getLogger(__name__)
 
 TASK_OPTIONS = "_botlite_task_options"
 RESULT_EXPIRES = 3600.0
 STATE_RETENTION = 7 * 86400.0
+MAX_RERUNS = 5
 
 
 class PermanentError(Exception):
@@ -112,6 +116,7 @@ class TaskSpec:
     dedup_ttl: float = 3600.0
     expires: float | None = None
     periodic: Callable | None = None  # a huey.crontab(...): the scheduler queues it
+    max_reruns: int = MAX_RERUNS
 
 
 def task(**options: Any) -> Callable[[Callable], Callable]:
@@ -186,11 +191,15 @@ class TaskRunner:
     def __init__(self, url: str, name: str = "botlite", *,
                  child_setup: tuple[str, Any] | None = None,
                  result_expires: float = RESULT_EXPIRES,
-                 state_retention: float = STATE_RETENTION) -> None:
+                 state_retention: float = STATE_RETENTION, migrate: bool = True) -> None:
+        """``migrate``: create or upgrade the queue's tables if they are not current
+        (what a starting process does; a task's child process passes False)."""
         self.url = url
         self.name = name
         self.huey = build_huey(url, name)
         self.storage = self.huey.storage
+        if migrate:
+            self.storage.migrate()
         self.specs: dict[str, TaskSpec] = {}
         self.tasks: dict[str, TaskWrapper] = {}
         self.child_setup = child_setup
@@ -230,18 +239,26 @@ class TaskRunner:
         _current.retries_left = task.retries
         lock_key = None
         try:
+            reruns = getattr(task, "reruns", 0) or 0
+            if reruns > spec.max_reruns:
+                task.retries = 0
+                raise PermanentError(
+                    "not run again: its process ended before the attempt did %d times "
+                    "(killed, crashed, or stopped past the shutdown timeout); the limit "
+                    "is %d re-runs" % (reruns, spec.max_reruns))
             if spec.dedup:
                 key = self._dedup_key(spec, args, kwargs)
                 # Keep the enqueue-side key alive while the task is still going.
-                self.storage.extend_lock(self._lock_key("dedup", key),
+                self.storage.extend_lock(lock_name("dedup", key),
                                          spec.dedup_ttl + spec.retry.max_delay)
                 # Not Huey's lock_task: it remembers every lock name in a set that
                 # would grow with every distinct argument list.
-                lock_key = self._lock_key("run", key)
-                ttl = spec.hard_time_limit or spec.dedup_ttl
-                if not self.storage.put_if_empty(lock_key, b"1", ttl):
+                lock_key = lock_name("run", key)
+                holder = self._take_run_lock(lock_key, task.id,
+                                             spec.hard_time_limit or spec.dedup_ttl)
+                if holder is not None:
                     lock_key = None
-                    raise TaskLockedException("an identical task is running")
+                    raise TaskLockedException("an identical task %s is running" % holder)
             if spec.hard_time_limit:
                 return limits.run_in_child(self, spec, task.id, args, kwargs, task.retries)
             with limits.soft_time_limit(spec.soft_time_limit):
@@ -254,10 +271,36 @@ class TaskRunner:
                 task.retries = 0
             raise
         finally:
-            if lock_key is not None:
-                self.storage.delete_data(lock_key)
+            if lock_key is not None:  # unless a re-run of this task took it over
+                self.storage.delete_lock(lock_key, task.id.encode())
             _current.runner = _current.task_id = None
             _current.retries_left = 0
+
+    def _take_run_lock(self, lock: str, task_id: str, ttl: float) -> str | None:
+        """Take the execution lock of a dedup key for this attempt of ``task_id``;
+        or return the id of the other, running task that holds it.
+
+        The lock belongs to the task, not to one attempt: a re-run of the same task
+        (after a kill, a release at shutdown) takes it over, since the claim
+        protocol lets only one attempt of a task run at a time. A lock held by a
+        task that is no longer running (its claim was released, it ended, it has
+        no state: a crash) is broken at once, not when its TTL runs out."""
+        value = task_id.encode()
+        for _ in range(5):
+            if self.storage.put_if_empty(lock, value, ttl):
+                return None
+            holder = self.storage.peek_data(lock)
+            if holder is EmptyData:
+                continue  # freed meanwhile: try again
+            holder = bytes(holder)
+            if holder == value:
+                self.storage.extend_lock(lock, ttl)
+                return None
+            state = self.storage.get_state(holder.decode(errors="replace"))
+            if state is not None and state["status"] == "STARTED":
+                return state["task_id"]
+            self.storage.delete_lock(lock, holder)  # only if it still names that task
+        return holder.decode(errors="replace")
 
     @staticmethod
     def _retryable(spec: TaskSpec, exc: BaseException) -> bool:
@@ -333,22 +376,19 @@ class TaskRunner:
             return str(spec.dedup(*args, **kwargs))
         return dedup_key(spec.name, args, kwargs)
 
-    def _lock_key(self, kind: str, key: str) -> str:
-        return "%s%s:%s" % (LOCK_MARK, kind, key)
-
     def _keep_dedup(self, spec: TaskSpec, task, now: float) -> None:
         key = self._dedup_key(spec, list(task.args), task.kwargs)
-        self.storage.extend_lock(self._lock_key("dedup", key), spec.dedup_ttl)
+        self.storage.extend_lock(lock_name("dedup", key), spec.dedup_ttl)
 
     def _drop_dedup(self, spec: TaskSpec | None, task) -> None:
         """Free the task's dedup key (only if it still names this task)."""
         if spec is not None and spec.dedup:
             key = self._dedup_key(spec, list(task.args), task.kwargs)
-            self.storage.delete_lock(self._lock_key("dedup", key), task.id.encode())
+            self.storage.delete_lock(lock_name("dedup", key), task.id.encode())
 
     def _drop_dedup_of(self, state: dict) -> None:
         if state.get("dedup_key"):
-            self.storage.delete_lock(self._lock_key("dedup", state["dedup_key"]),
+            self.storage.delete_lock(lock_name("dedup", state["dedup_key"]),
                                      state["task_id"].encode())
 
     def enqueue(self, name: str, args: list | tuple = (), kwargs: dict | None = None,
@@ -382,35 +422,9 @@ class TaskRunner:
         if not spec.dedup:
             self.huey.enqueue(new)
             return new.id
+        # The key, the queue row and its state in one write: a crash leaves all or none.
         key = self._dedup_key(spec, args, kwargs)
-        existing = self._claim_dedup_key(key, new.id, spec.dedup_ttl + (delay or 0))
-        if existing is not None:
-            return existing
-        try:
-            self.huey.enqueue(new)
-            self.storage.save_state(new.id, dedup_key=key)
-        except BaseException:
-            self.storage.delete_lock(self._lock_key("dedup", key), new.id.encode())
-            raise
-        return new.id
-
-    def _claim_dedup_key(self, key: str, task_id: str, ttl: float) -> str | None:
-        """Take the dedup key for ``task_id``; or return the id of the identical task
-        that holds it (pending, running, or succeeded within the TTL)."""
-        lock = self._lock_key("dedup", key)
-        for _ in range(5):
-            if self.storage.put_if_empty(lock, task_id.encode(), ttl):
-                return None
-            holder = self.storage.peek_data(lock)
-            if holder is EmptyData:
-                continue  # it just expired or was freed: try again
-            existing = bytes(holder).decode()
-            state = self.storage.get_state(existing)
-            # No state yet: the holder is between taking the key and queueing.
-            if state is None or state["status"] not in ("FAILURE", "REVOKED"):
-                return existing
-            self.storage.delete_lock(lock, holder)  # only if it still names that task
-        raise RuntimeError("could not take the dedup key %s" % key)
+        return self.huey.enqueue_task(new, key, spec.dedup_ttl + (delay or 0)) or new.id
 
     # -- queries -----------------------------------------------------------------
 
@@ -486,13 +500,13 @@ class TaskRunner:
         self.storage.remove_queued(task_id)  # never two copies of one task id
         again = wrapper.s(*(state["args"] or []), **(state["kwargs"] or {}))
         again.id = task_id
-        if spec.dedup and state.get("dedup_key"):
-            holder = self._claim_dedup_key(state["dedup_key"], task_id, spec.dedup_ttl)
-            if holder is not None and holder != task_id:
-                raise InvalidTransition("an identical task %s is already queued" % holder)
-        self.storage.save_state(task_id, status="PENDING", finished_at=None, error=None,
-                                traceback=None, next_attempt_at=None, retries=spec.retries)
-        self.huey.enqueue(again)
+        key = state.get("dedup_key") if spec.dedup else None
+        # The queue row, its fresh state (and its dedup key) in one write.
+        holder = self.huey.enqueue_task(again, key, spec.dedup_ttl, state={
+            "status": "PENDING", "finished_at": None, "error": None, "traceback": None,
+            "next_attempt_at": None, "retries": spec.retries, "reruns": 0})
+        if holder is not None:
+            raise InvalidTransition("an identical task %s is already queued" % holder)
         return self.state(task_id)
 
     def purge(self, lane: str) -> int:

@@ -203,10 +203,13 @@ def _child_main(conn, url, name, child_setup, module, fn_name, task_id, args, kw
     def on_alarm(signum, frame):
         raise SoftTimeLimitExceeded("soft time limit of %ss exceeded" % soft_limit)
 
-    # Ctrl-C and a service manager's SIGTERM reach the whole process group: the
-    # parent decides (it lets the task finish, or kills this process).
+    # A group of its own: Ctrl-C and a SIGTERM to the worker's process group reach
+    # the worker, which decides (it lets the task finish, or kills this process).
+    # A SIGTERM sent to this process itself ends it (the attempt fails as
+    # ChildDied and is retried like any failure).
+    os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if worker_pid is not None:
         _exit_when_orphaned(worker_pid)
     try:
@@ -214,7 +217,7 @@ def _child_main(conn, url, name, child_setup, module, fn_name, task_id, args, kw
             setup_path, setup_arg = child_setup
             setup_module, setup_name = setup_path.split(":")
             getattr(importlib.import_module(setup_module), setup_name)(setup_arg)
-        runner = core.TaskRunner(url, name)
+        runner = core.TaskRunner(url, name, migrate=False)  # no DDL: the worker did it
         core._current.runner, core._current.task_id = runner, task_id
         core._current.retries_left = retries_left
         fn = getattr(importlib.import_module(module), fn_name)

@@ -34,6 +34,10 @@ HEARTBEAT_MAX_AGE = 30.0
 POLL_INTERVAL = 0.05
 BLOCKING_WAIT = 1.0
 FAIR_EVERY = 4
+SLOW_LANES = frozenset({"documents", "websites"})
+"""Lanes whose tasks may run for minutes (ingestion): with several worker threads,
+at most all but one run them at a time, so a notification, a chat turn's action or
+a health check never waits for a document to finish."""
 PRUNE_INTERVAL = 600.0
 CHECKPOINT_INTERVAL = 1.0
 
@@ -57,6 +61,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _start_ticks(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, from /proc): with its
+    number, it names one process, not a later one that got the same number.
+    "" where /proc cannot tell."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def _process_alive(pid: int, started: str) -> bool:
+    """Whether the process ``pid`` that started at ``started`` (see _start_ticks;
+    "" = unknown, then its number alone) still runs."""
+    if not _pid_alive(pid):
+        return False
+    return not started or _start_ticks(pid) in ("", started)
+
+
 class ClaimingWorker(Worker):
     def __init__(self, huey, stop_flag, runtime: "Runtime", **kwargs):
         super().__init__(huey, stop_flag, **kwargs)
@@ -66,26 +89,39 @@ class ClaimingWorker(Worker):
 
     def loop(self, now=None):
         runtime = self.runtime
+        # A slow lane's task only with a slot: one thread always stays for the rest.
+        slot = runtime.slow_slots.acquire(blocking=False)
         try:
-            task = self.huey.dequeue(runtime.worker_id, runtime.lanes,
-                                     oldest_first=self.claims % FAIR_EVERY == FAIR_EVERY - 1,
-                                     finish=self.pending)
-            self.pending = None
-        except Exception:
-            self._logger.exception("error claiming from the queue")
-            self.stop_flag.wait(1.0)
-            return
-        if task is None:
-            runtime.wait_for_work()
-            return
-        self.claims += 1
-        task.worker_id = runtime.worker_id
-        try:
-            self.pending = self.huey.execute_deferred(task, now)
-        except Exception:
-            self._logger.exception("unhandled error executing task %s", task.id)
-        if self.stop_flag.is_set():
-            self.write_pending()
+            try:
+                task = self.huey.dequeue(
+                    runtime.worker_id, runtime.lanes if slot else runtime.fast_lanes(),
+                    oldest_first=self.claims % FAIR_EVERY == FAIR_EVERY - 1,
+                    finish=self.pending)
+                self.pending = None
+            except Exception:
+                self._logger.exception("error claiming from the queue")
+                self.stop_flag.wait(1.0)
+                return
+            if task is None:
+                if slot:
+                    runtime.slow_slots.release()
+                    slot = False
+                runtime.wait_for_work()
+                return
+            if slot and not runtime.is_slow(task):
+                runtime.slow_slots.release()
+                slot = False
+            self.claims += 1
+            task.worker_id = runtime.worker_id
+            try:
+                self.pending = self.huey.execute_deferred(task, now)
+            except Exception:
+                self._logger.exception("unhandled error executing task %s", task.id)
+            if self.stop_flag.is_set():
+                self.write_pending()
+        finally:
+            if slot:
+                runtime.slow_slots.release()
 
     def write_pending(self) -> None:
         if self.pending is not None:
@@ -131,10 +167,16 @@ class Runtime:
         self.prune_interval = prune_interval
         # Objects with start() and stop(wait): started after the workers, stopped before.
         self.services = tuple(services)
+        # One thread is kept from the slow lanes (when there is more than one, and
+        # this process serves other lanes too).
+        self.slow_slots = threading.BoundedSemaphore(max(workers - 1, 1))
+        self._fast_lanes: tuple | None = None
         self.hostname = socket.gethostname()
         self.namespace = _pid_namespace()
-        self.worker_id = "%s:%d:%s:%s" % (self.hostname, os.getpid(), self.namespace,
-                                          uuid.uuid4().hex[:8])
+        # host:pid:pid namespace:process start.random: on its own host, whether
+        # the process behind a worker id still runs can be checked (see recover).
+        self.worker_id = "%s:%d:%s:%s.%s" % (self.hostname, os.getpid(), self.namespace,
+                                             _start_ticks(os.getpid()), uuid.uuid4().hex[:8])
         self.started_at = time.time()
         self.consumer = _EmbeddedConsumer(
             runner.huey, self, workers=workers, periodic=periodic,
@@ -142,6 +184,8 @@ class Runtime:
         self._blocking_wait = getattr(self.storage, "wait_for_work", None)
         self._stopping = threading.Event()
         self._last_prune = 0.0
+        self._last_failure = ("", 0.0)  # the maintenance loop's last error, and when logged
+        self._paused_seen: set[str] = set()  # stale heartbeat, live process: logged once
         self._heartbeat = threading.Thread(target=self._heartbeat_loop,
                                            name="botlite-heartbeat", daemon=True)
         self._maintenance = threading.Thread(target=self._maintenance_loop,
@@ -151,6 +195,19 @@ class Runtime:
         return {"hostname": self.hostname, "pid": os.getpid(), "workers": self.workers,
                 "lanes": list(self.lanes) if self.lanes else None,
                 "started_at": self.started_at}
+
+    def fast_lanes(self):
+        """The lanes this process serves but the slow ones (None: all of them,
+        when it serves only slow lanes or has a single thread)."""
+        if self._fast_lanes is None:
+            lanes = self.lanes or self.runner.lane_names()
+            fast = tuple(lane for lane in lanes if lane not in SLOW_LANES)
+            self._fast_lanes = fast if fast and self.workers > 1 else ()
+        return self._fast_lanes or self.lanes
+
+    def is_slow(self, task) -> bool:
+        spec = self.runner.specs.get(type(task).__name__)
+        return spec is not None and spec.queue in SLOW_LANES
 
     def wait_for_work(self) -> None:
         """Sleep until an enqueue (in this process, or anywhere for Redis and
@@ -163,9 +220,22 @@ class Runtime:
     def beat(self) -> None:
         self.storage.beat(self.worker_id, self.info())
 
+    def _local_process_alive(self, owner: str) -> bool | None:
+        """For a worker id of this host and PID namespace: whether its process
+        still runs; None for other hosts (only their heartbeat tells)."""
+        parts = owner.split(":")
+        if len(parts) != 4 or parts[0] != self.hostname or parts[2] != self.namespace \
+                or not parts[1].isdigit():
+            return None
+        started = parts[3].split(".")[0] if "." in parts[3] else ""
+        return _process_alive(int(parts[1]), started)
+
     def recover(self) -> int:
         """Release claims held by worker processes that are gone: no heartbeat
-        within HEARTBEAT_MAX_AGE, or (on this host) a process that no longer exists."""
+        within HEARTBEAT_MAX_AGE, or (on this host) a process that no longer exists.
+        A worker of this host whose process still runs keeps its claims even with
+        a stale heartbeat (a long pause, a stopped process): it may still be
+        running them."""
         # Owners first, then heartbeats: a worker that starts and claims in between
         # is then seen alive, never released by mistake.
         owners = self.storage.claim_owners()
@@ -173,12 +243,13 @@ class Runtime:
         alive.add(self.worker_id)
         dead = set()
         for owner in owners:
-            parts = owner.split(":")
-            if owner not in alive:
+            local = self._local_process_alive(owner)
+            if local is False or (owner not in alive and local is None):
                 dead.add(owner)
-            elif (len(parts) == 4 and parts[0] == self.hostname and parts[2] == self.namespace
-                  and parts[1].isdigit() and not _pid_alive(int(parts[1]))):
-                dead.add(owner)  # its heartbeat is fresh, but its process is gone
+            elif owner not in alive and owner not in self._paused_seen:
+                self._paused_seen.add(owner)
+                logger.warning("worker %s has no fresh heartbeat but its process runs: "
+                               "its tasks are left to it", owner)
         dead.discard(self.worker_id)
         if not dead:
             return 0
@@ -227,8 +298,14 @@ class Runtime:
                     if any(pruned.values()):
                         logger.info("pruned %(results)d result(s), %(states)d task state(s)",
                                     pruned)
-            except Exception:
-                logger.exception("maintenance failed; trying again")
+            except Exception as exc:
+                # Once with its traceback; the same failure again (a full disk)
+                # once a minute, in one line.
+                again = repr(exc) == self._last_failure[0]
+                if not again or time.monotonic() - self._last_failure[1] > 60:
+                    (logger.warning if again else logger.exception)(
+                        "maintenance failed (%s); trying again", exc)
+                    self._last_failure = (repr(exc), time.monotonic())
 
     def stop(self) -> bool:
         """Stop claiming; wait up to the shutdown timeout for running tasks, then

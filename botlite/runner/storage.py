@@ -17,6 +17,7 @@ so Huey's own scheduler, revocation, locks and pipelines run unchanged on top.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -28,6 +29,9 @@ from huey.storage import PostgresStorage, PriorityRedisExpireStorage, SqliteStor
 
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
 SCHEMA_LOCK_KEY = 0x626f746c697465  # "botlite"
+# The queue schema's version, kept in botlite_schema; `migrate()` brings an older
+# queue up to it at start. Version 2 added botlite_state.reruns.
+SCHEMA_VERSION = 2
 AUTOCHECKPOINT_PAGES = 20000  # ~80 MB of WAL
 
 
@@ -35,10 +39,16 @@ AUTOCHECKPOINT_PAGES = 20000  # ~80 MB of WAL
 LOCK_MARK = ".lock."
 
 
+def lock_name(kind: str, key: str) -> str:
+    """The TTL lock of a dedup ``key``: ``dedup`` (held from enqueue while the task
+    is pending, running or recently succeeded) or ``run`` (held by a running attempt)."""
+    return "%s%s:%s" % (LOCK_MARK, kind, key)
+
+
 STATE_COLUMNS = (
     "task_id", "name", "lane", "status", "args", "kwargs", "result", "error", "traceback",
-    "retries", "attempts", "progress", "next_attempt_at", "enqueued_at", "started_at",
-    "finished_at", "updated_at", "dedup_key", "worker")
+    "retries", "attempts", "reruns", "progress", "next_attempt_at", "enqueued_at",
+    "started_at", "finished_at", "updated_at", "dedup_key", "worker")
 JSON_COLUMNS = ("args", "kwargs", "result", "progress")
 
 # describe(data) -> {"task_id", "name", "lane", "args", "kwargs", "retries"}
@@ -87,6 +97,44 @@ class SqlRunnerMixin:
         """One statement, in autocommit mode (atomic on its own)."""
         return self.sql(self.q(sql), params, results=fetch)
 
+    # -- the schema --------------------------------------------------------------
+    #
+    # Schema changes happen only in `migrate()`, which `TaskRunner` runs where a
+    # process starts (never in a task's child process): a current schema costs two
+    # catalog reads and no DDL, so nothing takes a table lock on the hot path.
+
+    # Columns added since the first botlite queue: (table, column, definition).
+    UPGRADES = (("botlite_queue", "available_at", "{real} not null default 0"),
+                ("botlite_state", "reruns", "integer not null default 0"))
+    real = "real"
+
+    def schema_version(self) -> int:
+        """The version recorded in botlite_schema (0: none yet, or no tables)."""
+        if not self._table_exists("botlite_schema"):
+            return 0
+        rows = self._exec("select max(version) from botlite_schema", fetch=True)
+        return rows[0][0] or 0
+
+    def migrate(self) -> bool:
+        """Create the queue's tables or bring them up to SCHEMA_VERSION, under a lock
+        other processes wait on. Returns whether anything had to change."""
+        if self.schema_version() >= SCHEMA_VERSION:
+            return False
+        with self._schema_transaction() as curs:
+            for sql in self.ddl:
+                curs.execute(sql)
+            for table, column, definition in self.UPGRADES:
+                if column not in self._columns(curs, table):
+                    curs.execute("alter table %s add column %s %s" % (
+                        table, column, definition.format(real=self.real)))
+            curs.execute("delete from botlite_schema")
+            curs.execute(self.q("insert into botlite_schema (version) values (?)"),
+                         (SCHEMA_VERSION,))
+        return True
+
+    def initialize_schema(self):
+        self.migrate()
+
     # -- the queue, with claims ------------------------------------------------
     #
     # A row is available from ``available_at`` (0: now): delayed tasks and
@@ -99,15 +147,85 @@ class SqlRunnerMixin:
         self._enqueue(data, priority, meta, meta.get("available_at") or 0.0)
 
     def _enqueue(self, data, priority, meta: dict, available_at: float) -> None:
+        with self.db(commit=True) as curs:
+            self._insert_queued(curs, data, priority, meta, time.time(), available_at)
+
+    def _insert_queued(self, curs, data, priority, meta: dict, now: float,
+                       available_at: float) -> None:
+        """The queue row and its PENDING state (statements of the caller's transaction)."""
+        curs.execute(self.q(
+            "insert into %s (queue, lane, priority, task_id, data, enqueued_at, "
+            "available_at) values (?, ?, ?, ?, ?, ?, ?)" % self.t_queue),
+            (self.name, meta["lane"], priority or 0, meta["task_id"], self._blob(data), now,
+             available_at))
+        curs.execute(self.q(self._upsert_enqueued_state()),
+                     self._enqueued_state_params(meta, now, available_at))
+
+    def enqueue_task(self, data, priority=None, dedup_key: str | None = None,
+                     dedup_ttl: float = 0.0, state: dict | None = None) -> str | None:
+        """Queue ``data`` in one transaction with what belongs to it: with
+        ``dedup_key``, the dedup lock naming its task (kept ``dedup_ttl`` seconds)
+        and the key in its state; ``state``, fields written on its state (a retry
+        resets it to PENDING). A crash leaves all of it or none of it.
+
+        Returns None when queued, or the id of the identical task that holds the
+        dedup lock (pending, running, retrying, or succeeded within the TTL): then
+        nothing is written. A lock naming a task that failed, was revoked, or has
+        no state (left by a crash of an older botlite) is taken over."""
+        meta = self.describe(data)
         now = time.time()
         with self.db(commit=True) as curs:
-            curs.execute(self.q(
-                "insert into %s (queue, lane, priority, task_id, data, enqueued_at, "
-                "available_at) values (?, ?, ?, ?, ?, ?, ?)" % self.t_queue),
-                (self.name, meta["lane"], priority or 0, meta["task_id"], self._blob(data), now,
-                 available_at))
-            curs.execute(self.q(self._upsert_enqueued_state()),
-                         self._enqueued_state_params(meta, now, available_at))
+            if dedup_key is not None:
+                holder = self._take_dedup_lock(curs, lock_name("dedup", dedup_key),
+                                               meta["task_id"], dedup_ttl, now)
+                if holder is not None:
+                    return holder
+            self._insert_queued(curs, data, priority, meta, now,
+                                meta.get("available_at") or 0.0)
+            fields = dict(state or {})
+            if dedup_key is not None:
+                fields["dedup_key"] = dedup_key
+            if fields:
+                sets, values = self._outcome_sets(fields)
+                curs.execute(self.q("update %s set %s where queue = ? and task_id = ?"
+                                    % (self.t_state, sets)),
+                             values + (self.name, meta["task_id"]))
+            self._notify_enqueued(curs)
+        return None
+
+    def _notify_enqueued(self, curs) -> None:
+        """Wake blocked workers when the transaction commits (PostgreSQL)."""
+
+    def _take_dedup_lock(self, curs, lock: str, task_id: str, ttl: float,
+                         now: float) -> str | None:
+        """In the caller's transaction: make ``lock`` name ``task_id``; or return
+        the live task that it names."""
+        curs.execute(self.q("delete from %s where queue = ? and key = ? and expires_at <= ?"
+                            % self.t_lock), (self.name, lock, now))
+        curs.execute(self.q(self.insert_ignore % (
+            self.t_lock, "queue, key, value, expires_at", "?, ?, ?, ?")),
+            (self.name, lock, self._blob(task_id.encode()), now + ttl))
+        if curs.rowcount == 1:
+            return None
+        curs.execute(self.q("select value from %s where queue = ? and key = ?" % self.t_lock),
+                     (self.name, lock))
+        row = curs.fetchone()
+        if row is None:  # freed since (PostgreSQL: by a commit after our insert)
+            curs.execute(self.q(self.insert_ignore % (
+                self.t_lock, "queue, key, value, expires_at", "?, ?, ?, ?")),
+                (self.name, lock, self._blob(task_id.encode()), now + ttl))
+            return None
+        holder = bytes(row[0]).decode()
+        if holder != task_id:
+            curs.execute(self.q("select status from %s where queue = ? and task_id = ?"
+                                % self.t_state), (self.name, holder))
+            row = curs.fetchone()
+            if row is not None and row[0] not in ("FAILURE", "REVOKED"):
+                return holder
+        curs.execute(self.q("update %s set value = ?, expires_at = ? where queue = ? and "
+                            "key = ?" % self.t_lock),
+                     (self._blob(task_id.encode()), now + ttl, self.name, lock))
+        return None
 
     def _upsert_enqueued_state(self) -> str:
         # RETRY stays RETRY until the attempt starts; a finished task keeps its
@@ -149,7 +267,9 @@ class SqlRunnerMixin:
         ``finish`` = (claim_id, worker_id, task_id, fields) of the previous attempt is
         written in that same transaction: one write per task in steady state.
         Delayed tasks due by ``due_by`` (default: now) are available.
-        Returns (claim_id, data) or None when nothing is available.
+        Returns (claim_id, data, reruns) or None when nothing is available;
+        ``reruns``: how often the task was released for a re-run (its attempt's
+        process was killed or stopped before the attempt ended).
         """
         lanes = tuple(lanes or ())
         now = time.time()
@@ -162,26 +282,32 @@ class SqlRunnerMixin:
             if row is None:
                 return None
             claim_id, data, task_id = row[0], bytes(row[1]), row[2]
-            curs.execute(self.q(self._started_sql()),
+            curs.execute(self.q(self._started_sql() + " returning reruns"),
                          (now, now, worker_id, self.name, task_id))
-        return claim_id, data
+            started = curs.fetchone()
+        return claim_id, data, (started[0] or 0) if started else 0
 
     def release_claims(self, worker_ids: Iterable[str]) -> int:
-        """Put the tasks claimed by ``worker_ids`` back in the queue (PENDING)."""
+        """Put the tasks claimed by ``worker_ids`` back in the queue (PENDING),
+        each counted as a re-run."""
         ids = tuple(worker_ids)
         if not ids:
             return 0
         owners = ", ".join("?" * len(ids))
+        # The queue rows first, then the states: the order a claim locks them in
+        # (the other order deadlocked with claims on PostgreSQL).
         with self.db(commit=True) as curs:
-            curs.execute(self.q(
-                "update %s set status = 'PENDING', updated_at = ? where queue = ? and "
-                "status = 'STARTED' and task_id in (select task_id from %s where queue = ? "
-                "and claimed_by in (%s))" % (self.t_state, self.t_queue, owners)),
-                (time.time(), self.name, self.name) + ids)
             curs.execute(self.q("update %s set claimed_by = null, claimed_at = null "
-                                "where queue = ? and claimed_by in (%s)" % (self.t_queue, owners)),
-                         (self.name,) + ids)
-            return curs.rowcount
+                                "where queue = ? and claimed_by in (%s) returning task_id"
+                                % (self.t_queue, owners)), (self.name,) + ids)
+            released = [task_id for task_id, in curs.fetchall()]
+            if released:
+                curs.execute(self.q(
+                    "update %s set status = 'PENDING', reruns = reruns + 1, updated_at = ? "
+                    "where queue = ? and status = 'STARTED' and task_id in (%s)"
+                    % (self.t_state, ", ".join("?" * len(released)))),
+                    (time.time(), self.name) + tuple(released))
+            return len(released)
 
     def claim_owners(self) -> set[str]:
         rows = self._exec("select distinct claimed_by from %s where queue = ? and "
@@ -420,7 +546,8 @@ _SQLITE_DDL = [
     "create table if not exists botlite_state (queue text not null, task_id text not null, "
     "name text not null, lane text not null, status text not null, args text, kwargs text, "
     "result text, error text, traceback text, retries integer, "
-    "attempts integer not null default 0, progress text, next_attempt_at real, "
+    "attempts integer not null default 0, reruns integer not null default 0, "
+    "progress text, next_attempt_at real, "
     "enqueued_at real, started_at real, finished_at real, updated_at real not null, "
     "dedup_key text, worker text, primary key (queue, task_id)) without rowid",
     "create index if not exists botlite_state_recent on botlite_state (queue, enqueued_at)",
@@ -430,6 +557,7 @@ _SQLITE_DDL = [
     "value blob not null, expires_at real not null, primary key (queue, key)) without rowid",
     "create table if not exists botlite_worker (queue text not null, id text not null, "
     "info text not null, beat_at real not null, primary key (queue, id)) without rowid",
+    "create table if not exists botlite_schema (version integer not null)",
 ]
 
 
@@ -454,14 +582,16 @@ class SqliteQueueStorage(SqlRunnerMixin, SqliteStorage):
         self._checkpoint_conn = None
         super().__init__(name, filename, **kwargs)
 
-    def initialize_schema(self):
-        super().initialize_schema()
-        # Upgrade a queue created by an earlier botlite in place.
-        with self.db(commit=True, close=True) as curs:
-            columns = {row[1] for row in curs.execute("pragma table_info(botlite_queue)")}
-            if "available_at" not in columns:
-                curs.execute("alter table botlite_queue add column available_at real "
-                             "not null default 0")
+    def _table_exists(self, table: str) -> bool:
+        return bool(self._exec("select 1 from sqlite_master where type = 'table' and name = ?",
+                               (table,), fetch=True))
+
+    def _schema_transaction(self):
+        return self.db(commit=True)  # begin exclusive: other processes wait
+
+    @staticmethod
+    def _columns(curs, table: str) -> set[str]:
+        return {row[1] for row in curs.execute("pragma table_info(%s)" % table).fetchall()}
 
     def _create_connection(self):
         conn = super()._create_connection()
@@ -500,8 +630,8 @@ _POSTGRES_DDL = [
     "create table if not exists botlite_state (queue text not null, task_id text not null, "
     "name text not null, lane text not null, status text not null, args text, kwargs text, "
     "result text, error text, traceback text, retries integer, "
-    "attempts integer not null default 0, progress text, "
-    "next_attempt_at double precision, enqueued_at double precision, "
+    "attempts integer not null default 0, reruns integer not null default 0, "
+    "progress text, next_attempt_at double precision, enqueued_at double precision, "
     "started_at double precision, finished_at double precision, "
     "updated_at double precision not null, dedup_key text, worker text, "
     "primary key (queue, task_id))",
@@ -512,6 +642,7 @@ _POSTGRES_DDL = [
     "value bytea not null, expires_at double precision not null, primary key (queue, key))",
     "create table if not exists botlite_worker (queue text not null, id text not null, "
     "info text not null, beat_at double precision not null, primary key (queue, id))",
+    "create table if not exists botlite_schema (version integer not null)",
 ]
 
 
@@ -534,11 +665,9 @@ class PostgresQueueStorage(SqlRunnerMixin, PostgresStorage):
         self._thread_conns = threading.local()
         self._open_conns: list = []
         self._open_conns_lock = threading.Lock()
-        create_tables = kwargs.pop("create_tables", True)
+        kwargs.pop("create_tables", None)  # TaskRunner runs migrate() where a process starts
         super().__init__(name, create_tables=False, **kwargs)
         self.ddl = self.ddl + _POSTGRES_DDL
-        if create_tables:
-            self.initialize_schema()
 
     def _blob(self, value):
         return bytes(value)
@@ -570,15 +699,26 @@ class PostgresQueueStorage(SqlRunnerMixin, PostgresStorage):
         self._thread_conns = threading.local()
         return True
 
-    def initialize_schema(self):
+    real = "double precision"
+
+    def _table_exists(self, table: str) -> bool:
+        return self._exec("select to_regclass(?)", (table,), fetch=True)[0][0] is not None
+
+    @contextlib.contextmanager
+    def _schema_transaction(self):
         # CREATE TABLE IF NOT EXISTS races between processes on PostgreSQL.
         with self.db(commit=True) as curs:
             curs.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-            for sql in self.ddl:
-                curs.execute(sql)
-            # Upgrade a queue created by an earlier botlite in place.
-            curs.execute("alter table botlite_queue add column if not exists available_at "
-                         "double precision not null default 0")
+            yield curs
+
+    @staticmethod
+    def _columns(curs, table: str) -> set[str]:
+        curs.execute("select column_name from information_schema.columns where "
+                     "table_schema = current_schema() and table_name = %s", (table,))
+        return {name for name, in curs.fetchall()}
+
+    def _notify_enqueued(self, curs) -> None:
+        curs.execute("select pg_notify(%s, '')", (self.channel,))
 
     def sql(self, query, params=None, commit=False, results=False):
         with self.db() as curs:  # autocommit connection
@@ -633,13 +773,14 @@ class PostgresQueueStorage(SqlRunnerMixin, PostgresStorage):
             "with claimed as (" + self._claim_sql(lanes, oldest_first) + "), "
             "started as (" + self._started_sql().replace(
                 "where queue = ? and task_id = ?",
-                "where queue = ? and task_id = (select task_id from claimed)") + ") "
-            "select id, data from claimed"),
+                "where queue = ? and task_id = (select task_id from claimed)") +
+            " returning reruns) "
+            "select id, data, (select reruns from started) from claimed"),
             (worker_id, now, self.name, now if due_by is None else due_by) + lanes
             + (now, now, worker_id, self.name), results=True)
         if not rows:
             return None
-        return rows[0][0], bytes(rows[0][1])
+        return rows[0][0], bytes(rows[0][1]), rows[0][2] or 0
 
     def wait_for_work(self, timeout: float) -> None:
         """Block until an enqueue anywhere notifies, or ``timeout`` passes."""
@@ -722,9 +863,22 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
     end
     """
 
+    # ARGV: prefix, data, task id, lane, priority, now, available at, name, args,
+    # kwargs, retries, state TTL, then the dedup lock's key ('' = none), its TTL in
+    # ms and the dedup key, then field/value pairs written on the state. Returns the
+    # claim id, or '=' .. the id of the live task holding the dedup lock.
     ENQUEUE = _LIB + """
     local p, data, tid, lane = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
     local priority, now, at = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+    local lock = ARGV[13]
+    if lock ~= '' then
+        local holder = redis.call('get', lock)
+        if holder and holder ~= tid then
+            local held = redis.call('hget', p .. '.state.' .. holder, 'status')
+            if held and held ~= 'FAILURE' and held ~= 'REVOKED' then return '=' .. holder end
+        end
+        redis.call('set', lock, tid, 'PX', ARGV[14])
+    end
     local seq = redis.call('incr', p .. '.counter')
     local cid = tostring(seq)
     redis.call('hset', p .. '.msg', cid, data)
@@ -737,6 +891,7 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
     local sk = p .. '.state.' .. tid
     redis.call('hsetnx', sk, 'task_id', tid)
     redis.call('hsetnx', sk, 'attempts', 0)
+    redis.call('hsetnx', sk, 'reruns', 0)
     redis.call('hset', sk, 'name', ARGV[8], 'lane', lane, 'args', ARGV[9], 'kwargs', ARGV[10],
                'retries', ARGV[11], 'enqueued_at', ARGV[6], 'updated_at', ARGV[6],
                'next_attempt_at', at > now and ARGV[7] or '')
@@ -744,6 +899,8 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
     if status ~= 'RETRY' and status ~= 'SUCCESS' and status ~= 'FAILURE' and status ~= 'REVOKED' then
         redis.call('hset', sk, 'status', 'PENDING')
     end
+    if lock ~= '' then redis.call('hset', sk, 'dedup_key', ARGV[15]) end
+    if #ARGV > 15 then set_state(p, tid, {unpack(ARGV, 16)}) end
     redis.call('expire', sk, tonumber(ARGV[12]) + math.max(0, math.ceil(at - now)))
     redis.call('zadd', p .. '.recent', 'NX', now, tid)
     redis.call('lpush', p .. '.wake', 1)
@@ -812,7 +969,9 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
             redis.call('hincrby', sk, 'attempts', 1)
         end
     end
-    return {best, redis.call('hget', p .. '.msg', best)}
+    local reruns = 0
+    if tid ~= '' then reruns = tonumber(redis.call('hget', p .. '.state.' .. tid, 'reruns') or '0') or 0 end
+    return {best, redis.call('hget', p .. '.msg', best), reruns}
     """
 
     RELEASE = _LIB + """
@@ -830,6 +989,7 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
             local sk = p .. '.state.' .. tid
             if tid ~= '' and redis.call('hget', sk, 'status') == 'STARTED' then
                 redis.call('hset', sk, 'status', 'PENDING', 'updated_at', now)
+                redis.call('hincrby', sk, 'reruns', 1)
             end
             released = released + 1
         end
@@ -892,13 +1052,31 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
     # -- queue ----------------------------------------------------------------
 
     def enqueue(self, data, priority=None):
+        self.enqueue_task(data, priority)
+
+    def enqueue_task(self, data, priority=None, dedup_key=None, dedup_ttl=0.0, state=None):
+        """See SqlRunnerMixin.enqueue_task: one script, so atomic."""
         meta = self.describe(data)
         available_at = meta.get("available_at") or 0.0
-        self._enqueue_script(args=[
-            self.prefix, data, meta["task_id"], meta["lane"], priority or 0, repr(time.time()),
-            repr(float(available_at)), meta["name"], _json(meta["args"]),
-            _json(meta["kwargs"]), "" if meta["retries"] is None else meta["retries"],
-            self.state_ttl])
+        args = [self.prefix, data, meta["task_id"], meta["lane"], priority or 0,
+                repr(time.time()), repr(float(available_at)), meta["name"],
+                _json(meta["args"]), _json(meta["kwargs"]),
+                "" if meta["retries"] is None else meta["retries"], self.state_ttl]
+        if dedup_key is None:
+            args += ["", "0", ""]
+        else:
+            args += [self.result_key(lock_name("dedup", dedup_key)),
+                     max(int(dedup_ttl * 1000), 1), dedup_key]
+        for key, value in self._encode_fields(encode_outcome(state or {})).items():
+            args += [key, value]
+        queued = self._enqueue_script(args=args)
+        if isinstance(queued, bytes) and queued.startswith(b"="):
+            return queued[1:].decode()
+        return None
+
+    def migrate(self) -> bool:
+        """Redis keeps no schema."""
+        return False
 
     def _finish_args(self, finish) -> list:
         if finish is None:
@@ -926,7 +1104,7 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
             + self._finish_args(finish))
         if result is None:
             return None
-        return result[0].decode(), result[1]
+        return result[0].decode(), result[1], int(result[2])
 
     def finish(self, claim_id, worker_id, task_id, fields):
         now = repr(time.time())
@@ -1005,7 +1183,7 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
                 continue
             if column in JSON_COLUMNS:
                 state[column] = json.loads(text)
-            elif column in ("retries", "attempts"):
+            elif column in ("retries", "attempts", "reruns"):
                 state[column] = int(text)
             elif column in ("next_attempt_at", "enqueued_at", "started_at", "finished_at",
                             "updated_at"):
@@ -1027,6 +1205,7 @@ class RedisQueueStorage(PriorityRedisExpireStorage):
         pipe.hsetnx(key, "name", "")
         pipe.hsetnx(key, "lane", "default")
         pipe.hsetnx(key, "attempts", 0)
+        pipe.hsetnx(key, "reruns", 0)
         pipe.hset(key, mapping=fields)
         pipe.expire(key, self.state_ttl, nx=True)  # never shorten a delayed task's
         pipe.expire(key, self.state_ttl, gt=True)
