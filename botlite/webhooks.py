@@ -8,6 +8,7 @@ that check, for receivers written in Python.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -15,7 +16,7 @@ import time
 
 import requests
 
-from botlite import __version__
+from botlite import __version__, pinned
 
 SIGNATURE_HEADER = "X-Botlite-Signature"
 TOLERANCE_SECONDS = 300
@@ -25,6 +26,13 @@ class DeliveryFailed(Exception):
     """The receiver could not be reached or did not answer 2xx."""
 
     expected = True  # the world, not a bug: logged without a traceback (runner)
+
+
+class DeliveryRefused(DeliveryFailed):
+    """The receiver's host resolves to an address deliveries may not use, or does
+    not exist: it is never contacted, and retrying cannot help."""
+
+    permanent = True
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -52,12 +60,19 @@ def verify(secret: str, header: str, body: bytes, tolerance: float = TOLERANCE_S
                for given in fields.get("v1", []))
 
 
-def deliver(url: str, secret: str, payload: dict, delivery_id: str, timeout: float) -> int:
+def deliver(url: str, secret: str, payload: dict, delivery_id: str, timeout: float, *,
+            allow_private: bool = True) -> int:
     """POST ``payload`` signed with ``secret``; return the HTTP status (2xx).
 
-    Redirects are not followed (a receiver that moved answers 3xx: a failure
-    to fix, not to chase). Raises DeliveryFailed.
+    The host is looked up once and the POST connects to one of exactly those
+    addresses (`botlite.pinned`). Without ``allow_private`` (a bot's own webhook,
+    unless BOTLITE_ALLOW_PRIVATE_URLS=1) every one must be public, as for website
+    sources, else `DeliveryRefused` and nothing is sent; the operator's own URL
+    may point anywhere. Redirects are not followed (a receiver that moved answers
+    3xx: a failure to fix, not to chase). Raises DeliveryFailed.
     """
+    from botlite.knowledge.crawl import CrawlError, addresses_to_connect
+
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
     timestamp = int(time.time())
     headers = {
@@ -69,11 +84,18 @@ def deliver(url: str, secret: str, payload: dict, delivery_id: str, timeout: flo
         SIGNATURE_HEADER: sign(secret, timestamp, body),
     }
     try:
-        # stream=True: only the status line matters; the receiver's body is never
-        # read, so a large or trickling one cannot hold the worker.
-        with requests.post(url, data=body, headers=headers, timeout=timeout,
-                           allow_redirects=False, stream=True) as answer:
-            status = answer.status_code
+        with requests.Session() as session:
+            pinned.mount(session, functools.partial(addresses_to_connect,
+                                                    allow_private=allow_private))
+            # stream=True: only the status line matters; the receiver's body is never
+            # read, so a large or trickling one cannot hold the worker.
+            with session.post(url, data=body, headers=headers, timeout=timeout,
+                              allow_redirects=False, stream=True) as answer:
+                status = answer.status_code
+    except CrawlError as exc:
+        if exc.permanent:
+            raise DeliveryRefused("webhook refused: %s" % exc.reason) from None
+        raise DeliveryFailed("webhook host lookup failed: %s" % exc.reason) from None
     except requests.Timeout:
         raise DeliveryFailed("the receiver did not answer within %gs" % timeout) from None
     except requests.RequestException as exc:

@@ -43,6 +43,8 @@ class Site:
     def __init__(self, routes=None):
         self.routes = dict(routes or {})
         self.requests = []
+        self.clients = []
+        """The client port of each request: one per connection."""
         self.user_agents = []
         self.times = []
         self.release = threading.Event()
@@ -79,6 +81,7 @@ def _handler(site):
         def do_GET(self):
             site.times.append(time.monotonic())
             site.requests.append(self.path)
+            site.clients.append(self.client_address[1])
             site.user_agents.append(self.headers.get("User-Agent"))
             route = site.routes.get(self.path, (404, HTML, b"<p>not found</p>"))
             status, headers, body = route(site) if callable(route) else route
@@ -560,20 +563,42 @@ def test_check_url_with_private_allowed_looks_nothing_up_unless_asked(monkeypatc
     assert not raised.value.permanent
 
 
-def test_a_crawl_with_private_allowed_adds_no_lookups_of_its_own(serve, monkeypatch):
-    site = serve({"/": page("Home", "/a.html"), "/a.html": page("A")})
-    real, ours = socket.getaddrinfo, []
+@pytest.mark.parametrize("allow_private", [True, False])
+def test_a_crawl_looks_its_host_up_once_per_connection(serve, monkeypatch, allow_private):
+    site = serve({"/": page("Home", "/a.html", "/b.html"), "/a.html": page("A"),
+                  "/b.html": page("B")})
+    real, lookups = socket.getaddrinfo, []
 
     def counting(host, *args, **kwargs):
-        import traceback
-        if any(frame.name == "check_url" for frame in traceback.extract_stack()):
-            ours.append(host)
+        lookups.append(host)
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(crawl_module.socket, "getaddrinfo", counting)
-    result = crawl(site.url("/").replace("127.0.0.1", "localhost"), allow_private=True,
+    if not allow_private:  # the check on, with loopback counted as public
+        monkeypatch.setattr(crawl_module, "_is_public", lambda address: address.is_loopback)
+    result = crawl(site.url("/").replace("127.0.0.1", "localhost"), allow_private=allow_private,
                    max_pages=5, max_depth=2, delay=0)
-    assert len(result.pages) == 2 and ours == []
+    assert len(result.pages) == 3 and len(site.requests) == 5  # with robots.txt, sitemap.xml
+    # One lookup when a connection is made (kept-alive ones are reused), none to
+    # check a URL before its request: was 1 + 1 per request with the check on.
+    assert lookups == ["localhost"] * len(set(site.clients))
+
+
+@pytest.mark.parametrize("errno_name, attempts", [("EAI_AGAIN", 2), ("EAI_NONAME", 1)])
+def test_a_host_that_does_not_resolve_fails_the_crawl(monkeypatch, errno_name, attempts):
+    lookups = []
+
+    def failing(host, *args, **kwargs):
+        lookups.append(host)
+        raise socket.gaierror(getattr(socket, errno_name), "lookup failed")
+
+    monkeypatch.setattr(crawl_module.socket, "getaddrinfo", failing)
+    with pytest.raises(CrawlError) as failed:
+        crawl("http://docs.no-such-host.example/", delay=0, retries=1, backoff=0)
+    assert "the host docs.no-such-host.example could not be found" in failed.value.reason
+    assert failed.value.permanent == (errno_name == "EAI_NONAME")  # for now: retried
+    assert not isinstance(failed.value, UnsafeURL)
+    assert len(lookups) == 2 * attempts  # robots.txt, then the start page
 
 
 def test_start_url_on_loopback_is_refused_before_any_request(serve):

@@ -8,15 +8,15 @@ site's sitemaps, waits between requests, retries transient failures with
 exponential backoff, streams bodies under a size cap and records why each URL it
 did not read was left out (`Skipped`).
 
-Every request goes through `check_url` first, including robots.txt, sitemaps and
-each redirect hop (redirects are followed here, never by requests): a URL whose
-host resolves to a private, loopback, link-local, reserved or multicast address
-is refused unless private addresses are allowed or the host is explicitly
-trusted. The check resolves the host and requests resolves it again to connect,
-so a DNS server that answers differently the second time (DNS rebinding) can
-still steer one request to a private address; closing that gap needs a
-connection pinned to the checked address, which requests does not offer. Results
-are deliberately not cached: a cached verdict would make rebinding easier.
+Every request is checked, including robots.txt, sitemaps and each redirect hop
+(redirects are followed here, never by requests): a URL whose host resolves to a
+private, loopback, link-local, reserved or multicast address is refused unless
+private addresses are allowed or the host is explicitly trusted. The URL itself
+(scheme, user info, an IP literal) is checked before the request; the host's
+addresses when it connects (`addresses_to_connect`, through `botlite.pinned`):
+one lookup per new connection, every answer checked, and the socket connects to
+one of exactly those addresses, so a DNS server that answers differently the
+next time (DNS rebinding) cannot steer a request to a private address.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ import requests
 from requests.utils import requote_uri
 from urllib3.exceptions import ReadTimeoutError
 
-from botlite import __version__
+from botlite import __version__, pinned
 # _decode_html is what extract_html does to bytes; a page is decoded once here so
 # that its links and its text come from the same string.
 from botlite.knowledge.extract import (
@@ -177,18 +177,7 @@ def check_url(url: str, allow_private: bool, allowed_hosts: Collection[str] = fr
     Raises `UnsafeURL` when refused, and `CrawlError` when the host does not
     resolve (permanent for "no such host", transient otherwise).
     """
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in _DEFAULT_PORTS:
-        raise UnsafeURL("only http:// and https:// URLs are allowed", url=url)
-    if "@" in parts.netloc:
-        raise UnsafeURL("URLs with a user name or password are refused", url=url)
-    host = parts.hostname
-    if not host:
-        raise UnsafeURL("the URL has no host", url=url)
-    try:
-        port = parts.port or _DEFAULT_PORTS[parts.scheme.lower()]
-    except ValueError:
-        raise UnsafeURL("the URL's port is not a valid number", url=url) from None
+    host, port = _check_form(url)
     if host in allowed_hosts:
         return
     if allow_private and not must_exist:
@@ -197,18 +186,47 @@ def check_url(url: str, allow_private: bool, allowed_hosts: Collection[str] = fr
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         try:
-            addresses = _resolve(host, port, url)
+            addresses = [_address(info) for info in _resolve(host, port, url)]
         except CrawlError as exc:
             if allow_private and not exc.permanent:
                 return  # any address will do: the request itself finds out
             raise
-    if allow_private:
+    if not allow_private:
+        _refuse_private(host, addresses, url)
+
+
+def _check_before_connecting(url: str, allow_private: bool,
+                             allowed_hosts: Collection[str]) -> None:
+    """`check_url` without its lookup: the URL's form, and its host when that is
+    an IP literal. A host name is checked when the request connects
+    (`addresses_to_connect`)."""
+    host, _ = _check_form(url)
+    if allow_private or host in allowed_hosts:
         return
-    for address in addresses:
-        if not _is_public(address):
-            where = host if str(address) == host else "%s (%s)" % (host, address)
-            raise UnsafeURL("%s is a private or reserved address; only public addresses "
-                            "are allowed" % where, url=url, private=True)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    _refuse_private(host, [address], url)
+
+
+def addresses_to_connect(host: str, port: int, *, allow_private: bool,
+                         allowed_hosts: Collection[str] = frozenset()
+                         ) -> list[pinned.AddressInfo]:
+    """The addresses (`socket.getaddrinfo` entries) a connection to ``host`` may
+    use: one lookup, every answer checked as `check_url` checks it. A
+    `botlite.pinned.Resolve`.
+
+    Raises `UnsafeURL` when an address is refused and `CrawlError` when the host
+    does not resolve; with ``allow_private`` or an allowed host nothing is
+    refused and a failed lookup is `socket.gaierror` (a connection error, as when
+    urllib3 looked the name up itself).
+    """
+    if allow_private or host in allowed_hosts:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    infos = _resolve(host, port)
+    _refuse_private(host, [_address(info) for info in infos])
+    return infos
 
 
 def check_url_to_save(url: str, allow_private: bool, label: str) -> None:
@@ -229,9 +247,33 @@ def check_url_to_save(url: str, allow_private: bool, label: str) -> None:
             raise BadRequest("%s: %s" % (label, exc.reason), code="invalid_url") from None
 
 
-def _resolve(host: str, port: int, url: str) -> list[_Address]:
+def _check_form(url: str) -> tuple[str, int]:
+    """The host and port of an http(s) URL without user info, else `UnsafeURL`."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _DEFAULT_PORTS:
+        raise UnsafeURL("only http:// and https:// URLs are allowed", url=url)
+    if "@" in parts.netloc:
+        raise UnsafeURL("URLs with a user name or password are refused", url=url)
+    host = parts.hostname
+    if not host:
+        raise UnsafeURL("the URL has no host", url=url)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return host, parts.port or _DEFAULT_PORTS[parts.scheme.lower()]
+    except ValueError:
+        raise UnsafeURL("the URL's port is not a valid number", url=url) from None
+
+
+def _refuse_private(host: str, addresses: list[_Address], url: str | None = None) -> None:
+    for address in addresses:
+        if not _is_public(address):
+            where = host if str(address) == host else "%s (%s)" % (host, address)
+            raise UnsafeURL("%s is a private or reserved address; only public addresses "
+                            "are allowed" % where, url=url, private=True)
+
+
+def _resolve(host: str, port: int, url: str | None = None) -> list[pinned.AddressInfo]:
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except UnicodeError:
         raise CrawlError("the host name %s is not valid" % host, permanent=True,
                          url=url) from None
@@ -239,8 +281,11 @@ def _resolve(host: str, port: int, url: str) -> list[_Address]:
         unknown = exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None))
         raise CrawlError("the host %s could not be found" % host, permanent=unknown,
                          url=url) from None
+
+
+def _address(info: pinned.AddressInfo) -> _Address:
     # IPv6 link-local answers carry a zone ("fe80::1%eth0").
-    return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    return ipaddress.ip_address(info[4][0].split("%", 1)[0])
 
 
 def _is_public(address: _Address) -> bool:
@@ -340,7 +385,11 @@ class _Response:
 
 
 class _Fetcher:
-    """GET with the SSRF check on every hop, pacing, retries and a size cap."""
+    """GET with the SSRF check on every hop, pacing, retries and a size cap.
+
+    ``session`` must send through a `botlite.pinned.PinnedAdapter` resolving
+    with `addresses_to_connect` (`crawl` mounts one): `check` leaves host names
+    to it."""
 
     def __init__(self, session: requests.Session, *, allow_private: bool,
                  allowed_hosts: frozenset[str], delay: float, timeout: float,
@@ -355,29 +404,36 @@ class _Fetcher:
         self._last_request: float | None = None
 
     def check(self, url: str) -> None:
-        check_url(url, self.allow_private, self.allowed_hosts)
+        _check_before_connecting(url, self.allow_private, self.allowed_hosts)
+
+    def resolve(self, host: str, port: int) -> list[pinned.AddressInfo]:
+        """The session's `botlite.pinned.Resolve`."""
+        return addresses_to_connect(host, port, allow_private=self.allow_private,
+                                    allowed_hosts=self.allowed_hosts)
 
     def get(self, url: str, *, max_bytes: int, html_only: bool = False,
             on_redirect: Callable[[str], None] | None = None) -> _Response:
-        """Fetch ``url`` following redirects, checking every hop with `check_url`.
+        """Fetch ``url`` following redirects, checking every hop as `check_url` does.
 
         ``on_redirect`` may refuse a hop by raising `CrawlError`. Raises
         `CrawlError` for every failure; 4xx and 5xx carry their status.
         """
         self.check(url)
-        for _ in range(MAX_REDIRECTS + 1):
-            response = self._get_with_retries(url, max_bytes, html_only)
+        response = self._get_with_retries(url, max_bytes, html_only)
+        for _ in range(MAX_REDIRECTS):
             if response.location is None:
                 return response
             target = response.location
             try:
                 self.check(target)
+                if on_redirect is not None:
+                    on_redirect(target)
+                response = self._get_with_retries(target, max_bytes, html_only)
             except UnsafeURL as exc:
                 raise UnsafeURL("redirects to %s, which is refused: %s" % (target, exc.reason),
                                 private=exc.private) from None
-            if on_redirect is not None:
-                on_redirect(target)
-            url = target
+        if response.location is None:
+            return response
         raise CrawlError("too many redirects (more than %d)" % MAX_REDIRECTS, permanent=True)
 
     def _get_with_retries(self, url: str, max_bytes: int, html_only: bool) -> _Response:
@@ -810,8 +866,9 @@ def crawl(start_url: str, *, max_pages: int = 20, max_depth: int = 2,
     waiting ``backoff * 2**n`` seconds. Bodies over ``max_bytes`` are not read.
     ``on_progress(done, total)`` is called after each URL with the pages read
     and the current estimate of the total; an exception from it ends the crawl.
-    A given ``session`` is used as is (its proxies, cookies, adapters) and not
-    closed.
+    A given ``session`` is used with its proxies, cookies and headers and not
+    closed; its http:// and https:// adapters are replaced by one that connects
+    only to checked addresses (`botlite.pinned`).
 
     The start page must be read: otherwise `CrawlError` (`UnsafeURL` when the
     URL or a redirect is refused). Every other failure is a `Skipped` entry.
@@ -827,12 +884,14 @@ def crawl(start_url: str, *, max_pages: int = 20, max_depth: int = 2,
     fetcher = _Fetcher(session, allow_private=allow_private,
                        allowed_hosts=frozenset(host.lower() for host in allowed_hosts),
                        delay=delay, timeout=timeout, retries=retries, backoff=backoff)
+    adapter = pinned.mount(session, fetcher.resolve)
     crawler = _Crawler(fetcher, max_pages, max_depth, max_bytes, on_progress)
     started = time.monotonic()
     log.info("crawling %s (up to %d pages, depth %d)", start_url, max_pages, max_depth)
     try:
         result = crawler.run(start_url)
     finally:
+        adapter.close()
         if own_session:
             session.close()
     log.info("crawled %s: %d pages, %d skipped in %.1f s", start_url, len(result.pages),
@@ -842,5 +901,6 @@ def crawl(start_url: str, *, max_pages: int = 20, max_depth: int = 2,
 
 __all__ = [
     "MAX_REDIRECTS", "MAX_SKIPPED", "USER_AGENT", "CrawlError", "CrawlResult", "Page", "Skipped",
-    "UnsafeURL", "canonical_url", "check_url", "check_url_to_save", "crawl",
+    "UnsafeURL", "addresses_to_connect", "canonical_url", "check_url", "check_url_to_save",
+    "crawl",
 ]
