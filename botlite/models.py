@@ -148,6 +148,7 @@ class Notification(BaseModel):
     delivery_attempts = IntegerField(default=0)
     delivery_error = TextField(null=True)
     delivery_claimed_until = DateTimeField(null=True)
+    delivery_claimed_by = CharField(max_length=64, null=True)  # the task delivering it
 
     def to_dict(self) -> dict:
         return {"id": str(self.id), "user_id": self.user_id, "title": self.title,

@@ -43,7 +43,7 @@ def list_for(user_id: str | None, limit: str | int | None, unread: str | None = 
 
 
 def mark_read(notification_id: str) -> dict:
-    note = Notification.get_or_none(Notification.id == _id(notification_id))
+    note = Notification.get_or_none(Notification.id == validate.row_id(notification_id, "notification"))
     if note is None:
         raise NotFound("no notification with id %r" % notification_id)
     Notification.update(read=True, read_at=utcnow()).where(
@@ -58,12 +58,6 @@ def mark_all_read(data: dict) -> dict:
         (Notification.user_id == user_id) & (Notification.read == False)).execute()  # noqa: E712
     return {"user_id": user_id, "marked": marked}
 
-
-def _id(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise NotFound("no notification with id %r" % value) from None
 
 
 # -- storing one logical notification ---------------------------------------------------
@@ -157,9 +151,11 @@ class DeliveryBusy(DeliveryFailed):
 
 
 def deliver_once(note_id: int, target: tuple[str, str, bool] | None, timeout: float,
-                 allow_private: bool = False) -> str:
+                 allow_private: bool = False, claimant: str | None = None) -> str:
     """Deliver the notification's webhook unless it was delivered already.
 
+    ``claimant``: the task delivering it. Its claim keeps other tasks off while it
+    lasts, but not a re-run of the same task (the attempt that took it was killed).
     Returns its webhook status ("delivered", or None-like "none" when there is
     no webhook). Raises DeliveryFailed (the task retries with backoff).
     """
@@ -172,12 +168,15 @@ def deliver_once(note_id: int, target: tuple[str, str, bool] | None, timeout: fl
         return "none"
     now = utcnow()
     claim = now + datetime.timedelta(seconds=timeout) + CLAIM_MARGIN
+    free = Notification.delivery_claimed_until.is_null() | \
+        (Notification.delivery_claimed_until < now)
+    if claimant is not None:
+        free |= Notification.delivery_claimed_by == claimant
     claimed = Notification.update(
-        delivery_claimed_until=claim, delivery_attempts=Notification.delivery_attempts + 1,
+        delivery_claimed_until=claim, delivery_claimed_by=claimant,
+        delivery_attempts=Notification.delivery_attempts + 1,
         webhook_status="pending").where(
-        (Notification.id == note.id) & Notification.delivered_at.is_null() &
-        (Notification.delivery_claimed_until.is_null() |
-         (Notification.delivery_claimed_until < now))).execute()
+        (Notification.id == note.id) & Notification.delivered_at.is_null() & free).execute()
     if not claimed:
         if Notification.get_by_id(note.id).delivered_at is not None:
             return "delivered"
@@ -186,18 +185,20 @@ def deliver_once(note_id: int, target: tuple[str, str, bool] | None, timeout: fl
     try:
         if own:
             check_webhook_url(url, allow_private)
-        deliver(url, secret, payload(note), str(note.id), timeout)
+        deliver(url, secret, payload(note), str(note.id), timeout,
+                allow_private=allow_private or not own)
     except DeliveryFailed as exc:
         Notification.update(webhook_status="failed", delivery_error=str(exc),
-                            delivery_claimed_until=None).where(
+                            delivery_claimed_until=None, delivery_claimed_by=None).where(
             Notification.id == note.id).execute()
         raise
     except BaseException:  # anything else: free the claim so the retry can deliver
-        Notification.update(delivery_claimed_until=None).where(
+        Notification.update(delivery_claimed_until=None, delivery_claimed_by=None).where(
             Notification.id == note.id).execute()
         raise
     Notification.update(webhook_status="delivered", delivered_at=utcnow(),
-                        delivery_error=None, delivery_claimed_until=None).where(
+                        delivery_error=None, delivery_claimed_until=None,
+                        delivery_claimed_by=None).where(
         Notification.id == note.id).execute()
     return "delivered"
 
@@ -206,10 +207,11 @@ def send(user_id: str, title: str, message: str, notification_type: str = "info"
          dedup_key: str | None = None, chatbot_id: str | None = None,
          task_id: str | None = None, webhook_url: str | None = None,
          webhook_secret: str | None = None, timeout: float = 10.0,
-         allow_private: bool = False) -> dict:
-    """Store the notification once and deliver its webhook once (if any)."""
+         allow_private: bool = False, claimant: str | None = None) -> dict:
+    """Store the notification once and deliver its webhook once (if any);
+    ``claimant``: the task doing it (see deliver_once)."""
     target = webhook_target(chatbot_id, webhook_url, webhook_secret)
     note = store(user_id, title, message, notification_type, dedup_key=dedup_key,
                  chatbot_id=chatbot_id, task_id=task_id, webhook=target is not None)
-    status = deliver_once(note.id, target, timeout, allow_private)
+    status = deliver_once(note.id, target, timeout, allow_private, claimant)
     return {"notification_id": str(note.id), "webhook": status}

@@ -34,7 +34,8 @@ def _send(user_id, title, message, notification_type, dedup_key=None, chatbot_id
                               webhook_url=context.webhook_url,
                               webhook_secret=context.webhook_secret,
                               timeout=context.webhook_timeout,
-                              allow_private=context.allow_private_urls)
+                              allow_private=context.allow_private_urls,
+                              claimant=current_task_id())
 
 
 @task(queue="notifications", retries=3, retry_delay=10, dedup=True, dedup_ttl=300)
