@@ -8,7 +8,7 @@ from botlite.chatbots import get_bot
 from botlite.errors import Conflict
 from botlite.knowledge import sources
 from botlite.models import Source
-from botlite.tasks.ingest import queue_source
+from botlite.tasks.ingest import queue_source, run_lost
 
 DEFAULT_MAX_PAGES, DEFAULT_MAX_DEPTH = 20, 2
 
@@ -18,9 +18,16 @@ def add_file(app, bot_id: str, filename: str | None, stream: BinaryIO) -> tuple[
     bot = get_bot(bot_id)
     added = sources.add_file(app.settings.data_dir, bot, filename, stream,
                              app.settings.max_upload_mb * 1024 * 1024)
-    if not added.duplicate:
+    return _queue_unless_known(app, added)
+
+
+def _queue_unless_known(app, added) -> tuple[Source, bool]:
+    """Queue a new source's run; a known one is a duplicate, unless its run was
+    never queued (a crash between the two writes): then it is queued now."""
+    if not added.duplicate or run_lost(app.runner, added.source):
         queue_source(app.runner, added.source)
-    return Source.get_by_id(added.source.id), added.duplicate
+        return Source.get_by_id(added.source.id), False
+    return Source.get_by_id(added.source.id), True
 
 
 def add_website(app, bot_id: str, data: dict) -> tuple[Source, bool]:
@@ -36,9 +43,7 @@ def add_website(app, bot_id: str, data: dict) -> tuple[Source, bool]:
                                 max_depth=DEFAULT_MAX_DEPTH if max_depth is None else max_depth,
                                 refresh_hours=refresh,
                                 allow_private=app.settings.allow_private_urls)
-    if not added.duplicate:
-        queue_source(app.runner, added.source)
-    return Source.get_by_id(added.source.id), added.duplicate
+    return _queue_unless_known(app, added)
 
 
 def reprocess(app, source_id: str) -> Source:

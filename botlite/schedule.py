@@ -68,6 +68,8 @@ DEFAULT_JOBS = (
     DefaultJob("generate_reports", "0 4 * * *", [], "system report: throughput, failures, "
                                                     "queue depth, slowest tasks"),
     DefaultJob("resync_websites", "*/15 * * * *", [], "re-crawl websites due for a refresh"),
+    DefaultJob("recover_sources", "* * * * *", [],
+               "queue sources whose processing a crash kept from being queued"),
     DefaultJob("expire_results", "*/10 * * * *", [],
                "forget expired task results and old finished task states"),
 )

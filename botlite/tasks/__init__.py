@@ -2,12 +2,14 @@
 from botlite.tasks.analytics import (generate_analytics_report, process_user_action,
                                      update_analytics)
 from botlite.tasks.expiry import expire_results
-from botlite.tasks.ingest import process_document, resync_websites, scrape_website
+from botlite.tasks.ingest import (process_document, recover_sources, resync_websites,
+                                  scrape_website)
 from botlite.tasks.maintenance import (backup_data, cleanup_old_data, cleanup_temp_files,
                                        generate_reports, health_check)
 from botlite.tasks.notify import notify_source_failed, notify_source_ready, send_notification
 
-ALL = (health_check, process_document, scrape_website, resync_websites, send_notification,
+ALL = (health_check, process_document, scrape_website, resync_websites, recover_sources,
+       send_notification,
        notify_source_ready, notify_source_failed, process_user_action, update_analytics,
        generate_analytics_report, cleanup_old_data, cleanup_temp_files, backup_data,
        generate_reports, expire_results)

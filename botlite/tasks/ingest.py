@@ -91,6 +91,49 @@ def resync_websites() -> dict:
     return {"queued": queued}
 
 
+RECOVERY_GRACE = 60  # seconds a new source may wait for its run to be queued
+
+
+def run_lost(runner, source) -> bool:
+    """Whether the source waits for a run that was never queued: a crash between
+    storing the source and queueing its run (two databases, so no one transaction
+    holds both) leaves it pending with no task, or naming a task the queue never got."""
+    if source.status not in ("pending", "processing"):
+        return False
+    return source.task_id is None or runner.storage.get_state(source.task_id) is None
+
+
+def recover_lost_runs(runner, grace: float = RECOVERY_GRACE) -> list[str]:
+    """Queue the run of every source that `run_lost` says waits for nothing and
+    was last changed over ``grace`` seconds ago (younger ones may be between their
+    two writes right now). Returns their ids."""
+    import datetime
+
+    from botlite.models import Source
+    from botlite.timeutil import utcnow
+
+    cutoff = utcnow() - datetime.timedelta(seconds=grace)
+    queued = []
+    for source in Source.select().where(Source.status.in_(("pending", "processing")) &
+                                        (Source.updated_at <= cutoff)):
+        if run_lost(runner, source):
+            logger.warning("source %s waited for a run that was never queued: queueing it",
+                           source.id)
+            queue_source(runner, source)
+            queued.append(source.id)
+    return queued
+
+
+@task(queue="high_priority", dedup=True, dedup_ttl=30)
+def recover_sources(grace_seconds: int = RECOVERY_GRACE) -> dict:
+    """Queue again the processing of sources whose run was never queued (a crash
+    between storing an upload and queueing it); the schedule runs it every minute."""
+    if isinstance(grace_seconds, bool) or not isinstance(grace_seconds, int) or \
+            not 0 <= grace_seconds <= 86400:
+        raise PermanentError("grace_seconds must be a whole number from 0 to 86400")
+    return {"queued": recover_lost_runs(current_runner(), grace_seconds)}
+
+
 def queue_source(runner, source) -> str:
     """Queue a source's processing, ending with a "ready" or "failed" notification.
 
