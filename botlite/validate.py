@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from botlite.errors import BadRequest
+from botlite.errors import BadRequest, NotFound
+
+MAX_ROW_ID = 2 ** 63 - 1
+"""The largest row id SQLite and PostgreSQL (bigint) can hold; past it, no row."""
 
 
 def reject_unknown(data: dict, allowed: set[str]) -> None:
@@ -81,3 +84,12 @@ def limit(value: str | int | None, *, default: int = 50, maximum: int = 500) -> 
     if not 1 <= number <= maximum:
         raise BadRequest("limit must be between 1 and %d" % maximum, code="invalid_field")
     return number
+
+
+def row_id(value: str, what: str) -> int:
+    """The integer row id in a URL's ``value``; NotFound (404) for anything that
+    names no row: not a plain decimal number, or outside 1..`MAX_ROW_ID` (a larger
+    one overflowed the database driver into a 500)."""
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= MAX_ROW_ID:
+        raise NotFound("no %s with id %r" % (what, value))
+    return int(value)

@@ -565,3 +565,67 @@ def test_a_superseded_run_sends_no_ready_notification(client, app):
         notify_source_ready(body["source_id"], body["task_id"], chunks=1)
         notify_source_ready(body["source_id"], body["task_id"], chunks=1)  # a retry
         assert [n.title for n in Notification.select()] == ["Document ready"]
+
+
+# --- a crash between storing a source and queueing its run ------------------------
+
+def _stored_but_never_queued(app, content, task_id=None, age_s=0):
+    """What a crash after `Source.create` (or after naming the run, before the
+    queue got it) leaves: a pending source that no run will ever process."""
+    from botlite.chatbots import get_bot
+    from botlite.knowledge import sources as sources_mod
+    import datetime
+    with app.database.connection_context():
+        added = sources_mod.add_file(app.settings.data_dir, get_bot("default"), "lost.md",
+                                     io.BytesIO(content), 10 * 1024 * 1024)
+        when = Source.get_by_id(added.source.id).updated_at - datetime.timedelta(seconds=age_s)
+        Source.update(task_id=task_id, updated_at=when).where(
+            Source.id == added.source.id).execute()
+        return added.source.id
+
+
+def test_reuploading_a_source_whose_run_was_never_queued_queues_it(app, client, worker):
+    content = b"# Lost\n\nThe quartz lantern needs a crash-safe upload.\n"
+    source_id = _stored_but_never_queued(app, content)
+    response = upload(client, "lost.md", content)
+    assert response.status == 202, response.json
+    body = response.json
+    assert body["source_id"] == source_id and body["duplicate"] is False and body["task_id"]
+    assert wait_done(client, source_id)["status"] == "ready"
+    assert upload(client, "lost.md", content).json["duplicate"] is True  # now it is known
+
+
+@pytest.mark.parametrize("lost", ["no task", "task never queued"])
+def test_a_source_a_crash_kept_from_its_queue_becomes_ready_without_a_reprocess(
+        app, client, lost):
+    """Recovery at start (and the schedule's recover_sources every minute) queues
+    a pending source with no live run; one changed within the grace period (maybe
+    between its two writes right now) is left alone."""
+    old = _stored_but_never_queued(app, b"# Old\n\nThe amber kettle boils twice.\n",
+                                   task_id=None if lost == "no task" else "never-queued",
+                                   age_s=120)
+    young = _stored_but_never_queued(app, b"# Young\n\nThe violet spoon is new.\n")
+    runtime = app.runtime(1)  # what serve and worker start: it runs recover_sources
+    runtime.start()
+    try:
+        assert wait_done(client, old)["status"] == "ready"
+        recovered = wait_for(lambda: [t for t in client.get(
+            "/api/tasks?name=recover_sources").json["tasks"] if t["status"] == "SUCCESS"],
+            timeout=30, message="recover_sources to run")
+        assert recovered[0]["result"] == {"queued": [old]}
+        assert client.get("/api/sources/" + young).json["status"] == "pending"
+    finally:
+        runtime.stop()
+    with app.database.connection_context():
+        assert search(app, "default", "amber kettle")
+
+
+@pytest.mark.parametrize("name", ["a\x00.txt", "\x00", "a\x1b.txt"])
+def test_a_file_name_with_control_characters_is_a_400_and_stores_nothing(client, app, name):
+    answer = upload(client, name, b"hello")
+    assert answer.status == 400, answer.text
+    assert answer.json["error"]["code"] == "invalid_filename"
+    with app.database.connection_context():
+        assert Source.select().count() == 0
+    uploads = os.path.join(app.settings.data_dir, "uploads")
+    assert not os.path.isdir(uploads) or not os.listdir(uploads)

@@ -268,3 +268,23 @@ def test_a_non_ascii_authorization_header_is_a_401(client):
     response = client.get("/api/chatbots", headers={"Authorization": "Bearer \u00e9\u00e9"},
                           auth=False)
     assert response.status == 401
+
+
+@pytest.mark.parametrize("path", ["/api/faqs/%s", "/api/intents/%s",
+                                  "/api/notifications/%s/read"])
+@pytest.mark.parametrize("value", ["99999999999999999999", "9223372036854775808", "0",
+                                   "-1", "1e3", "12a"])
+def test_an_id_out_of_range_names_no_row(client, path, value):
+    """A huge id overflowed the database driver into a 500."""
+    method = {"/api/faqs/%s": "PATCH", "/api/intents/%s": "DELETE"}.get(path, "POST")
+    answer = client.request(method, path % value, json_body={"answer": "x"})
+    assert answer.status == 404, answer.text
+    assert answer.json["error"]["code"] == "not_found"
+
+
+def test_a_non_ascii_digit_is_no_id():
+    from botlite.errors import NotFound
+    from botlite.validate import row_id
+    assert row_id("42", "FAQ") == 42
+    with pytest.raises(NotFound):
+        row_id("\u0661", "FAQ")  # int() reads ARABIC-INDIC DIGIT ONE as 1

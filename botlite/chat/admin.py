@@ -13,12 +13,6 @@ from botlite.models import CustomIntent, Faq
 from botlite.timeutil import utcnow
 
 
-def _id(value: str, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise NotFound("no %s with id %r" % (what, value)) from None
-
 
 def list_faqs(bot_id: str) -> list[dict]:
     get_bot(bot_id)
@@ -35,7 +29,7 @@ def add_faq(bot_id: str, data: dict) -> dict:
 
 def update_faq(faq_id: str, data: dict) -> dict:
     validate.reject_unknown(data, {"question", "answer"})
-    faq = Faq.get_or_none(Faq.id == _id(faq_id, "FAQ"))
+    faq = Faq.get_or_none(Faq.id == validate.row_id(faq_id, "FAQ"))
     if faq is None:
         raise NotFound("no FAQ with id %r" % faq_id)
     changes = {k: v for k, v in (
@@ -48,7 +42,7 @@ def update_faq(faq_id: str, data: dict) -> dict:
 
 
 def delete_faq(faq_id: str) -> dict:
-    faq = Faq.get_or_none(Faq.id == _id(faq_id, "FAQ"))
+    faq = Faq.get_or_none(Faq.id == validate.row_id(faq_id, "FAQ"))
     if faq is None:
         raise NotFound("no FAQ with id %r" % faq_id)
     faq.delete_instance()
@@ -82,7 +76,7 @@ def add_intent(bot_id: str, data: dict) -> dict:
 
 
 def delete_intent(intent_id: str) -> dict:
-    row = CustomIntent.get_or_none(CustomIntent.id == _id(intent_id, "intent"))
+    row = CustomIntent.get_or_none(CustomIntent.id == validate.row_id(intent_id, "intent"))
     if row is None:
         raise NotFound("no intent with id %r" % intent_id)
     row.delete_instance()

@@ -78,13 +78,20 @@ def add_file(data_dir: str, bot: Chatbot, filename: str | None, stream: BinaryIO
     """Store an upload and create its source; the caller queues processing.
 
     Identical content already given to this bot returns that source
-    (``duplicate``), unless it had failed: then it is processed again.
+    (``duplicate``), unless it had failed: then it is processed again. Whatever
+    fails (a full disk too) leaves neither the upload's temp file nor a source
+    without its file behind.
     """
+    if filename and any(ord(c) < 32 or ord(c) == 127 for c in filename):
+        # A NUL reached os.path and the database as a 500; no real file is named so.
+        raise BadRequest("the file name contains control characters (such as NUL); "
+                         "rename the file", code="invalid_filename")
     uploads = os.path.join(data_dir, UPLOADS)
     os.makedirs(uploads, exist_ok=True)
     digest, size, head = hashlib.sha256(), 0, b""
-    with tempfile.NamedTemporaryFile(dir=uploads, prefix=".incoming-", delete=False) as temp:
-        try:
+    temp = tempfile.NamedTemporaryFile(dir=uploads, prefix=".incoming-", delete=False)
+    try:
+        with temp:  # closing writes the last buffered block: a full disk can fail here
             while True:
                 block = stream.read(1024 * 1024)
                 if not block:
@@ -97,19 +104,19 @@ def add_file(data_dir: str, bot: Chatbot, filename: str | None, stream: BinaryIO
                     head += block[:HEAD_BYTES - len(head)]
                 digest.update(block)
                 temp.write(block)
-            if size == 0:
-                raise BadRequest("the file is empty", code="invalid_file")
-            try:
-                kind = detect_kind(filename or "", head)
-            except UnsupportedType as exc:
-                raise UnsupportedMediaType("%s Supported: %s." % (
-                    exc.reason, ", ".join(sorted(SUPPORTED)))) from None
-        except BaseException:
-            os.unlink(temp.name)
-            raise
-    content_hash = digest.hexdigest()
-    existing = (Source.select().where((Source.chatbot == bot.id) &
-                                      (Source.content_hash == content_hash)).first())
+        if size == 0:
+            raise BadRequest("the file is empty", code="invalid_file")
+        try:
+            kind = detect_kind(filename or "", head)
+        except UnsupportedType as exc:
+            raise UnsupportedMediaType("%s Supported: %s." % (
+                exc.reason, ", ".join(sorted(SUPPORTED)))) from None
+        content_hash = digest.hexdigest()
+        existing = (Source.select().where((Source.chatbot == bot.id) &
+                                          (Source.content_hash == content_hash)).first())
+    except BaseException:
+        os.unlink(temp.name)
+        raise
     if existing is not None:
         os.unlink(temp.name)
         return Added(existing, duplicate=existing.status != "failed")

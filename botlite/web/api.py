@@ -124,7 +124,12 @@ def install(web: Bottle, app) -> None:
             if request.content_length > limit + MULTIPART_OVERHEAD:
                 raise PayloadTooLarge("the file is larger than the %d MB upload limit"
                                       % app.settings.max_upload_mb)
-            upload = request.files.get("file")
+            try:
+                upload = request.files.get("file")
+            except ValueError:  # bottle refuses a part header with control characters
+                raise BadRequest("a part header of the upload contains control "
+                                 "characters (a NUL in the file name?); rename the file",
+                                 code="invalid_filename") from None
             if upload is None:
                 raise BadRequest("send the file in a multipart field named 'file'",
                                  code="invalid_field")
