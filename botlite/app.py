@@ -69,10 +69,21 @@ class Botlite:
         self.turn_log = TurnLog(database, on_written=self._queue_user_actions)
 
     def _queue_user_actions(self, turns) -> None:
-        """Each logged chat turn's analytics action, as the task process_user_action."""
-        for turn in turns:
-            self.runner.enqueue("process_user_action",
-                                [turn.bot_id, turn.session_id, turn.reply_id])
+        """Each logged chat turn's analytics action, as the task process_user_action.
+        Those the queue refuses (a full disk) go back to the turn log, which offers
+        them again (turnlog.NotQueued); a disk problem is noted for /healthz."""
+        from botlite import errors, health
+        from botlite.chat.turnlog import NotQueued
+
+        for done, turn in enumerate(turns):
+            try:
+                self.runner.enqueue("process_user_action",
+                                    [turn.bot_id, turn.session_id, turn.reply_id])
+            except Exception as exc:
+                problem = errors.storage_problem(exc, self.settings.data_dir)
+                if problem is not None:
+                    health.note_storage_failure(self.settings.data_dir, problem)
+                raise NotQueued(turns[done:]) from exc
 
     @classmethod
     def open(cls, settings: Settings) -> "Botlite":
@@ -109,6 +120,8 @@ class Botlite:
         """Task workers and, with ``schedule``, the scheduler of the database-backed
         schedule (whose expire_results job prunes old results, so the runtime's own
         pruning is off). One-off commands run workers without a scheduler."""
+        if schedule:  # sources a crash kept from being queued, before the first minute
+            self.runner.enqueue("recover_sources")
         return Runtime(self.runner, self.settings.workers if workers is None else workers,
                        lanes=lanes, shutdown_timeout=self.settings.shutdown_timeout,
                        prune_interval=None if schedule else PRUNE_INTERVAL,

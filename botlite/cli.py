@@ -1,7 +1,7 @@
 """``python -m botlite <command>``. ``main(argv)`` returns the exit code.
 
-Exit codes: 0 done, 1 failed while running, 2 bad input or configuration (one
-line on stderr).
+Exit codes: 0 done, 1 failed while running, 2 bad input or configuration, or a
+disk that is full or takes no writes (one line on stderr).
 """
 from __future__ import annotations
 
@@ -170,9 +170,18 @@ WEB_THREADS = 8
 """waitress threads per web process."""
 
 
+CONNECTION_LIMIT = 1000
+"""Open connections per web process (waitress's default, 100, was a slowloris's
+whole budget); polled with poll(), not select() (limited to 1,024 descriptors)."""
+
+
 def _server_options(settings) -> dict:
+    from botlite.web.app import MAINTENANCE_INTERVAL
+
     options = dict(threads=WEB_THREADS, ident="botlite", clear_untrusted_proxy_headers=True,
-                   max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024)
+                   max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024,
+                   connection_limit=CONNECTION_LIMIT, asyncore_use_poll=True,
+                   channel_timeout=60, cleanup_interval=MAINTENANCE_INTERVAL)
     if settings.trusted_proxy:
         options.update(trusted_proxy=settings.trusted_proxy, trusted_proxy_count=1,
                        trusted_proxy_headers={"x-forwarded-proto", "x-forwarded-for",
@@ -184,10 +193,11 @@ def _create_server(application, **options):
     """waitress.create_server, answering what it cannot read with JSON errors."""
     import waitress
 
-    from botlite.web.app import json_server_errors
+    from botlite.web.app import guard_connections, json_server_errors
 
     server = waitress.create_server(application, **options)
     json_server_errors(server)
+    guard_connections(server, per_address=not options.get("trusted_proxy"))
     return server
 
 
@@ -915,9 +925,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _storage_line(exc: BaseException, args, detail: str | None = None) -> str | None:
+    """What to do about a full or unwritable disk behind ``exc`` (or None), then
+    in parentheses ``detail`` (default: the error the disk gave)."""
+    from botlite import errors
+
+    try:
+        data_dir = _settings(args).data_dir if args is not None else None
+    except SettingsError:
+        data_dir = None
+    failure = errors.storage_failure(exc, data_dir)
+    if failure is None or data_dir is None:
+        return None
+    problem, cause = failure
+    return "%s (%s)" % (errors.storage_error(problem, data_dir).message,
+                        detail or errors.describe(cause))
+
+
 def main(argv: list[str] | None = None) -> int:
     from botlite.app import StartupError
 
+    args = None
     try:
         try:
             args = build_parser().parse_args(argv)
@@ -928,7 +956,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # here, where a reader gone is handled, not at exit
         return code
     except (CliError, SettingsError, StartupError) as exc:
-        print("botlite: error: %s" % exc, file=sys.stderr)
+        print("botlite: error: %s" % (_storage_line(exc, args, str(exc)) or exc),
+              file=sys.stderr)
         return 2
     except BrokenPipeError:
         if not _stdout_closed():
@@ -937,6 +966,12 @@ def main(argv: list[str] | None = None) -> int:
         # writing, and keep Python from reporting it again when it flushes at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a full or unwritable disk is the user's to fix: exit 2
+        line = _storage_line(exc, args)
+        if line is None:
+            raise
+        print("botlite: error: %s" % line, file=sys.stderr)
+        return 2
 
 
 def _stdout_closed() -> bool:

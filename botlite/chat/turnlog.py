@@ -23,7 +23,14 @@ The guarantees:
   `CLOSE_ATTEMPTS` tries in a row are they given up, each logged in full at
   ERROR level;
 - a turn that can never be written (its bot was deleted meanwhile) is dropped
-  with a WARNING, without holding up the turns around it.
+  with a WARNING, without holding up the turns around it;
+- a written turn whose ``on_written`` the queue refuses (a full disk, the queue
+  down) waits in memory (up to `MAX_UNQUEUED` turns; beyond, its action is
+  dropped and counted in `actions_dropped`) and is offered again with the next
+  written batch or after a pause (up to `MAX_QUEUE_RETRY_PAUSE`); ``close()``
+  offers it once more, then logs what is still refused at ERROR level;
+- a write refused for lack of disk space (or a read-only disk) is one WARNING
+  line when it starts and one INFO line when it ends, not a traceback a try.
 """
 from __future__ import annotations
 
@@ -39,6 +46,7 @@ from typing import Callable
 import peewee
 
 from botlite.db import write_transaction
+from botlite.errors import describe, storage_failure
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +58,10 @@ MAX_RETRY_PAUSE = 2.0
 """Seconds between attempts to write a batch, at most."""
 CLOSE_ATTEMPTS = 5
 """Attempts to write what is queued when closing, before giving it up (logged)."""
+MAX_UNQUEUED = 10000
+"""Written turns whose ``on_written`` waits for the queue, at most."""
+MAX_QUEUE_RETRY_PAUSE = 10.0
+"""Seconds between offers of the waiting turns to ``on_written``, at most."""
 
 
 @dataclass
@@ -69,14 +81,29 @@ class Turn:
     at: object  # a naive UTC datetime
 
 
+class NotQueued(Exception):
+    """Raised by ``on_written`` (from the queue's error): the follow-ups of these
+    turns, the tail of those it was given, could not be queued yet."""
+
+    def __init__(self, turns: list[Turn]) -> None:
+        super().__init__("%d turn(s) not queued" % len(turns))
+        self.turns = turns
+
+
 class TurnLog:
     """Queue turns with `submit`; one thread writes them (see the module's docstring)."""
 
     def __init__(self, database: peewee.Database,
                  on_written: Callable[[list[Turn]], None] | None = None) -> None:
         self.database = database
-        self.on_written = on_written  # called with the turns of each committed write
+        # Called with the turns of each committed write; raises NotQueued (or any
+        # error, then all of them are offered again) for those it could not queue.
+        self.on_written = on_written
         self._pending: collections.deque[Turn] = collections.deque()
+        self._unqueued: collections.deque[Turn] = collections.deque()
+        self._dropped = 0     # turns whose on_written was given up
+        self._queue_retry_at = 0.0
+        self._queue_pause = 0.0
         self._changed = threading.Condition()
         self._submitted = 0   # turns ever queued
         self._done = 0        # of those, written or given up, in order
@@ -101,6 +128,7 @@ class TurnLog:
                 self._changed.notify_all()
                 return
         self._announce(self._write_each([turn]))
+        self._give_up_unqueued()
 
     def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until every turn queued before this call is written (or given
@@ -120,6 +148,19 @@ class TurnLog:
         with self._changed:
             return self._submitted - self._done
 
+    @property
+    def actions_waiting(self) -> int:
+        """Written turns whose ``on_written`` waits for the queue."""
+        with self._changed:
+            return len(self._unqueued)
+
+    @property
+    def actions_dropped(self) -> int:
+        """Written turns whose ``on_written`` was given up (over `MAX_UNQUEUED`, or
+        still refused at `close`), since this log was made."""
+        with self._changed:
+            return self._dropped
+
     def close(self) -> None:
         """Write every queued turn, then stop the writer. Idempotent."""
         with self._changed:
@@ -131,30 +172,47 @@ class TurnLog:
 
     # -- the writer thread --------------------------------------------------------------
 
+    def _queue_retry_due(self) -> bool:
+        return bool(self._unqueued) and time.monotonic() >= self._queue_retry_at
+
+    def _until_queue_retry(self) -> float | None:
+        return max(0.0, self._queue_retry_at - time.monotonic()) if self._unqueued else None
+
     def _run(self) -> None:
         pause, failures = 0.0, 0
         while True:
             with self._changed:
-                while not self._pending and not self._closing:
-                    self._changed.wait()
+                while not self._pending and not self._closing and not self._queue_retry_due():
+                    self._changed.wait(self._until_queue_retry())
                 if not self._pending:
+                    closing = self._closing
+                    batch = None
+                else:
+                    if pause:
+                        # A failed write: wait before the next attempt (closing cuts it short).
+                        self._changed.wait_for(lambda: self._closing, pause)
+                    batch = [self._pending[i]
+                             for i in range(min(MAX_BATCH, len(self._pending)))]
+            if batch is None:  # nothing to write: offer the waiting turns again
+                self._announce([])
+                if closing:
+                    self._give_up_unqueued()
                     return
-                if pause:
-                    # A failed write: wait before the next attempt (closing cuts it short).
-                    self._changed.wait_for(lambda: self._closing, pause)
-                batch = [self._pending[i] for i in range(min(MAX_BATCH, len(self._pending)))]
+                continue
             try:
                 with self.database.connection_context():
                     written = self._write_batch(batch)
-            except Exception:
+            except Exception as exc:
                 failures += 1
                 if self._closing and failures >= CLOSE_ATTEMPTS:
                     self._give_up()
                     return
-                logger.exception("could not log %d chat turn(s); retrying (attempt %d)",
-                                 len(batch), failures)
+                self._log_write_failure(exc, len(batch), failures)
                 pause = min(MAX_RETRY_PAUSE, max(0.05, pause * 2))
                 continue
+            if failures:
+                logger.info("chat turns are logged again (after %d failed attempt(s))",
+                            failures)
             pause, failures = 0.0, 0
             self._announce(written)
             with self._changed:
@@ -162,6 +220,20 @@ class TurnLog:
                     self._pending.popleft()
                 self._done += len(batch)
                 self._changed.notify_all()
+
+    @staticmethod
+    def _log_write_failure(exc: Exception, count: int, failures: int) -> None:
+        failure = storage_failure(exc)
+        if failure is None:
+            logger.exception("could not log %d chat turn(s); retrying (attempt %d)",
+                             count, failures)
+        elif failures == 1:
+            logger.warning("could not log %d chat turn(s), the disk refuses writes (%s); "
+                           "they wait and are retried until it takes them", count,
+                           describe(failure[1]))
+        else:
+            logger.debug("could not log %d chat turn(s) (attempt %d): %s", count,
+                         failures, describe(failure[1]))
 
     def _give_up(self) -> None:
         with self._changed:
@@ -172,6 +244,18 @@ class TurnLog:
         for turn in lost:
             logger.error("chat turn not logged (database unavailable at shutdown): %s",
                          json.dumps(_as_json(turn)))
+        self._give_up_unqueued()
+
+    def _give_up_unqueued(self) -> None:
+        """At shutdown: the turns whose ``on_written`` is still refused are logged."""
+        with self._changed:
+            lost = list(self._unqueued)
+            self._unqueued.clear()
+            self._dropped += len(lost)
+        if lost:
+            logger.error("the analytics actions of %d logged chat turn(s) were not queued "
+                         "(the queue refused them until shutdown); their reply ids: %s",
+                         len(lost), " ".join(turn.reply_id for turn in lost))
 
     def _write_batch(self, batch: list[Turn]) -> list[Turn]:
         try:
@@ -195,13 +279,55 @@ class TurnLog:
         return written
 
     def _announce(self, turns: list[Turn]) -> None:
-        if self.on_written is None or not turns:
+        """``on_written`` for the turns that wait for it, then for ``turns``."""
+        if self.on_written is None:
+            return
+        with self._changed:
+            waiting = list(self._unqueued)
+            self._unqueued.clear()
+        offered = waiting + turns
+        if not offered:
             return
         try:
-            self.on_written(turns)
-        except Exception:  # the queue is down: the turns are logged, their analytics row not
-            logger.exception("could not queue process_user_action for %d chat turn(s)",
-                             len(turns))
+            self.on_written(offered)
+        except NotQueued as exc:
+            self._keep_unqueued(exc.turns, exc.__cause__ or exc, again=bool(waiting))
+        except Exception as exc:
+            self._keep_unqueued(offered, exc, again=bool(waiting))
+        else:
+            self._queue_pause = 0.0
+            if waiting:
+                logger.info("queued the analytics actions of %d chat turn(s) that waited "
+                            "for the queue", len(waiting))
+
+    def _keep_unqueued(self, turns: list[Turn], error: BaseException, again: bool) -> None:
+        """Keep the turns ``on_written`` refused, to offer them again after a pause."""
+        with self._changed:
+            room = max(0, MAX_UNQUEUED - len(self._unqueued))
+            dropped = max(0, len(turns) - room)
+            # Those that waited first (and the others in their order) stay; the newest go.
+            self._unqueued.extendleft(reversed(turns[:room]))
+            self._dropped += dropped
+            total_dropped = self._dropped
+            self._queue_pause = min(MAX_QUEUE_RETRY_PAUSE, max(1.0, self._queue_pause * 2))
+            self._queue_retry_at = time.monotonic() + self._queue_pause
+            self._changed.notify_all()
+        if dropped:
+            logger.warning("dropped the analytics actions of %d logged chat turn(s): %d "
+                           "already wait for the queue (%d dropped so far)", dropped,
+                           MAX_UNQUEUED, total_dropped)
+        failure = storage_failure(error)
+        if again:
+            logger.debug("the queue still refuses the analytics actions of %d chat turn(s): "
+                         "%s", len(turns), describe(error))
+        elif failure is not None:
+            logger.warning("could not queue the analytics actions of %d chat turn(s), the "
+                           "disk refuses writes (%s); they wait and are queued when it "
+                           "takes them", len(turns), describe(failure[1]))
+        else:
+            logger.error("could not queue the analytics actions of %d chat turn(s); they "
+                         "wait and are queued again", len(turns),
+                         exc_info=(type(error), error, error.__traceback__))
 
 
 def _as_json(turn: Turn) -> dict:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import bottle
 
-from botlite import errors
+from botlite import errors, health
 from botlite.auth import token_matches
 from botlite.web import session
 from botlite.widget import Caller, cors_headers
@@ -57,8 +58,10 @@ class ApiPlugin:
     needs the browser session (else a redirect to /login); anything else is the admin
     API, which takes the bearer token, or the session cookie together with the
     X-CSRF-Token header (that is how the pages' JavaScript calls it). ``cors=True``
-    routes get a ``Caller`` (see ``current_caller``). Unexpected exceptions are logged
-    with their traceback and answered with a bare 500.
+    routes get a ``Caller`` (see ``current_caller``). A disk that is full or takes no
+    writes is answered 507 / 503 (errors.storage_error) and logged in one line;
+    other unexpected exceptions are logged with their traceback and answered with a
+    bare 500.
     """
     name = "botlite-api"
     api = 2
@@ -111,6 +114,21 @@ class ApiPlugin:
                                        headers={"Content-Type": "text/html; charset=utf-8"})
         return error_response(exc)
 
+    def _unexpected(self, exc: Exception, public: bool) -> errors.BotliteError:
+        """A full or unwritable disk is the operator's to fix (507 / 503, one
+        WARNING line); anything else is a bug (500, logged with its traceback)."""
+        data_dir = self.app.settings.data_dir
+        failure = errors.storage_failure(exc, data_dir)
+        if failure is None:
+            logger.exception("unhandled error in %s %s", bottle.request.method,
+                             bottle.request.path)
+            return errors.InternalError("internal error; the server log has the details")
+        problem, cause = failure
+        health.note_storage_failure(data_dir, problem)
+        logger.warning("%s %s: %s (%s)", bottle.request.method, bottle.request.path,
+                       errors.storage_error(problem, data_dir).message, errors.describe(cause))
+        return errors.storage_error(problem, data_dir, public)
+
     def apply(self, callback, route):
         public = route.config.get("public", False)
         page = route.config.get("page", False)
@@ -128,11 +146,8 @@ class ApiPlugin:
                 return self._error(exc, page)
             except bottle.HTTPResponse:
                 raise
-            except Exception:
-                logger.exception("unhandled error in %s %s", bottle.request.method,
-                                 bottle.request.path)
-                return self._error(errors.InternalError(
-                    "internal error; the server log has the details"), page)
+            except Exception as exc:
+                return self._error(self._unexpected(exc, public), page)
 
         if not cors:
             return handle
@@ -231,22 +246,85 @@ def _json_error_channel():
             self.content_length = len(body)
             self.write(body)
 
-    class JsonErrorChannel(HTTPChannel):
+    class GuardedChannel(HTTPChannel):
+        """Also: a request's headers must arrive within `HEADER_TIMEOUT` of its first
+        byte (of the connection, before any), and one address holds at most
+        `PER_ADDRESS_CONNECTIONS` connections (see `guard_connections`)."""
         error_task_class = JsonErrorTask
 
-    return JsonErrorChannel
+        def __init__(self, server, sock, addr, adj, map=None):
+            super().__init__(server, sock, addr, adj, map)
+            self.request_began = self.creation_time
+            limit = getattr(server, "per_address_limit", None)
+            if limit and addr and sum(1 for other in server.active_channels.values()
+                                      if other.addr and other.addr[0] == addr[0]) > limit:
+                self.will_close = True
+                # Once a minute per address: a flood of refusals is not a flood of lines.
+                warned = server.__dict__.setdefault("refusals_warned", {})
+                if time.monotonic() - warned.get(addr[0], -REFUSAL_LOG_INTERVAL) \
+                        >= REFUSAL_LOG_INTERVAL:
+                    warned[addr[0]] = time.monotonic()
+                    logger.warning("refusing connections from %s: it has %d open "
+                                   "already (logged once a minute)", addr[0], limit)
+
+        def received(self, data):
+            if self.request is None and data:
+                self.request_began = time.time()
+            return super().received(data)
+
+        def headers_overdue(self, cutoff: float) -> bool:
+            waiting = self.request is not None and not self.request.headers_finished
+            idle_new = self.request is None and not self.requests and \
+                self.last_activity == self.creation_time
+            return (waiting or idle_new) and self.request_began < cutoff
+
+    return GuardedChannel
+
+
+HEADER_TIMEOUT = 10.0
+"""Seconds a client gets to send a request's line and headers (slowloris: one
+header line every few seconds kept a connection, and 100 of them the server)."""
+PER_ADDRESS_CONNECTIONS = 64
+"""Open connections one client address may hold (not behind a trusted proxy,
+where every connection comes from the proxy's address)."""
+MAINTENANCE_INTERVAL = 1.0
+"""Seconds between the server's sweeps for overdue and idle connections."""
+REFUSAL_LOG_INTERVAL = 60.0
+"""Seconds between two warnings about the same address's refused connections."""
 
 
 def json_server_errors(server) -> None:
     """Make the waitress ``server`` (from waitress.create_server) answer the
     requests it cannot read with the API's JSON errors (see `_json_error_channel`)."""
-    from waitress.server import BaseWSGIServer
-
     channel = _json_error_channel()
-    servers = [server] if isinstance(server, BaseWSGIServer) else [
-        each for each in server.map.values() if isinstance(each, BaseWSGIServer)]
-    for each in servers:
+    for each in _servers(server):
         each.channel_class = channel
+
+
+def _servers(server) -> list:
+    from waitress.server import BaseWSGIServer
+    return [server] if isinstance(server, BaseWSGIServer) else [
+        each for each in server.map.values() if isinstance(each, BaseWSGIServer)]
+
+
+def guard_connections(server, per_address: bool = True) -> None:
+    """Keep the waitress ``server`` answering when clients hold connections open:
+    a connection whose request headers are not complete `HEADER_TIMEOUT` seconds
+    after they began is closed (checked every `MAINTENANCE_INTERVAL`), and with
+    ``per_address``, an address past `PER_ADDRESS_CONNECTIONS` connections has its
+    new ones closed at once. Needs the channel of `json_server_errors`."""
+    for each in _servers(server):
+        each.per_address_limit = PER_ADDRESS_CONNECTIONS if per_address else None
+        idle_sweep = each.maintenance
+
+        def maintenance(now, each=each, idle_sweep=idle_sweep):
+            idle_sweep(now)
+            cutoff = now - HEADER_TIMEOUT
+            for channel in list(each.active_channels.values()):
+                overdue = getattr(channel, "headers_overdue", None)
+                if overdue is not None and overdue(cutoff):
+                    channel.will_close = True
+        each.maintenance = maintenance
 
 
 def create_app(app):
