@@ -216,9 +216,9 @@ def test_a_hyphenated_word_is_weighed_by_the_chunks_holding_either_spelling(libr
     assert index.search("default", "non-interactive debconf", 5)[0].url == debconf
     terms = ["non-interactive", "debconf"]
     if isinstance(index.database.obj, peewee.PostgresqlDatabase):
-        counts = index._counts_postgres(terms)
+        counts = index._counts_postgres("default", terms)
     else:
-        counts = index._counts(terms)[0]
+        counts = index._counts("default", terms)[0]
     assert counts == {"non-interactive": 6, "debconf": 1}
 
 
@@ -240,10 +240,10 @@ def test_a_long_word_many_chunks_hold_is_not_cut(sqlite_db, monkeypatch):
     clock = add_page("default", "Clock", ("Time", "Set the time zone with tzdata. " + FILLER))
     add_page("default", "Zones", ("Timezone", "The timezone database. " + FILLER))
     monkeypatch.setattr(index, "SPLIT_RARE", 1)  # one chunk holding it is "many"
-    assert index._counts(["timezone"])[1]["timezone"] == ["timezone"]
+    assert index._counts("default", ["timezone"])[1]["timezone"] == ["timezone"]
     assert clock not in [hit.url for hit in index.search("default", "timezone", 5)]
     monkeypatch.setattr(index, "SPLIT_RARE", 2)  # one chunk is rare: cut it
-    assert index._counts(["timezone"]) == ({"timezone": 2}, {"timezone": ["timezone",
+    assert index._counts("default", ["timezone"]) == ({"timezone": 2}, {"timezone": ["timezone",
                                                                           "time zone"]})
     assert clock in [hit.url for hit in index.search("default", "timezone", 5)]
 

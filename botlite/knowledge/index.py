@@ -26,16 +26,22 @@ SQLite's BM25 reads the whole list of chunks holding each term it ranks (for
 the term's document frequency) and scores every chunk that matches, so a term
 in most chunks of a large index costs milliseconds. Terms are therefore
 counted first, up to `COMMON` each, and only the rarest go to BM25 while their
-chunks stay within `MATCH_BUDGET`; the others count in the re-ranking. For the
-same reason the bot is checked on the best chunks, not in the MATCH expression
-(its token is in every one of its chunks).
+chunks stay within `MATCH_BUDGET`; the others count in the re-ranking.
+
+Every statement is scoped to the bot inside the MATCH expression (its token is
+in every one of its chunks), so another bot's index, however large, costs its
+searches nothing; a question is cut to a bounded number of bounded terms
+(`query_terms`), and a search past `SEARCH_BUDGET_S` is interrupted.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import math
 import re
+import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -44,6 +50,8 @@ import peewee
 from botlite.db import database
 from botlite.knowledge.chunk import Chunk as TextChunk
 from botlite.models import Page, Source
+
+logger = logging.getLogger(__name__)
 
 # A word, or words joined without spaces by - . / + : ("apt-get", "sources.list",
 # "/etc/shadow"), kept together as one term (an FTS5 phrase) besides its words;
@@ -70,6 +78,12 @@ uses using ve very want wants was wasn way ways we were weren what when where wh
 while who whom why will with won would wouldn yet you your yours
 """.split())
 MAX_QUERY_TERMS = 32
+MAX_TERM_CHARS = 64
+"""Longer "words" (a hash, a base64 blob, letters held down) are not searched."""
+MAX_JOINED_PARTS = 4
+"""Words joined by - . / + : of more parts are searched as their words only."""
+MAX_PHRASES = 3
+"""Joined words searched as phrases per query, at most (the first ones)."""
 SPLIT_FROM = 8
 """A query word of this many letters or more may be written as two words
 ("metapackage" as "meta-package", "timezone" as "time zone")..."""
@@ -80,6 +94,9 @@ SPLIT_UPTO = 24
 SPLIT_RARE = 20
 """...and only a word fewer chunks than this hold: a word many chunks hold is
 written that way in this index, and its cuts cost a search more than they find."""
+ALL_OF = 6
+"""When every term is common, candidates are the newest chunks holding all of
+the first this many (then any of them)."""
 MAX_SPLITS = 64
 """Cuts counted per query at most, so a long message costs a bounded statement
 (SQLite allows 2,000 columns in a result)."""
@@ -105,6 +122,11 @@ PAGE_WEIGHT = 0.5
 chunk's rank (its own relative BM25, at most 1)."""
 LABEL_WEIGHT = 0.3
 """Times the share of the query its title and heading name, added to a chunk's rank."""
+SEARCH_BUDGET_S = 0.5
+"""A search's statements are interrupted past this (a runaway is a bug or an attack;
+ordinary searches take milliseconds)."""
+BUDGET_EVERY = 1000
+"""SQLite VM steps between checks of the budget."""
 
 
 @dataclass
@@ -129,13 +151,30 @@ def bot_token(bot_id: str) -> str:
 
 def query_terms(query: str) -> list[str]:
     """The distinct words and joined words ("apt-get") of ``query`` worth
-    searching for, in order, lower case, without stopwords unless that is all."""
-    words = []
+    searching for, in order, lower case, without stopwords unless that is all.
+
+    The cost of a search is bounded by the question, whatever it is: at most
+    `MAX_QUERY_TERMS` terms; a word over `MAX_TERM_CHARS` letters is no word
+    (nothing is searched for it); words joined into one of more than
+    `MAX_JOINED_PARTS` parts, or only of stopwords ("of-the-of-the-…"), and
+    those after the first `MAX_PHRASES`, are searched as their words only, never
+    as phrases (an FTS5 phrase reads the position lists of every word in it, in
+    every chunk that holds them all)."""
+    words, phrases = [], 0
     for word in _WORD.findall(query):
         word = _APOSTROPHE.sub("", word.lower())
-        words.append(word)
-        if not _WORD_AT.fullmatch(word):
-            words.extend(_WORD_AT.findall(word))
+        if _WORD_AT.fullmatch(word):
+            if len(word) <= MAX_TERM_CHARS:
+                words.append(word)
+            continue
+        parts = [part for part in _WORD_AT.findall(word) if len(part) <= MAX_TERM_CHARS]
+        if len(word) <= MAX_TERM_CHARS and len(parts) <= MAX_JOINED_PARTS and \
+                not all(part in STOPWORDS for part in parts) and phrases < MAX_PHRASES:
+            words.append(word)
+            phrases += 1
+        words.extend(parts)
+        if len(words) > 4 * MAX_QUERY_TERMS and len(set(words)) > MAX_QUERY_TERMS:
+            break  # enough to choose from: the rest of a long message adds no term
     content = [w for w in words if w not in STOPWORDS]
     terms = content or words
     seen, unique = set(), []
@@ -180,22 +219,52 @@ def match_expression(bot_id: str, query: str) -> str | None:
         term: _expression(spellings(term)) for term in terms}))
 
 
+class _Budget:
+    """A SQLite progress handler that interrupts a search's statement once
+    `SEARCH_BUDGET_S` has passed (checked every `BUDGET_EVERY` VM steps)."""
+
+    def __init__(self) -> None:
+        self.deadline = time.monotonic() + SEARCH_BUDGET_S
+        self.checks = 0
+
+    def __call__(self) -> int:
+        self.checks += 1
+        return 1 if time.monotonic() > self.deadline else 0
+
+
 def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
     """The ``k`` chunks of ``bot_id`` that best match ``query``, best first
-    (see the module's docstring)."""
+    (see the module's docstring). A search that runs past `SEARCH_BUDGET_S`
+    ends with what it has (nothing, if the candidates were not chosen yet)."""
     if isinstance(database.obj, peewee.PostgresqlDatabase):
         return _search_postgres(bot_id, query, k)
     terms = query_terms(query)
     if not terms:
         return []
-    counts, forms = _counts(terms)
+    connection = database.connection()
+    budget = _Budget()
+    connection.set_progress_handler(budget, BUDGET_EVERY)
+    try:
+        return _search_sqlite(bot_id, terms, k)
+    except (sqlite3.OperationalError, peewee.OperationalError) as exc:
+        if "interrupted" not in str(exc):
+            raise
+        logger.warning("search of bot %s stopped after %.2f s (%d terms): %r", bot_id,
+                       SEARCH_BUDGET_S, len(terms), " ".join(terms)[:200])
+        return []
+    finally:
+        connection.set_progress_handler(None, 0)
+
+
+def _search_sqlite(bot_id: str, terms: list[str], k: int) -> list[Hit]:
+    counts, forms = _counts(bot_id, terms)
     held = sum(counts.values())
     if not held:
         return []
     expressions = {term: _expression(forms[term]) for term in terms}
     # The sum bounds the chunks holding any term from above unless a count was cut at COMMON.
     bounded = held <= MATCH_BUDGET and max(counts.values()) < COMMON
-    if not bounded and _matching(_any(terms, expressions)) > MATCH_BUDGET:
+    if not bounded and _matching(bot_id, _any(terms, expressions)) > MATCH_BUDGET:
         rows = _large_index_candidates(bot_id, terms, counts, expressions)
     else:
         rows = None
@@ -209,17 +278,19 @@ def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
     return _reranked(rows, terms, counts, k, forms)
 
 
-def _counts(terms: list[str]) -> tuple[dict[str, int], dict[str, list[str]]]:
-    """How many chunks (of all bots) hold each term, up to `COMMON`, and the
+def _counts(bot_id: str, terms: list[str]) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """How many chunks of the bot hold each term, up to `COMMON`, and the
     phrases each is searched as: its `spellings`, and the two-word form of a
     long, rare word (of its `_splits`, the one in most chunks). One statement:
     a cut is counted only when its word's count, computed once, is below
     `SPLIT_RARE` (SQLite evaluates a CASE's branches lazily)."""
     forms = {term: spellings(term) for term in terms}
-    params = {"t%d" % i: _expression(forms[term]) for i, term in enumerate(terms)}
+    params = {"t%d" % i: _scoped(bot_id, _expression(forms[term]))
+              for i, term in enumerate(terms)}
     splits = [(i, term, split) for i, term in enumerate(terms)
               for split in _splits(term)][:MAX_SPLITS]
-    params.update({"s%d" % j: _phrase(split) for j, (_, _, split) in enumerate(splits)})
+    params.update({"s%d" % j: _scoped(bot_id, _phrase(split))
+                   for j, (_, _, split) in enumerate(splits)})
     inner = ", ".join("%s as c%d" % (_COUNT % (":t%d" % i, COMMON), i)
                       for i in range(len(terms)))
     columns = ["c%d" % i for i in range(len(terms))] + [
@@ -239,10 +310,16 @@ def _counts(terms: list[str]) -> tuple[dict[str, int], dict[str, list[str]]]:
     return counts, forms
 
 
-def _matching(expression: str) -> int:
-    """How many chunks (of all bots) match ``expression``, up to `MATCH_BUDGET` + 1."""
+def _matching(bot_id: str, expression: str) -> int:
+    """How many chunks of the bot match ``expression``, up to `MATCH_BUDGET` + 1."""
     return database.execute_sql("select " + _COUNT % ("?", MATCH_BUDGET + 1),
-                                (expression,)).fetchone()[0]
+                                (_scoped(bot_id, expression),)).fetchone()[0]
+
+
+def _scoped(bot_id: str, expression: str) -> str:
+    """``expression`` within the bot's chunks: FTS5 itself skips other bots'
+    (their count or size never costs this bot's searches anything)."""
+    return 'bot : "%s" AND (%s)' % (bot_token(bot_id), expression)
 
 
 def _quorum(terms: list[str], counts: dict[str, int], expressions: dict[str, str]
@@ -274,6 +351,8 @@ def _large_index_candidates(bot_id: str, terms: list[str], counts: dict[str, int
         return _candidates(bot_id, _any(rare, expressions), _BY_BM25) or []
     if not found:
         return []
+    # All of a few: every further common term makes FTS5 walk one more long list.
+    found = found[:ALL_OF]
     rows = _candidates(bot_id, " AND ".join(expressions[term] for term in found), _NEWEST)
     return rows if rows is not None else _candidates(
         bot_id, _any(found, expressions), _NEWEST) or []
@@ -289,10 +368,10 @@ _WEIGHTS = ", ".join(map(str, WEIGHTS))
 _BY_BM25 = ("-bm25(chunk_index, %s)" % _WEIGHTS, "bm25(chunk_index, %s)" % _WEIGHTS)
 _NEWEST = ("0.0", "chunk_index.rowid desc")
 _COLUMNS = "c.id, c.source_id, c.page_id, c.url, c.title, c.heading, c.locator, c.text"
-# Chunks (of any bot) holding an FTS5 expression, counting up to a limit.
+# Chunks holding an FTS5 expression (a `_scoped` one: the bot's), counting up to a limit.
 _COUNT = "(select count(*) from (select 1 from chunk_index where chunk_index match %s limit %s))"
-# The best chunks of all bots: their ids and relevance, with the columns of the
-# bot's (NULLs for the others').
+# The best chunks matching the (scoped) expression: their ids and relevance, with
+# the columns of those of the generation shown (NULLs for the others).
 _BEST = """select best.id, {columns}, best.relevance from (
     select chunk_index.rowid as id, {relevance} as relevance
     from chunk_index {join}
@@ -307,14 +386,15 @@ _LIVE = "{chunk}.generation = (select generation from source where id = {chunk}.
 def _candidates(bot_id: str, expression: str, ranking: tuple[str, str]) -> list[tuple] | None:
     """The bot's `CANDIDATES` first chunks by ``ranking`` among those matching
     the FTS5 ``expression`` (chunk columns and relevance); None when no chunk
-    of any bot matches.
+    of the bot matches.
 
-    Reading a chunk row to check its bot costs more than scoring it, so the
-    first chunks of all bots are taken and filtered; only when other bots'
-    chunks crowd this one's out is the query run again with the check on every
-    match.
+    Reading a chunk row to check its generation costs more than scoring it, so
+    the first chunks are taken and filtered; only when chunks of another
+    generation (a run writing the next one) crowd the shown ones out is the
+    query run again with the check on every match.
     """
-    params = {"expression": expression, "bot": bot_id, "candidates": CANDIDATES}
+    params = {"expression": _scoped(bot_id, expression), "bot": bot_id,
+              "candidates": CANDIDATES}
     statement = functools.partial(_BEST.format, columns=_COLUMNS, relevance=ranking[0],
                                   order=ranking[1])
     rows = database.execute_sql(statement(join="", where="", live=_LIVE.format(chunk="c")),
@@ -330,13 +410,15 @@ def _candidates(bot_id: str, expression: str, ranking: tuple[str, str]) -> list[
     return mine
 
 
-def _counts_postgres(terms: list[str]) -> dict[str, int]:
-    """`_counts` on PostgreSQL: chunks holding each term in any of its `spellings`."""
-    probe = ("(select count(*) from (select 1 from chunk where tsv @@ "
+def _counts_postgres(bot_id: str, terms: list[str]) -> dict[str, int]:
+    """`_counts` on PostgreSQL: the bot's chunks holding each term in any of its
+    `spellings`."""
+    probe = ("(select count(*) from (select 1 from chunk where chatbot_id = %%s and tsv @@ "
              "websearch_to_tsquery('english', %%s) limit %d) found)" % COMMON)
     return dict(zip(terms, database.execute_sql(
         "select " + ", ".join([probe] * len(terms)),
-        [" or ".join(spellings(term)) for term in terms]).fetchone()))
+        [value for term in terms for value in (bot_id, " or ".join(spellings(term)))]
+    ).fetchone()))
 
 
 def _search_postgres(bot_id: str, query: str, k: int) -> list[Hit]:
@@ -345,7 +427,7 @@ def _search_postgres(bot_id: str, query: str, k: int) -> list[Hit]:
     terms = query_terms(query)
     if not terms:
         return []
-    counts = _counts_postgres(terms)
+    counts = _counts_postgres(bot_id, terms)
     # websearch_to_tsquery never raises on user text; OR keeps recall like FTS5.
     cursor = database.execute_sql(
         "select id, source_id, page_id, url, title, heading, locator, text, "
