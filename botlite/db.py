@@ -72,7 +72,8 @@ def bind(db: peewee.Database) -> peewee.Database:
 def _migration_lock(db: peewee.Database):
     """Serialise schema changes between processes starting at the same time."""
     if isinstance(db, peewee.SqliteDatabase):
-        with open(db.database + ".migrate.lock", "a+") as handle:
+        descriptor = os.open(db.database + ".migrate.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        with open(descriptor, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

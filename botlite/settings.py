@@ -300,14 +300,18 @@ def _check_webhook(values: dict, sources: dict) -> None:
 
 
 def ensure_data_dir(settings: Settings) -> None:
-    """Create the data dir (and the folders of SQLite files) or say why not."""
-    paths = [settings.data_dir]
-    for url in (settings.database_url, settings.broker_url):
-        if url.startswith("sqlite:///"):
-            paths.append(os.path.dirname(os.path.abspath(url[len("sqlite:///"):])))
+    """Create the data dir (and the folders of SQLite files) or say why not.
+
+    Whatever the umask, the data dir is 0700 and the SQLite files (and their -wal
+    and -shm, which SQLite creates with the file's mode) 0600, unless an operator
+    chose a mode closed to other users: they hold transcripts and webhook secrets."""
+    files = [os.path.abspath(url[len("sqlite:///"):])
+             for url in (settings.database_url, settings.broker_url)
+             if url.startswith("sqlite:///")]
+    paths = [settings.data_dir] + [os.path.dirname(path) for path in files]
     for path in paths:
         try:
-            os.makedirs(path, exist_ok=True)
+            os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise SettingsError("cannot create data directory %s: %s" % (
                 path, exc.strerror or exc)) from None
@@ -317,3 +321,26 @@ def ensure_data_dir(settings: Settings) -> None:
         except OSError as exc:
             raise SettingsError("data directory %s is not writable: %s" % (
                 path, exc.strerror or exc)) from None
+    _private(settings.data_dir, 0o700)
+    for path in files:
+        try:  # create it 0600 before SQLite does (with 0644 under the usual umask)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise SettingsError("cannot create %s: %s" % (path, exc.strerror or exc)) from None
+        for name in (path, path + "-wal", path + "-shm"):
+            _private(name, 0o600)
+
+
+def _private(path: str, mode: int) -> None:
+    """Give ``path`` ``mode`` when other users may use it (what a umask gives: 0644,
+    0755) and this user owns it. A mode without access for others (an operator's
+    0640 for a backup group) and someone else's folder (a shared mount) are left
+    as they are."""
+    try:
+        status = os.stat(path)
+        if status.st_uid == os.getuid() and status.st_mode & 0o007:
+            os.chmod(path, mode)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise SettingsError("cannot make %s private: %s" % (path, exc.strerror or exc)) from None

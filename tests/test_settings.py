@@ -112,3 +112,46 @@ def test_a_short_or_spaced_admin_token_is_refused(tmp_path, token):
 def test_every_setting_has_an_env_var_and_help():
     for setting in SETTINGS:
         assert setting.env.startswith("BOTLITE_") and setting.help
+
+
+def test_the_data_dir_and_databases_are_private_whatever_the_umask(tmp_path):
+    """botlite.db and queue.db hold transcripts and webhook secrets: 0600 in a 0700
+    folder, also under a permissive umask and for files an older botlite made 0644."""
+    import os
+    import stat
+
+    from botlite.app import Botlite
+    from botlite.settings import load_settings
+    data = tmp_path / "data"
+    old = os.umask(0o022)
+    try:
+        data.mkdir(mode=0o755)
+        (data / "queue.db").touch(mode=0o644)
+        (data / "kept.db").touch(mode=0o640)  # an operator's choice: closed to others
+        app = Botlite.open(load_settings({"data_dir": str(data),
+                                          "database_url": "sqlite:///%s" % (data / "kept.db")},
+                                         environ={}))
+        try:
+            app.runner.enqueue("health_check")
+            with app.database.connection_context():
+                app.database.execute_sql("select 1")
+                made = [p for p in data.iterdir() if p.name.startswith("queue.db")]
+                kept = stat.S_IMODE(os.stat(data / "kept.db").st_mode)
+                modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in made}
+        finally:
+            app.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+    assert set(modes) >= {"queue.db", "queue.db-wal"}
+    assert modes == {name: 0o600 for name in modes}
+    assert kept == 0o640
+    fresh = tmp_path / "fresh"
+    old = os.umask(0o022)
+    try:
+        Botlite.open(load_settings({"data_dir": str(fresh)}, environ={})).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o700
+    assert {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in fresh.iterdir()
+            if p.name.endswith(".db")} == {"botlite.db": 0o600, "queue.db": 0o600}
