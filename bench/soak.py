@@ -89,7 +89,7 @@ import requests  # noqa: E402
 
 from botlite.webhooks import verify  # noqa: E402
 
-READY = re.compile(r"is ready: (http://[^/\s]+)/\?token=(\S+)")
+READY = re.compile(r"is ready: (http://[^/\s]+)/(?:\?token=(\S+))?")
 WORKER_READY = re.compile(r"worker is running")
 UNFINISHED = ("PENDING", "STARTED", "RETRY")
 USER = "soak"
@@ -897,7 +897,7 @@ def run_phase(name, opts, files, reference, kills):
     workers = []
     try:
         serve, match, took = start_serve()
-        target.set(match.group(1), match.group(2))
+        target.set(match.group(1), match.group(2) or env.get("BOTLITE_ADMIN_TOKEN"))
         if scaled:
             workers = [start_worker(0)[0], start_worker(1)[0]]
         log("%s: running on %s (%d kill(s) planned, load ~%.0fs)", name, match.group(1),
@@ -929,7 +929,7 @@ def run_phase(name, opts, files, reference, kills):
                 if any(v != "ok" for v in check.values()):
                     log("%s: integrity after kill %d: %s", name, k + 1, check)
                 serve, match, took = start_serve()
-                target.set(match.group(1), match.group(2))
+                target.set(match.group(1), match.group(2) or env.get("BOTLITE_ADMIN_TOKEN"))
             restarts.append(took)
             if (k + 1) % 5 == 0 or k + 1 == kills:
                 done = [r for r in load.notes if r.accepted]
@@ -951,7 +951,7 @@ def run_phase(name, opts, files, reference, kills):
         lost_by_status = {}
         if lost_ids:
             serve, match, _ = start_serve()
-            target.set(match.group(1), match.group(2))
+            target.set(match.group(1), match.group(2) or env.get("BOTLITE_ADMIN_TOKEN"))
             lost_by_status = lost_statuses(target, stats, lost_ids)
             serve.terminate()
         final = None if scaled else sqlite_integrity(data_dir)

@@ -266,8 +266,13 @@ def cmd_serve(args) -> int:
             runtime = app.runtime()
             runtime.start()
         port = int(server.effective_port)
-        print("botlite %s is ready: http://%s:%d/?token=%s" % (
-            __version__, _url_host(settings.host), port, app.token), flush=True)
+        where = "http://%s:%d/" % (_url_host(settings.host), port)
+        if settings.admin_token:  # the operator's own: never printed (logs keep lines)
+            print("botlite %s is ready: %s (log in with BOTLITE_ADMIN_TOKEN)"
+                  % (__version__, where), flush=True)
+        else:
+            print("botlite %s is ready: %s?token=%s" % (__version__, where, app.token),
+                  flush=True)
         logger.info("serving on %s:%d with %s in %d web process(es)", settings.host, port,
                     "%d worker thread(s)" % settings.workers if runtime else "no workers",
                     settings.web_processes)
@@ -789,7 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "in this process. Prints the dashboard URL with the admin token once "
                     "it answers. SIGINT/SIGTERM stop it gracefully.")
     _add_setting_flags(serve, "host", "port", "data_dir", "workers", "web_processes",
-                       "trusted_proxy",
+                       "trusted_proxy", "allowed_hosts",
                        "database_url",
                        "broker_url", "shutdown_timeout", "log_level")
     serve.add_argument("--no-worker", action="store_true",

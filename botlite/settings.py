@@ -5,6 +5,7 @@ with one sentence that names the setting, which the CLI prints as one line.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tempfile
@@ -26,6 +27,27 @@ def _text(value: str) -> str:
 
 def _optional_text(value: str) -> str | None:
     return value.strip() or None
+
+
+def _host_list(value: str) -> tuple[str, ...] | None:
+    """Comma-separated host names without ports: 'example.com', '.example.com' (it
+    and its subdomains), '[::1]', '*' (any)."""
+    hosts = tuple(part.strip().lower().rstrip(".") for part in value.split(","))
+    hosts = tuple(host for host in hosts if host)
+    for host in hosts:
+        bare = host.strip("[]")
+        if "/" in host or any(c.isspace() for c in host) or (
+                ":" in bare and not _is_ipv6(bare)):
+            raise ValueError("%r is not a host name (give names without a port or "
+                             "scheme, e.g. bot.example.com,.example.org)" % host)
+    return tuple("[%s]" % h.strip("[]") if ":" in h else h for h in hosts) or None
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
 
 
 MIN_ADMIN_TOKEN_CHARS = 16
@@ -179,6 +201,12 @@ SETTINGS: tuple[Setting, ...] = (
             "X-Forwarded-Proto/-For/-Host are believed, so cookies get Secure over https, "
             "the widget snippet says https, and rate limits see each visitor's address.",
             _optional_text, "--trusted-proxy"),
+    Setting("allowed_hosts", "BOTLITE_ALLOWED_HOSTS", None,
+            "Comma-separated host names the web server answers to (the request's Host), "
+            "'.example.com' for a domain and its subdomains, '*' for any; others get 400. "
+            "Default: bound to a loopback address, localhost and the loopback addresses "
+            "only (a DNS-rebinding page cannot reach it); otherwise any.",
+            _host_list, "--allowed-hosts"),
     Setting("allow_private_urls", "BOTLITE_ALLOW_PRIVATE_URLS", False,
             "1 lets website sources fetch loopback and private addresses.",
             _flag),
@@ -229,6 +257,7 @@ class Settings:
     broker_url: str
     admin_token: str | None
     trusted_proxy: str | None
+    allowed_hosts: tuple[str, ...] | None
     allow_private_urls: bool
     llm_url: str | None
     llm_model: str | None

@@ -95,8 +95,10 @@ class RateLimiter:
             collections.OrderedDict()
         self.lock = threading.Lock()
 
-    def hit(self, bot_id: str, visitor: str, per_minute: int) -> None:
-        """Count one message, or raise TooManyRequests (counting nothing)."""
+    def hit(self, bot_id: str, visitor: str, per_minute: int,
+            what: str = "this chatbot accepts %d messages per minute") -> None:
+        """Count one message, or raise TooManyRequests (counting nothing); ``what``
+        says what the limit is (``%d``: ``per_minute``)."""
         if per_minute <= 0:
             return
         now = self.clock()
@@ -112,11 +114,22 @@ class RateLimiter:
             if len(window) >= per_minute:
                 retry_after = max(1, math.ceil(window[0] + WINDOW_SECONDS - now))
                 raise TooManyRequests(
-                    "this chatbot accepts %d messages per minute from one visitor; "
-                    "try again in %d s" % (per_minute, retry_after), retry_after=retry_after)
+                    "%s from one visitor; try again in %d s" % (what % per_minute, retry_after),
+                    retry_after=retry_after)
             window.append(now)
             while len(self.hits) > self.max_keys:
                 self.hits.popitem(last=False)
+
+
+FEEDBACK_PER_MINUTE = 30
+"""Feedback answers ("was this helpful?") one visitor may give per minute, over all
+bots (each change queued a task: 2,000 POSTs in 6 s queued 1,000)."""
+
+
+def feedback_gate(caller_address: str, limiter: RateLimiter) -> None:
+    """Count one feedback POST from ``caller_address``, or raise TooManyRequests."""
+    limiter.hit("\0feedback", caller_address, FEEDBACK_PER_MINUTE,
+                what="feedback is accepted %d times per minute")
 
 
 def visitor_key(address: str) -> str:

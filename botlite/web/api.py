@@ -174,6 +174,7 @@ def install(web: Bottle, app) -> None:
 
     @web.post("/api/messages/<message_id>/feedback", public=True)
     def message_feedback(message_id):
+        widget.feedback_gate(request.environ.get("REMOTE_ADDR") or "unknown", limiter)
         return json_response(analytics.feedback(app, message_id, json_body()), 202)
 
     @web.get("/api/reports/system")

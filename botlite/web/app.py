@@ -9,6 +9,7 @@ import bottle
 
 from botlite import errors, health
 from botlite.auth import token_matches
+from botlite.web.throttle import LoginThrottle
 from botlite.web import session
 from botlite.widget import Caller, cors_headers
 
@@ -66,9 +67,10 @@ class ApiPlugin:
     name = "botlite-api"
     api = 2
 
-    def __init__(self, app, page_error=None) -> None:
+    def __init__(self, app, page_error=None, throttle: LoginThrottle | None = None) -> None:
         self.app = app
         self.page_error = page_error
+        self.throttle = throttle or LoginThrottle()
 
     def _admin(self) -> bool:
         token = self.app.token
@@ -86,8 +88,14 @@ class ApiPlugin:
                     target += "?" + bottle.request.query_string
                 bottle.redirect("/login?" + bottle.urlencode({"next": target}))
             return
-        if token_matches(bearer_token(), token):
-            return
+        presented = bearer_token()
+        if presented:
+            address = bottle.request.environ.get("REMOTE_ADDR") or "unknown"
+            self.throttle.check(address)
+            if token_matches(presented, token):
+                self.throttle.succeeded(address)
+                return
+            self.throttle.failed(address, "a bearer token")
         if session.has_session(token):
             if session.csrf_header_ok(token):
                 return
@@ -219,6 +227,59 @@ class SecurityHeaders:
         return self.wsgi(environ, start)
 
 
+LOOPBACK_NAMES = ("localhost", ".localhost", "127.0.0.1", "[::1]")
+"""The allowed hosts when botlite is bound to a loopback address and none are set."""
+
+
+def allowed_hosts(settings) -> tuple[str, ...] | None:
+    """The Host names to answer (see BOTLITE_ALLOWED_HOSTS), or None for any."""
+    if settings.allowed_hosts:
+        return None if "*" in settings.allowed_hosts else settings.allowed_hosts
+    import ipaddress
+    host = settings.host.strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return LOOPBACK_NAMES if loopback else None
+
+
+def host_allowed(header: str, hosts: tuple[str, ...]) -> bool:
+    """Whether a Host header (name, or name:port, or [v6]:port) is in ``hosts``."""
+    name = header.strip().lower()
+    if name.startswith("["):
+        name = name[:name.find("]") + 1] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    name = name.rstrip(".")
+    return any(name == host or host.startswith(".") and
+               (name.endswith(host) or name == host[1:]) for host in hosts)
+
+
+class HostCheck:
+    """WSGI middleware answering 400 ``invalid_host`` to a request whose Host is not
+    an allowed one: a page on another name that DNS points at this server (DNS
+    rebinding) reaches it with its own name as Host. A request without Host
+    (HTTP/1.0, a probe) is let through: a browser always sends one."""
+
+    def __init__(self, wsgi, hosts: tuple[str, ...] | None) -> None:
+        self.wsgi = wsgi
+        self.hosts = hosts
+
+    def __call__(self, environ, start_response):
+        header = environ.get("HTTP_HOST")
+        if self.hosts is None or not header or host_allowed(header, self.hosts):
+            return self.wsgi(environ, start_response)
+        error = errors.BadRequest(
+            "this server does not answer to the host %r (allowed: %s); set "
+            "BOTLITE_ALLOWED_HOSTS to add it" % (header[:100], ", ".join(self.hosts)),
+            code="invalid_host")
+        body = json.dumps(error.to_dict()).encode("utf-8")
+        start_response("400 Bad Request", [("Content-Type", "application/json"),
+                                           ("Content-Length", str(len(body)))])
+        return [body]
+
+
 # What waitress answers itself, before a request reaches the app (a body or headers
 # it cannot read), as the API's other errors are.
 _SERVER_ERROR_CODES = {431: "headers_too_large", 501: "not_implemented"}
@@ -327,14 +388,16 @@ def guard_connections(server, per_address: bool = True) -> None:
         each.maintenance = maintenance
 
 
-def create_app(app):
-    """The WSGI application for a ``botlite.app.Botlite``."""
+def create_app(app, throttle: LoginThrottle | None = None):
+    """The WSGI application for a ``botlite.app.Botlite`` (``throttle``: the failed
+    logins' counter, one per web process by default)."""
     from botlite.web import api, pages
 
     bottle.BaseRequest.MEMFILE_MAX = MAX_JSON_BYTES
     web = bottle.Bottle(catchall=True)
     web.default_error_handler = default_error_handler
-    web.install(ApiPlugin(app, page_error=pages.error_page))
+    throttle = throttle or LoginThrottle()
+    web.install(ApiPlugin(app, page_error=pages.error_page, throttle=throttle))
     api.install(web, app)
-    pages.install(web, app)
-    return SecurityHeaders(web)
+    pages.install(web, app, throttle)
+    return SecurityHeaders(HostCheck(web, allowed_hosts(app.settings)))

@@ -14,8 +14,9 @@ import bottle
 
 from botlite import __version__, dashboard
 from botlite.auth import token_matches
-from botlite.errors import BotliteError
+from botlite.errors import BotliteError, TooManyRequests
 from botlite.web import session
+from botlite.web.throttle import LoginThrottle
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -29,6 +30,19 @@ def render(template: str, **context) -> str:
 
 def error_page(error: BotliteError) -> str:
     return render("error.tpl", error=error)
+
+
+def _address() -> str:
+    return bottle.request.environ.get("REMOTE_ADDR") or "unknown"
+
+
+def _locked_out(exc: TooManyRequests, target: str) -> str:
+    """The login form again, 429, saying how long to wait."""
+    bottle.response.status = 429
+    bottle.response.set_header("Retry-After", str(exc.retry_after))
+    return render("login.tpl", error="Too many wrong tokens from your address. Try again "
+                  "in %d seconds." % exc.retry_after,
+                  login_csrf=session.login_form_token(), next=target)
 
 
 def _next_target(value: str | None) -> str:
@@ -45,7 +59,7 @@ def _next_target(value: str | None) -> str:
     return value
 
 
-def install(web: bottle.Bottle, app) -> None:
+def install(web: bottle.Bottle, app, throttle: LoginThrottle) -> None:
     def page(template: str, **context) -> str:
         return render(template, csrf=session.csrf_value(app.token), **context)
 
@@ -53,9 +67,16 @@ def install(web: bottle.Bottle, app) -> None:
     def home():
         token = bottle.request.query.get("token")
         if token is not None:
+            address = _address()
+            try:
+                throttle.check(address)
+            except TooManyRequests as exc:
+                return _locked_out(exc, "/")
             if token_matches(token, app.token):
+                throttle.succeeded(address)
                 session.start(app.token)
                 bottle.redirect("/")
+            throttle.failed(address, "the ?token= link")
             bottle.response.status = 401
             return render("login.tpl", error="That token is not valid.",
                           login_csrf=session.login_form_token(), next="/")
@@ -77,11 +98,18 @@ def install(web: bottle.Bottle, app) -> None:
         if not session.login_form_token_ok():
             bottle.response.status = 403
             error = "The login form expired. Please enter the token again."
-        elif token_matches(bottle.request.forms.getunicode("token", ""), app.token):
-            session.start(app.token)
-            session.drop_login_form_token()
-            bottle.redirect(target)
         else:
+            address = _address()
+            try:
+                throttle.check(address)
+            except TooManyRequests as exc:
+                return _locked_out(exc, target)
+            if token_matches(bottle.request.forms.getunicode("token", ""), app.token):
+                throttle.succeeded(address)
+                session.start(app.token)
+                session.drop_login_form_token()
+                bottle.redirect(target)
+            throttle.failed(address, "the login form")
             bottle.response.status = 401
             error = "That token is not valid."
         return render("login.tpl", error=error, login_csrf=session.login_form_token(),
