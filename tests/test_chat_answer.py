@@ -244,3 +244,88 @@ def test_a_whitespace_normalised_chunk_uses_the_heading_it_carries():
         "We are closed on Sundays and public holidays."
     assert compose_answer("opening hours", [chunk]).text.startswith(
         "Our support team is available Monday to Friday, 9 a.m. to 6 p.m. CET.")
+
+
+# -- replies carry the command, code block or list a sentence introduces ------------------
+
+GIT_STASH = Passage("git", "git-stash(1)", "https://docs.example/git-stash.html", """\
+DESCRIPTION
+Use git stash when you want to record the current state of the working directory
+and the index, but want to go back to a clean working directory.
+Pulling into a dirty tree
+When you are in the middle of something, you learn that there are upstream changes
+that are possibly relevant to what you are doing. When your local changes do not
+conflict with the changes in the upstream, a simple git pull will let you move
+forward. However, there are cases in which your local changes do conflict with the
+upstream changes, and git pull refuses to overwrite your changes. In such a case,
+you can stash your changes away, perform a pull, and then unstash, like this:
+```
+$ git pull
+ ...
+file foobar not up to date, cannot merge.
+$ git stash
+$ git pull
+$ git stash pop
+```
+Interrupted workflow
+When you are in the middle of something, your boss comes in and demands that you fix
+something immediately.""", 0.9)
+
+
+def test_a_sentence_that_introduces_a_code_block_brings_it():
+    answer = compose_answer("my local changes conflict with git pull, what do I do?",
+                            [GIT_STASH])
+    assert "unstash, like this:\n```\n$ git pull\n" in answer.text
+    assert answer.text.count("```") == 2 and "$ git stash pop\n```" in answer.text
+
+
+def test_the_command_counts_toward_the_answer():
+    """The words of the code belong to the sentence that introduces it."""
+    venv = Passage("py", "Virtual environments", None, (
+        "To create a virtual environment, decide upon a directory where you want to "
+        "place it, and run the module as a script with the directory path:\n"
+        "```\npython3 -m venv tutorial-env\n```\n"
+        "This will create the tutorial-env directory if it doesn't exist."), 0.8)
+    other = Passage("other", "Modules", None, "The venv module is in the standard "
+                    "library. It is not the only tool.", 0.8)
+    answer = compose_answer("how do I make a venv?", [other, venv])
+    assert "```\npython3 -m venv tutorial-env\n```" in answer.text
+
+
+def test_a_sentence_that_introduces_a_list_brings_its_items():
+    steps = Passage("s", "Backups", None, (
+        "Backup tools\n\n"
+        "To restore a dump you can use one of the following commands:\n"
+        "- psql dbname < dumpfile\n"
+        "- pg_restore -d dbname dumpfile\n\n"
+        "Restoring takes a while on large databases."), 0.7)
+    answer = compose_answer("How do I restore a dump?", [steps])
+    assert ("following commands:\n- psql dbname < dumpfile\n- pg_restore -d dbname "
+            "dumpfile") in answer.text
+    assert answer.text.count("pg_restore") == 1  # not again as a sentence of its own
+
+
+def test_code_too_long_to_show_leaves_the_sentence():
+    long_code = "\n".join("line %d of generated output that goes on" % n for n in range(200))
+    passage = Passage("s", "Logs", None, "To see the log, run the command:\n```\n%s\n```"
+                      % long_code, 0.7)
+    answer = compose_answer("how do I see the log?", [passage])
+    assert answer.text == "To see the log, run the command:"
+
+
+def test_a_chunk_cut_inside_a_code_block_still_shows_it_as_code():
+    passage = Passage("s", "Install", None,
+                      "Install the package with:\n```\napt-get install botlite", 0.7)
+    answer = compose_answer("how do I install the package?", [passage])
+    assert answer.text.endswith("with:\n```\napt-get install botlite\n```")
+
+
+def test_reply_blocks_split_code_from_prose():
+    from botlite.chat.answer import reply_blocks
+    assert reply_blocks("Run this:\n```\n$ git stash\n$ git pull\n```\nThen go on.") == [
+        {"type": "text", "text": "Run this:"},
+        {"type": "code", "text": "$ git stash\n$ git pull"},
+        {"type": "text", "text": "Then go on."}]
+    assert reply_blocks("Plain <b>text</b>") == [{"type": "text", "text": "Plain <b>text</b>"}]
+    assert reply_blocks("cut:\n```\nls -l") == [{"type": "text", "text": "cut:"},
+                                                {"type": "code", "text": "ls -l"}]

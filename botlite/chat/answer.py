@@ -5,9 +5,16 @@ it shares (rarer terms weigh more, a term in the heading above counts half),
 plus how much of the query its passage covers and a little of the passage's
 search score. The best few are shown in the order they were written, so the
 reply reads like the source rather than like a ranking.
+
+A sentence that introduces something (it ends in ":") brings it along: the code
+block after it (a fenced block in the chunk text, see knowledge/extract.py),
+or the list items after it. The command is what people ask for; "run the venv
+module as a script with the directory path:" alone answers nothing. Code stays
+a fenced block in the reply, so the widget and the pages show it as code.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -16,7 +23,7 @@ from typing import Sequence
 
 from botlite.chat.intents import normalise
 
-__all__ = ["Answer", "Passage", "compose_answer"]
+__all__ = ["Answer", "Passage", "compose_answer", "reply_blocks"]
 
 
 @dataclass
@@ -42,6 +49,9 @@ PASSAGE_WEIGHT = 0.3     # how much the share of the query a passage covers adds
 HEADING_WEIGHT = 0.5     # a query term in the section heading counts half
 KEEP_RELATIVE = 0.5      # sentences (and passages) covering under half the best are left out
 FRAGMENT_PENALTY = 0.5   # a chunk that starts mid-sentence starts with a fragment
+CODE_ALLOWANCE = 900     # characters a reply may run past max_chars for the code it carries
+MAX_CARRIED_ITEMS = 8    # list items an introducing sentence brings at most
+FENCE = "```"
 
 _STOPWORDS = frozenset("""
     a about above after again against all also am an and any are as at be because been
@@ -89,6 +99,9 @@ class _Sentence:
     lead: bool         # in the first paragraph or list under its heading
     fragment: bool     # the rest of a sentence cut by the chunker
     score: float = 0.0
+    code: str = ""     # the code block this sentence introduces (it ends in ":")
+    items: list = dataclasses.field(default_factory=list)  # ...or the list items
+    carried: bool = False  # an item some sentence before it brings along
 
     @functools.cached_property
     def words(self) -> frozenset:
@@ -112,8 +125,20 @@ def _blocks(text: str) -> list[tuple[str, str, str]]:
             blocks.append(("prose", "", "\n".join(lines)))
             lines.clear()
 
+    code: list[str] | None = None
     for raw in text.splitlines():
         line = raw.strip()
+        if code is not None:  # inside a fenced block: lines as they are
+            if line.startswith(FENCE):
+                blocks.append(("code", "", "\n".join(code).strip("\n")))
+                code = None
+            else:
+                code.append(raw.rstrip())
+            continue
+        if line.startswith(FENCE):
+            flush()
+            code = []
+            continue
         if not line:
             flush()
             continue
@@ -132,6 +157,8 @@ def _blocks(text: str) -> list[tuple[str, str, str]]:
         else:
             lines.append(line)
     flush()
+    if code:  # the chunk ended inside the block: what it holds is still code
+        blocks.append(("code", "", "\n".join(code).strip("\n")))
     return [_as_heading(blocks, index) for index in range(len(blocks))]
 
 
@@ -250,23 +277,51 @@ def _sentences(passages: Sequence[Passage], query: _QueryTerms) -> list[_Sentenc
         title = query.found(passage.title)
         heading = query.found(passage.heading)
         blocks_in_section, previous_kind, position = 0, "", 0
+        introducer: _Sentence | None = None  # the last sentence, if it ends in ":"
         for kind, marker, text in _blocks(passage.text or ""):
             if kind == "heading":
                 heading = query.found(text)
-                blocks_in_section, previous_kind = 0, kind
+                blocks_in_section, previous_kind, introducer = 0, kind, None
                 continue
+            if kind == "code":
+                if introducer is not None and not introducer.code and not introducer.items:
+                    introducer.code = text
+                    introducer.terms |= query.found(text)
+                introducer = None
+                continue
+            if kind == "bullet" and introducer is not None and not introducer.code \
+                    and len(introducer.items) < MAX_CARRIED_ITEMS:
+                carrier = introducer
+            else:
+                carrier, introducer = None, None
             if not (kind == "bullet" and previous_kind == "bullet"):
                 blocks_in_section += 1  # a whole list counts as one block
             previous_kind = kind
             pieces = [text] if kind == "bullet" else _split_sentences(text)
+            before = frozenset()  # the terms of the sentence before, in this paragraph
             for piece in pieces:
                 if not _ALNUM.search(piece):
                     continue
-                found.append(_Sentence(
-                    index, position, piece, marker, query.found(piece), title | heading,
+                terms = query.found(piece)
+                context = title | heading
+                if piece.rstrip().endswith(":"):
+                    # "In such a case, do this:" is about what the sentence before said.
+                    context |= before
+                sentence = _Sentence(
+                    index, position, piece, marker, terms, context,
                     heading, lead=blocks_in_section == 1,
-                    fragment=position == 0 and piece[0].islower()))
+                    fragment=position == 0 and piece[0].islower())
+                before = terms
+                found.append(sentence)
                 position += 1
+                if carrier is not None:
+                    carrier.items.append(sentence)
+                    carrier.terms |= sentence.terms
+                    sentence.carried = True
+                elif piece.rstrip().endswith(":"):
+                    introducer = sentence
+                else:
+                    introducer = None
     return found
 
 
@@ -302,7 +357,11 @@ def _render(chosen: Sequence[_Sentence]) -> str:
     for group in groups.values():
         lines: list[str] = []
         prose_open = False
-        for sentence in sorted(group, key=lambda s: s.position):
+        shown = set()
+        for sentence in sorted(_with_carried(group), key=lambda s: s.position):
+            if id(sentence) in shown:
+                continue
+            shown.add(id(sentence))
             if sentence.marker:
                 lines.append("%s %s" % (sentence.marker, sentence.text))
                 prose_open = False
@@ -311,8 +370,16 @@ def _render(chosen: Sequence[_Sentence]) -> str:
             else:
                 lines.append(sentence.text)
                 prose_open = True
+            if sentence.code:
+                lines.append("%s\n%s\n%s" % (FENCE, sentence.code, FENCE))
+                prose_open = False
         paragraphs.append("\n".join(lines))
     return "\n\n".join(paragraphs)
+
+
+def _with_carried(group: Sequence[_Sentence]) -> list[_Sentence]:
+    """The chosen sentences and the list items they bring along."""
+    return [each for sentence in group for each in (sentence, *sentence.items)]
 
 
 def _closed(text: str) -> str:
@@ -416,14 +483,23 @@ def _rank(sentences: Sequence[_Sentence], passages: Sequence[Passage],
 def _choose(ranked: Sequence[_Sentence], max_chars: int,
             max_sentences: int) -> tuple[list[_Sentence], str]:
     """The best sentences that fit, and the text they make."""
+    def fits(sentences: list[_Sentence]) -> bool:
+        carried = sum(len(s.code) for s in sentences)
+        return len(_render(sentences)) <= max_chars + min(carried, CODE_ALLOWANCE)
+
     chosen = [ranked[0]]
-    if len(_render(chosen)) > max_chars:
+    if not fits(chosen):
+        if ranked[0].code or ranked[0].items:
+            bare = dataclasses.replace(ranked[0], code="", items=[])
+            if fits([bare]):  # what it introduces is too long to show: the sentence
+                return [bare], _render([bare])
         return chosen, _shorten(ranked[0].text, max_chars)  # the one case for an ellipsis
     for sentence in ranked[1:]:
         if len(chosen) >= max_sentences:
             break
-        if not _is_duplicate(sentence, chosen) and \
-                len(_render(chosen + [sentence])) <= max_chars:
+        if any(sentence in s.items for s in chosen):
+            continue  # already shown under the sentence that brings it
+        if not _is_duplicate(sentence, _with_carried(chosen)) and fits(chosen + [sentence]):
             chosen.append(sentence)
     return chosen, _render(chosen)
 
@@ -455,3 +531,32 @@ def compose_answer(query: str, passages: Sequence[Passage], max_chars: int = 600
 def content_terms(text: str) -> frozenset:
     """The stemmed content words of ``text`` (stopwords dropped), as answers use them."""
     return _terms(normalise(text).split())
+
+
+def reply_blocks(text: str) -> list[dict]:
+    """A reply as ``{"type": "text" | "code", "text"}`` blocks, in order: its fenced
+    code blocks apart from the prose, so a client shows them as code (escaped)
+    without parsing Markdown. Works on any reply (FAQ, LLM, fallback)."""
+    blocks: list[dict] = []
+    prose: list[str] = []
+    code: list[str] | None = None
+
+    def add(kind: str, lines: list[str]) -> None:
+        body = "\n".join(lines).strip("\n")
+        if body.strip():
+            blocks.append({"type": kind, "text": body})
+
+    for line in text.split("\n"):
+        if line.strip().startswith(FENCE):
+            if code is None:
+                add("text", prose)
+                prose, code = [], []
+            else:
+                add("code", code)
+                code = None
+            continue
+        (prose if code is None else code).append(line)
+    if code is not None:
+        add("code", code)
+    add("text", prose)
+    return blocks

@@ -6,6 +6,7 @@ import time
 import uuid
 
 from botlite import validate
+from botlite.chat.answer import reply_blocks
 from botlite.chat.engine import ChatEngine
 from botlite.chat.llm import LLMClient
 from botlite.chat.turnlog import Turn
@@ -73,7 +74,8 @@ def chat(app, data: dict, bot_id: str | None = None, bot: Chatbot | None = None)
     app.turn_log.submit(Turn(
         bot.id, session_id, uuid.uuid4().hex, reply_id, message, reply.reply, reply.intent,
         reply.answer_source, reply.confidence, reply.sources, latency_ms, utcnow()))
-    return {"reply": reply.reply, "intent": reply.intent, "answer_source": reply.answer_source,
+    return {"reply": reply.reply, "blocks": reply_blocks(reply.reply),
+            "intent": reply.intent, "answer_source": reply.answer_source,
             "confidence": reply.confidence, "sources": reply.sources,
             "session_id": session_id, "message_id": reply_id}
 

@@ -255,7 +255,14 @@
 
   function replyItem(bot, data) {
     var item = element("li", "msg bot");
-    item.appendChild(element("p", null, data.reply));
+    (data.blocks && data.blocks.length ? data.blocks : [{type: "text", text: data.reply}])
+      .forEach(function (block) {
+        if (block.type === "code") {
+          item.appendChild(element("pre")).appendChild(element("code", null, block.text));
+        } else {
+          item.appendChild(element("p", null, block.text));
+        }
+      });
     var meta = element("div", "meta");
     [["intent", data.intent || "none"], ["source", data.answer_source || "-"],
      ["confidence", typeof data.confidence === "number" ? data.confidence.toFixed(2) : "-"]]

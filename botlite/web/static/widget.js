@@ -43,6 +43,7 @@
     "header h2 { font-size: 16px; margin: 0; flex: 1; }",
     "header button { background: transparent; border: 0; color: #fff; font-size: 20px; cursor: pointer; }",
     "ol.log { list-style: none; margin: 0; padding: 10px; overflow-y: auto; flex: 1; }",
+    "li.msg pre { margin: 4px 0; padding: 6px 8px; background: rgba(0,0,0,.06); border-radius: 6px; overflow-x: auto; white-space: pre; font: 12px/1.4 ui-monospace, monospace; }",
     "li.msg { margin: 6px 0; padding: 8px 10px; border-radius: 10px; max-width: 88%; white-space: pre-wrap; word-wrap: break-word; }",
     "li.user { background: COLOR; color: #fff; margin-left: auto; }",
     "li.bot { background: #eef1f5; }",
@@ -137,9 +138,15 @@
 
   var introduced = false;
 
-  function add(className, text) {
+  function add(className, text, blocks) {
     var item = el("li", "msg " + className);
-    item.appendChild(el("span", null, text));
+    (blocks && blocks.length ? blocks : [{type: "text", text: text}]).forEach(function (block) {
+      if (block.type === "code") {
+        item.appendChild(el("pre")).appendChild(el("code", null, block.text));
+      } else {
+        item.appendChild(el("span", null, block.text));
+      }
+    });
     log.appendChild(item);
     log.scrollTop = log.scrollHeight;
     return item;
@@ -174,7 +181,7 @@
   });
 
   function showReply(data) {
-    var item = add("bot", data.reply);
+    var item = add("bot", data.reply, data.blocks);
     if (data.sources && data.sources.length) {
       var cites = el("ol", "cites");
       data.sources.forEach(function (cite) {
