@@ -59,6 +59,7 @@ class Botlite:
     def __init__(self, settings: Settings, database: peewee.Database,
                  runner: TaskRunner, token: str) -> None:
         from botlite.chat.service import engine_for
+        from botlite.chat.followup import SessionMemory
         from botlite.chat.turnlog import TurnLog
 
         self.settings = settings
@@ -67,6 +68,7 @@ class Botlite:
         self.token = token
         self.chat_engine = engine_for(settings)
         self.turn_log = TurnLog(database, on_written=self._queue_user_actions)
+        self.session_memory = SessionMemory()
 
     def _queue_user_actions(self, turns) -> None:
         """Each logged chat turn's analytics action, as the task process_user_action.

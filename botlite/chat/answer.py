@@ -34,6 +34,7 @@ class Passage:
     text: str
     score: float  # higher is more relevant, already 0..1
     heading: str | None = None
+    context: str | None = None  # words that count like its title (a follow-up's topic)
 
 
 @dataclass
@@ -274,7 +275,7 @@ _JOINING = re.compile(r"\w['`]\w")
 def _sentences(passages: Sequence[Passage], query: _QueryTerms) -> list[_Sentence]:
     found = []
     for index, passage in enumerate(passages):
-        title = query.found(passage.title)
+        title = query.found(passage.title) | query.found(passage.context)
         heading = query.found(passage.heading)
         blocks_in_section, previous_kind, position = 0, "", 0
         introducer: _Sentence | None = None  # the last sentence, if it ends in ":"
@@ -505,24 +506,40 @@ def _choose(ranked: Sequence[_Sentence], max_chars: int,
 
 
 def compose_answer(query: str, passages: Sequence[Passage], max_chars: int = 600,
-                   max_sentences: int = 4) -> Answer | None:
+                   max_sentences: int = 4, focus: str | None = None) -> Answer | None:
     """The few sentences of ``passages`` that best answer ``query``, or None.
 
     None means no sentence (nor the heading above it) shares a meaningful word
     with the query, so the caller should fall back rather than answer from
-    unrelated text.
+    unrelated text. ``focus``: the part of ``query`` that is the question itself
+    (a follow-up, ``query`` having the previous question before it): when some
+    sentence holds one of its words, only such sentences answer ("how do I
+    restore that?" after "how do I back up a database?" is about restoring).
     """
     query_terms = _terms(normalise(query).split())
     sentences = _sentences(passages, _QueryTerms(query_terms))
     if not query_terms or not sentences:
         return None
+    focus_terms = frozenset()
+    if focus:
+        focus_terms = _terms(normalise(focus).split()) & query_terms
+        focused = [s for s in sentences if s.terms & focus_terms]
+        if focused:
+            sentences = focused + [s for s in sentences if s.carried and s not in focused]
     weights = _idf(sentences, query_terms)
     ranked = _rank(sentences, passages, weights)
     if not ranked:
         return None
     chosen, text = _choose(ranked, max_chars, max_sentences)
-    covered = _coverage(frozenset().union(*(s.terms for s in chosen)),
-                        frozenset().union(*(s.context for s in chosen)), weights)
+    found = frozenset().union(*(s.terms for s in chosen))
+    context = frozenset().union(*(s.context for s in chosen))
+    covered = _coverage(found, context, weights)
+    if focus and focus_terms:
+        # A follow-up is answered when its own words are; the previous question's
+        # count half: the session already established the topic.
+        own = {term: weight for term, weight in weights.items() if term in focus_terms}
+        if own:
+            covered = max(covered, 0.5 * _coverage(found, context, own) + 0.5 * covered)
     best_passage = max(_clamped_score(passages[s.passage]) for s in chosen)
     confidence = covered * (0.6 + 0.4 * best_passage)
     return Answer(text, _sources(chosen, passages), round(confidence, 3))

@@ -12,6 +12,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
+from botlite.chat import followup
 from botlite.chat.answer import Passage, compose_answer
 from botlite.chat.faq import FaqEntry, best_match
 from botlite.chat.intents import Intent, detect_intent, respond, strip_opener
@@ -35,6 +36,7 @@ class Reply:
     answer_source: str
     confidence: float
     sources: list[dict] = field(default_factory=list)
+    question: str | None = None  # what was searched: with the previous one for a follow-up
 
 
 # Plain SQL: these run on every turn (see botlite.db.execute).
@@ -55,7 +57,10 @@ class ChatEngine:
     def __init__(self, llm: LLMClient | None = None) -> None:
         self.llm = llm
 
-    def reply(self, bot: Chatbot, message: str, seed: str | None = None) -> Reply:
+    def reply(self, bot: Chatbot, message: str, seed: str | None = None,
+              previous: followup.Previous | None = None) -> Reply:
+        """``previous``: the session's last question, which a follow-up leans on
+        (`botlite.chat.followup`)."""
         text = " ".join(message.split())
         match = detect_intent(text, custom_intents(bot.id), bot_name=bot.name)
         if match is not None:
@@ -70,10 +75,23 @@ class ChatEngine:
                            "url": None, "snippet": faq.entry.answer[:200],
                            "score": faq.score}])
 
+        resolved = followup.resolve(question, previous.question if previous else None)
+        if resolved == question:
+            previous = None
+        reply = self._from_knowledge(bot, resolved, question if previous else None,
+                                     previous.pages if previous else frozenset())
+        reply.question = resolved
+        return reply
+
+    def _from_knowledge(self, bot: Chatbot, question: str, focus: str | None,
+                        pages: frozenset) -> Reply:
+        """``focus``: a follow-up's own words; ``pages``: those the reply before it
+        cited, whose passages carry the previous question as their context."""
         hits = index.search(bot.id, question, SEARCH_K)
-        passages = [Passage(h.source_id, h.title, h.url, h.text, h.score, h.heading)
+        passages = [Passage(h.source_id, h.title, h.url, h.text, h.score, h.heading,
+                            context=question if (h.url or h.source_id) in pages else None)
                     for h in hits]
-        extractive = compose_answer(question, passages) if passages else None
+        extractive = compose_answer(question, passages, focus=focus) if passages else None
         if extractive is None or extractive.confidence < KNOWLEDGE_THRESHOLD:
             return self.fallback(bot, extractive)
 

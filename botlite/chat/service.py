@@ -6,6 +6,7 @@ import time
 import uuid
 
 from botlite import validate
+from botlite.chat import followup
 from botlite.chat.answer import reply_blocks
 from botlite.chat.engine import ChatEngine
 from botlite.chat.llm import LLMClient
@@ -68,7 +69,11 @@ def chat(app, data: dict, bot_id: str | None = None, bot: Chatbot | None = None)
                          code="invalid_field")
     if bot is None or bot.id != bot_id:
         bot = chat_bot(bot_id)
-    reply = app.chat_engine.reply(bot, message, seed=session_id)
+    memory = app.session_memory
+    previous = memory.previous(bot.id, session_id) if followup.is_follow_up(message) else None
+    reply = app.chat_engine.reply(bot, message, seed=session_id, previous=previous)
+    if reply.question is not None:
+        memory.remember(bot.id, session_id, reply.question, reply.sources)
     latency_ms = round((time.perf_counter() - started) * 1000, 2)
     reply_id = uuid.uuid4().hex
     app.turn_log.submit(Turn(
