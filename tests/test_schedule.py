@@ -2,6 +2,8 @@
 import datetime
 import threading
 
+import re
+
 import pytest
 from huey import crontab as huey_crontab
 
@@ -436,3 +438,14 @@ def test_crontab_calendar_details():
     assert Crontab.parse("0 9 * * 7").weekdays == Crontab.parse("0 9 * * sun").weekdays == {0}
     assert Crontab.parse("0 9 * jan-mar mon-fri").next_after(
         datetime.datetime(2026, 11, 22)) == datetime.datetime(2027, 1, 1, 9)
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("*/" + "9" * 5000 + " * * * *", "minute: step 999999999999… is larger than the field's"),
+    ("9" * 5000 + " * * * *", "minute: 999999999999… is out of range 0-59"),
+    ("0 1-" + "9" * 5000 + " * * *", "hour: 999999999999… is out of range 0-23"),
+])
+def test_a_number_of_thousands_of_digits_is_a_crontab_error(expression, message):
+    """int() refuses over 4,300 digits with a ValueError: it was a 500."""
+    with pytest.raises(CronError, match="^" + re.escape(message)):
+        Crontab.parse(expression)

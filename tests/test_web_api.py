@@ -288,3 +288,16 @@ def test_a_non_ascii_digit_is_no_id():
     assert row_id("42", "FAQ") == 42
     with pytest.raises(NotFound):
         row_id("\u0661", "FAQ")  # int() reads ARABIC-INDIC DIGIT ONE as 1
+
+
+def test_a_lone_surrogate_in_a_json_body_is_a_400(client):
+    """Valid JSON ("\\ud800"), but no text: the database driver raised a 500."""
+    body = b'{"message": "hi", "chatbot_id": "\\ud800"}'
+    answer = client.request("POST", "/chatbot/message/", body=body, auth=False,
+                            headers={"Content-Type": "application/json"})
+    assert answer.status == 400 and answer.json["error"]["code"] == "invalid_field"
+    assert "chatbot_id" in answer.json["error"]["message"]
+    made = client.request("POST", "/api/chatbots", body=b'{"name": "x\\udc00y"}',
+                          headers={"Content-Type": "application/json"})
+    assert made.status == 400
+    assert [b["name"] for b in client.get("/api/chatbots").json["chatbots"]] == ["Default bot"]

@@ -142,11 +142,18 @@ def _number(index: int, text: str) -> int:
         if not DIGITS.fullmatch(text):
             raise CronError(name, "%r is not a number%s" % (
                 text, " or a name" if index in NAMES else ""))
-        value = int(text)
+        # Past 2 digits no field fits (and 5,000 digits do not even convert).
+        value = int(text) if len(text.lstrip("0")) <= 2 else None
     top = 7 if index == 4 else high  # 7 is Sunday too
-    if not low <= value <= top:
-        raise CronError(name, "%d is out of range %d-%d" % (value, low, top))
+    if value is None or not low <= value <= top:
+        raise CronError(name, "%s is out of range %d-%d" % (
+            value if value is not None else _cut(text), low, top))
     return value
+
+
+def _cut(text: str, limit: int = 12) -> str:
+    """``text`` for an error message: at most ``limit`` characters of it."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _parse_field(index: int, field: str) -> set[int]:
@@ -158,8 +165,12 @@ def _parse_field(index: int, field: str) -> set[int]:
         base, _, step_text = part.partition("/")
         step = 1
         if step_text or part.endswith("/"):
-            if not DIGITS.fullmatch(step_text) or int(step_text) == 0:
-                raise CronError(name, "step %r must be a whole number above 0" % step_text)
+            if not DIGITS.fullmatch(step_text) or not step_text.strip("0"):
+                raise CronError(name, "step %r must be a whole number above 0"
+                                % _cut(step_text))
+            if len(step_text.lstrip("0")) > 4:  # 5,000 digits do not even convert
+                raise CronError(name, "step %s is larger than the field's range %d-%d"
+                                % (_cut(step_text), low, high))
             step = int(step_text)
         if base == "*":
             first, last = low, high

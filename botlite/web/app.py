@@ -210,7 +210,22 @@ def json_body() -> dict:
         raise errors.BadRequest("request body is nested too deeply", code="invalid_json") from None
     if not isinstance(data, dict):
         raise errors.BadRequest("request body must be a JSON object", code="invalid_json")
+    try:  # a lone surrogate ("\ud800") is valid JSON but no text: no database stores it
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise errors.BadRequest("field %r holds a lone UTF-16 surrogate (such as \\ud800), "
+                                "which is not text" % _field_with_surrogate(data)[:100],
+                                code="invalid_field") from None
     return data
+
+
+def _field_with_surrogate(data: dict) -> str:
+    for key, value in data.items():
+        try:
+            json.dumps({key: value}, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return key.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "?"
 
 
 class SecurityHeaders:
