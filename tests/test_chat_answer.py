@@ -329,3 +329,19 @@ def test_reply_blocks_split_code_from_prose():
     assert reply_blocks("Plain <b>text</b>") == [{"type": "text", "text": "Plain <b>text</b>"}]
     assert reply_blocks("cut:\n```\nls -l") == [{"type": "text", "text": "cut:"},
                                                 {"type": "code", "text": "ls -l"}]
+
+
+def test_words_scattered_over_sentences_are_less_of_an_answer_than_words_together():
+    """'open a pull request on GitHub' over git's manual found each word in some
+    sentence (0.92) though none answered it; the fallback never fired."""
+    query = "how do I open a pull request on GitHub?"
+    scattered = [Passage("a", "git-request-pull(1)", None, (
+        "Generate a request asking your upstream project to pull changes. "
+        "The editor opens the message. Hosting sites such as GitHub mirror repositories. "
+        "Pushing sends your commits."), 0.8)]
+    together = [Passage("b", "Contributing", None, (
+        "To open a pull request on GitHub, push your branch and press the button. "
+        "Reviews follow."), 0.8)]
+    low, high = compose_answer(query, scattered), compose_answer(query, together)
+    assert high.confidence > 0.9
+    assert low.confidence < 0.75 * high.confidence

@@ -531,15 +531,22 @@ def compose_answer(query: str, passages: Sequence[Passage], max_chars: int = 600
     if not ranked:
         return None
     chosen, text = _choose(ranked, max_chars, max_sentences)
-    found = frozenset().union(*(s.terms for s in chosen))
-    context = frozenset().union(*(s.context for s in chosen))
-    covered = _coverage(found, context, weights)
+    # Confidence is how well the best sentence (with what it brings along and the
+    # headings above it) answers, not the patchwork of all of them: "open a pull
+    # request on GitHub" found each of its words in some sentence of git's manual,
+    # at 0.92, while no sentence held them together.
+    best = max(_coverage(s.terms, s.context, weights) for s in chosen)
+    covered = 0.5 * best + 0.5 * _coverage(frozenset().union(*(s.terms for s in chosen)),
+                                           frozenset().union(*(s.context for s in chosen)),
+                                           weights)
     if focus and focus_terms:
         # A follow-up is answered when its own words are; the previous question's
         # count half: the session already established the topic.
         own = {term: weight for term, weight in weights.items() if term in focus_terms}
         if own:
-            covered = max(covered, 0.5 * _coverage(found, context, own) + 0.5 * covered)
+            covered = max(covered, max(0.5 * _coverage(s.terms, s.context, own) +
+                                       0.5 * _coverage(s.terms, s.context, weights)
+                                       for s in chosen))
     best_passage = max(_clamped_score(passages[s.passage]) for s in chosen)
     confidence = covered * (0.6 + 0.4 * best_passage)
     return Answer(text, _sources(chosen, passages), round(confidence, 3))
