@@ -295,3 +295,23 @@ def test_throughput_counts_tasks_by_the_minute_they_finished():
     assert "22:13 succeeded: 2</title>" in svg
     assert "22:12 failed or revoked: 1</title>" in svg
     assert svg.count("<rect") == 2
+
+
+@pytest.mark.parametrize("path", ["/login", "/logout"])
+def test_a_form_with_invalid_utf8_is_refused_not_a_500(client, app, path):
+    boundary = "b0undary"
+    body = b"".join(b'--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (
+        boundary.encode(), name, value) for name, value in [
+            (b"csrf_token", b"\xed\xb2\x80"), (b"token", app.token.encode()),
+            (b"next", b"/x\xed\xb2\x80")]) + b"--%s--\r\n" % boundary.encode()
+    answer = client.request("POST", path, body=body, auth=False, headers={
+        "Content-Type": "multipart/form-data; boundary=" + boundary})
+    assert answer.status in (302, 303, 403), answer.text
+    assert "botlite_session=" not in _cookies(answer) or path == "/logout"
+
+
+def test_a_huge_page_address_is_not_carried_into_the_login_redirect(client):
+    answer = client.get("/tasks?x=" + "x" * 100_000, auth=False)
+    assert answer.status in (302, 303)
+    assert len(answer.headers["location"]) < 4000
+    assert answer.headers["location"].endswith("/login?next=%2Ftasks")

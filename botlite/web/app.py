@@ -51,6 +51,10 @@ def current_caller() -> Caller:
     return bottle.request.environ["botlite.caller"]
 
 
+MAX_NEXT_CHARS = 2000
+"""The longest page address kept for after the login (longer: its path alone)."""
+
+
 class ApiPlugin:
     """Around every route: auth, a database connection for the request (unless
     db=False), client errors as JSON, and CORS headers on the public chat routes.
@@ -86,6 +90,9 @@ class ApiPlugin:
                 target = bottle.request.fullpath
                 if bottle.request.query_string:
                     target += "?" + bottle.request.query_string
+                if len(target) > MAX_NEXT_CHARS:  # a Location clients refuse to read
+                    target = bottle.request.fullpath[:MAX_NEXT_CHARS] \
+                        if len(bottle.request.fullpath) <= MAX_NEXT_CHARS else "/"
                 bottle.redirect("/login?" + bottle.urlencode({"next": target}))
             return
         presented = bearer_token()

@@ -94,7 +94,7 @@ def install(web: bottle.Bottle, app, throttle: LoginThrottle) -> None:
 
     @web.post("/login", public=True, db=False)
     def login():
-        target = _next_target(bottle.request.forms.getunicode("next"))
+        target = _next_target(session.form_field("next"))
         if not session.login_form_token_ok():
             bottle.response.status = 403
             error = "The login form expired. Please enter the token again."
@@ -104,7 +104,7 @@ def install(web: bottle.Bottle, app, throttle: LoginThrottle) -> None:
                 throttle.check(address)
             except TooManyRequests as exc:
                 return _locked_out(exc, target)
-            if token_matches(bottle.request.forms.getunicode("token", ""), app.token):
+            if token_matches(session.form_field("token"), app.token):
                 throttle.succeeded(address)
                 session.start(app.token)
                 session.drop_login_form_token()

@@ -90,7 +90,7 @@ def csrf_header_ok(token: str) -> bool:
 def csrf_field_ok(token: str) -> bool:
     expected = csrf_value(token)
     return expected is not None and token_matches(
-        bottle.request.forms.getunicode("csrf_token", ""), expected)
+        form_field("csrf_token"), expected)
 
 
 def _secure() -> bool:
@@ -137,5 +137,15 @@ def drop_login_form_token() -> None:
 
 
 def login_form_token_ok() -> bool:
-    return token_matches(bottle.request.forms.getunicode("csrf_token", ""),
+    return token_matches(form_field("csrf_token"),
                          bottle.request.get_cookie(LOGIN_COOKIE) or "")
+
+
+def form_field(name: str) -> str:
+    """A field of the posted form, "" when absent or not readable text (bottle
+    raises UnicodeDecodeError for invalid UTF-8 in a multipart part: it was a 500).
+    A form that cannot be read is then refused like one without the field."""
+    try:
+        return bottle.request.forms.getunicode(name, "") or ""
+    except (UnicodeDecodeError, ValueError):
+        return ""
