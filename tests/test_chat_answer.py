@@ -345,3 +345,27 @@ def test_words_scattered_over_sentences_are_less_of_an_answer_than_words_togethe
     low, high = compose_answer(query, scattered), compose_answer(query, together)
     assert high.confidence > 0.9
     assert low.confidence < 0.75 * high.confidence
+
+
+def _cpu(call, *args):
+    import time
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        call(*args)
+        best = min(best, time.process_time() - started)
+    return best
+
+
+@pytest.mark.parametrize("hostile, plain", [
+    ("a" * 3999 + "1", "ab " * 1333),       # a letter run: the elongation regex backtracked
+    ("x" + "." * 8000 + "y", "x. " * 2667),  # a dot run: the sentence-end regex did
+])
+def test_hostile_text_costs_about_what_plain_text_of_its_length_costs(hostile, plain):
+    """0.8 s of CPU per public message ('a' * 3999 + '1'), 0.9 s per 8,000 dots."""
+    from botlite.chat.intents import detect_intent
+
+    def turn(text):
+        detect_intent(text, [])
+        compose_answer("where is it", [Passage("s", "T", None, "where is it " + text, 0.5)])
+    assert _cpu(turn, hostile) < 10 * _cpu(turn, plain) + 0.01
