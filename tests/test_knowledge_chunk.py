@@ -1,4 +1,5 @@
 import random
+import time
 
 import docx
 import pytest
@@ -157,6 +158,38 @@ def test_sentence_split_respects_abbreviations_and_decimals():
         "Mr. J. Brown said so (see Fig. 2).",
         "The end",
     ]
+
+
+
+def test_punctuation_runs_split_as_before():
+    assert _sentences("Wait... What?! Yes.\u201d Next \u3002Done") == [
+        "Wait...", "What?!", "Yes.\u201d", "Next \u3002", "Done"]
+    assert _sentences("a.b.c.d " + "." * 50 + "x No end") == ["a.b.c.d " + "." * 50 + "x No end"]
+
+
+def best_time(text, repeat):
+    document = Document(None, None, [Section(text)])
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        chunk_document(document)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@pytest.mark.parametrize("adversarial", [
+    "a" + "." * 20000,                  # a run of full stops without a space after it
+    "a" + "." * 10000 + "\"" * 10000,   # and closing quotes
+    "a" + "?!" * 10000,
+], ids=["stops", "stops and quotes", "marks"])
+def test_chunking_punctuation_runs_takes_linear_time(adversarial):
+    """The old sentence-end pattern failed at each position of a run not
+    followed by whitespace, scanning the rest of the run each time. Against
+    text of the same length full of sentence ends: at most ten times as long,
+    plus 50 ms for a busy machine."""
+    benign = ("Ab. " * len(adversarial))[:len(adversarial)]
+    bound = 10 * best_time(benign, 3) + 0.05
+    assert min(best_time(adversarial, 1) for _ in range(3)) <= bound
 
 
 def test_custom_sizes_and_bad_sizes():

@@ -4,6 +4,8 @@ libraries themselves."""
 import codecs
 import datetime
 import shutil
+import struct
+import time
 import zipfile
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import docx
 import openpyxl
 import pytest
 
+from botlite.knowledge import extract
 from botlite.knowledge.extract import (
     HEAD_BYTES,
     MAX_UNCOMPRESSED_BYTES,
@@ -176,7 +179,9 @@ def test_xlsx_member_compressed_too_densely_is_refused(tmp_path):
 
 
 def test_zip_that_lies_about_its_sizes_is_refused(tmp_path):
-    """The checks trust declared sizes because zipfile never inflates past them."""
+    """zipfile cuts a member at its declared size, but only after inflating all
+    of it in memory: each member is inflated (and counted) before any parser
+    reads it, and must give exactly its declared size."""
     import struct
 
     path = tmp_path / "liar.docx"
@@ -189,6 +194,45 @@ def test_zip_that_lies_about_its_sizes_is_refused(tmp_path):
 
     with pytest.raises(ExtractionError, match="damaged"):
         extract_file(str(path), "docx")
+
+
+
+def test_zip_member_declaring_more_than_it_holds_is_refused(tmp_path):
+    path = tmp_path / "short.docx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", bytes(10000))
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, data.rfind(b"PK\x01\x02") + 24, 20000)  # the directory's size
+    path.write_bytes(bytes(data))
+    with pytest.raises(ExtractionError, match="damaged"):
+        extract_file(str(path), "docx")
+
+
+def test_zip_member_in_another_compression_is_refused(tmp_path):
+    path = tmp_path / "bz2.xlsx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_BZIP2) as archive:
+        archive.writestr("xl/workbook.xml", b"<workbook/>")
+    with pytest.raises(ExtractionError, match="damaged"):
+        extract_file(str(path), "xlsx")
+
+
+def test_docx_whose_xml_parts_are_too_big_to_parse_is_refused(tmp_path, monkeypatch):
+    """Below the total limit, but python-docx would build a tree of it all."""
+    path = tmp_path / "long.docx"
+    document = docx.Document()
+    for number in range(2000):
+        document.add_paragraph("Paragraph %d of a long handbook." % number)
+    document.save(path)
+    with zipfile.ZipFile(path) as archive:
+        xml_bytes = sum(item.file_size for item in archive.infolist()
+                        if item.filename.endswith((".xml", ".rels")))
+    monkeypatch.setattr(extract, "MAX_LOADED_XML_BYTES", xml_bytes - 1)
+    with pytest.raises(ExtractionError) as caught:
+        extract_file(str(path), "docx")
+    assert caught.value.reason.startswith(
+        "The Word document is too big to read: its text and formatting unpack to more than")
+    monkeypatch.setattr(extract, "MAX_LOADED_XML_BYTES", xml_bytes)
+    assert "Paragraph 1999" in extract_file(str(path), "docx").text
 
 
 # --- XLSX ----------------------------------------------------------------------
@@ -241,6 +285,29 @@ def test_large_sheet_is_split_into_row_ranges(tmp_path):
     assert sections[-1].locator.endswith("-401")
     assert all(len(s.text) < TABLE_SECTION_CHARS + 200 for s in sections)
     assert sum(len(paragraphs(s)) for s in sections) == 400
+
+
+
+def test_xlsx_cells_are_counted_as_openpyxl_pads_rows(tmp_path, monkeypatch):
+    """A row reaching column J is 10 cells however few are filled, and the
+    count runs over all sheets; past the limit the workbook is refused, not
+    read in part."""
+    path = tmp_path / "sparse.xlsx"
+    workbook = openpyxl.Workbook()
+    first = workbook.active
+    for row in range(1, 4):
+        first.cell(row, 1, "left %d" % row)
+        first.cell(row, 10, "right %d" % row)
+    second = workbook.create_sheet("Second")
+    second.append(["one", "two"])
+    workbook.save(path)
+
+    monkeypatch.setattr(extract, "MAX_XLSX_CELLS", 32)
+    assert "right 3" in extract_file(str(path), "xlsx").text
+    monkeypatch.setattr(extract, "MAX_XLSX_CELLS", 31)
+    with pytest.raises(ExtractionError) as caught:
+        extract_file(str(path), "xlsx")
+    assert caught.value.reason.startswith("The Excel workbook has more than 31 cells")
 
 
 # --- CSV -----------------------------------------------------------------------
@@ -364,6 +431,107 @@ def test_markdown_title_falls_back_to_first_heading(tmp_path):
     assert document.title == "Second level"
 
 
+
+def test_markdown_atx_headings_and_table_rules(tmp_path):
+    text = "\n\n".join([
+        "## Closed heading ##   ",
+        "#hashtag is text",
+        "####### seven is text",
+        "    # indented is text",
+        "# Keeps #hash",
+        "a | b\n| :--- |--:|\n| 1 | 2 |",
+        "c | d\n| - - |\n| 3 | 4 |",
+    ])
+    document = extract_file(write(tmp_path / "forms.md", text.encode()), "md")
+    assert [s.heading for s in document.sections] == ["Closed heading", "Keeps #hash"]
+    assert document.text.split("\n\n") == [
+        "Closed heading", "#hashtag is text", "####### seven is text", "# indented is text",
+        "Keeps #hash", "a: 1; b: 2", "c | d | - - | | 3 | 4 |"]
+
+
+def test_markdown_inline_syntax_that_never_closes_stays_as_text(tmp_path):
+    text = "**bold** and **open, [link](u) and [open, <b>tag</b> and <open, `code` and ``open"
+    document = extract_file(write(tmp_path / "open.md", text.encode()), "md")
+    assert document.text == (
+        "bold and **open, link and [open, tag and <open, code and ``open")
+
+
+def timed(function, argument):
+    start = time.perf_counter()
+    function(argument)
+    return time.perf_counter() - start
+
+
+def assert_about_as_fast(function, adversarial, benign):
+    """``function`` takes about as long on ``adversarial`` as on ``benign``, an
+    input of about the same length that goes through the same code: at most ten
+    times as long, plus 50 ms for a busy machine (three tries). The inputs are
+    sized so that the backtracking this replaced took seconds."""
+    assert 0.9 <= len(adversarial) / len(benign) <= 1.1
+    baseline = min(timed(function, benign) for _ in range(3))
+    bound = 10 * baseline + 0.05
+    taken = []
+    for _ in range(3):
+        taken.append(timed(function, adversarial))
+        if taken[-1] <= bound:
+            return
+    pytest.fail("%.3f s against %.4f s for a benign input" % (min(taken), baseline))
+
+
+def same_length(unit, like):
+    return (unit * (len(like) // len(unit) + 1))[:len(like)]
+
+
+MARKDOWN_ADVERSARIES = {
+    "unclosed strong": ("**x " * 10000, "**x** "),
+    "unclosed link text": ("[" * 20000, "[a] "),
+    "unclosed link address": ("[a](x(" * 8000, "[a](x) "),
+    "unclosed image": ("![" * 10000, "![a](b) "),
+    "unclosed autolink": ("<http:" * 8000, "<http://a> "),
+    "unclosed tag": ("<a" * 60000, "<a>x "),
+    "backtick run": ("a" + "`" * 20000, "`a` "),
+    "heading then spaces": ("# a" + " " * 20000 + "x", "# a b"),
+    "title then spaces": ("---\ntitle: a" + " " * 40000 + "x\n---\nbody", "title: a b\n"),
+    "spaces under a table row": ("a|b\n" + " " * 20000 + "x", "|---"),
+    "spaces after a rule cell": ("a|b\n|---" + " " * 20000 + "x", "|---"),
+}
+
+
+@pytest.mark.parametrize("name", MARKDOWN_ADVERSARIES)
+def test_markdown_patterns_take_linear_time(tmp_path, name):
+    adversarial, unit = MARKDOWN_ADVERSARIES[name]
+    benign = same_length(unit, adversarial)
+    if name.startswith("title"):
+        benign = "---\n" + same_length(unit, adversarial[4:-9]) + "---\nbody"
+    elif name.startswith("spaces"):
+        benign = "a|b\n" + same_length(unit, adversarial[4:])
+    path = tmp_path / "doc.md"
+
+    def read(text):
+        extract_file(write(path, text.encode()), "md")
+
+    assert_about_as_fast(read, adversarial, benign)
+
+
+def test_other_patterns_take_linear_time():
+    # A run of digits that fails at its end had one way to fail per digit.
+    assert_about_as_fast(extract._NUMBER.fullmatch, "1" * 10000 + "x", "1" * 10001)
+    # <meta without ">": the old pattern scanned to the end at every "<meta".
+    assert_about_as_fast(extract._META_CHARSET.search, b"<meta" * 4000,
+                         same_length(b"<meta charset=x>", b"<meta" * 4000))
+    # Comments not followed by a tag: the old pattern tried all 2**24 groupings.
+    assert_about_as_fast(lambda head: detect_kind("upload", head),
+                         b"<!--a-->" * 24 + b"X", b"<!--a-->" * 24 + b"<html>")
+
+
+def test_html_sniffing_skips_comments_and_declarations_in_the_head_only():
+    assert detect_kind("page", b" <!-- a -- b --> <?xml version='1.0'?>\n<!DOCTYPE html>") \
+        == "html"
+    assert detect_kind("page", b"<!-- unclosed <html>") == "txt"
+    assert detect_kind("page", b"<!-- one --> text <!-- two --> <html>") == "txt"
+    assert detect_kind("page", b" " * HEAD_BYTES + b"<html>") == "txt"  # past the head
+
+
 # --- HTML ----------------------------------------------------------------------
 
 PAGE = """<!DOCTYPE html>
@@ -439,6 +607,36 @@ def test_html_without_text_is_refused():
 def test_deeply_nested_html_does_not_recurse():
     html = "<div>" * 5000 + "deep text" + "</div>" * 5000
     assert extract_html(html).text == "deep text"
+
+
+
+def test_html_nested_deeper_than_libxml2_keeps_its_text_and_the_rest_of_the_page():
+    """libxml2 stops building at 2048 levels (the rest of the page was lost);
+    the page is rebuilt with elements deeper than MAX_HTML_DEPTH unwrapped."""
+    deep = 3000
+    html = ("<html><head><title>Deep</title></head><body>" + "<div>" * deep
+            + "<p>deep</p><p>text</p><script>hidden()</script><span hidden>no</span>"
+            + "</div>" * deep + '<p>after</p><p q"r=1>odd<x"y>name</x"y></p></body></html>')
+    document = extract_html(html)
+    assert document.title == "Deep"
+    assert document.text == "deep text\n\nafter\n\noddname"
+
+
+def test_html_with_too_many_elements_is_refused(monkeypatch):
+    monkeypatch.setattr(extract, "MAX_HTML_ELEMENTS", 100)
+    assert extract_html("<p>x</p>" * 90).text
+    # More "<" than elements: counted while building, not guessed from the text.
+    assert extract_html("<p>" + "x < y " * 200 + "</p>" + "<p>x</p>" * 90).text
+    with pytest.raises(ExtractionError, match="more than 100 HTML elements"):
+        extract_html("<p>x</p>" * 150)
+
+
+def test_html_rows_opened_inside_cells_are_read_once():
+    """libxml2 keeps a <tr> opened in a cell's <div> inside that cell; each
+    row of the chain used to be read again with all the rows below it."""
+    html = ("<table>" + "".join("<tr><td>c%d<div>" % n for n in range(300))
+            + "</div></td></tr>" * 300 + "</table>")
+    assert extract_html(html).text == " ".join("c%d" % n for n in range(300))
 
 
 # --- PDF (made by LibreOffice, see make_fixtures.py) ---------------------------

@@ -19,8 +19,14 @@ from botlite.knowledge.extract import Document
 _PARAGRAPH, _SENTENCE, _WORD = 0, 1, 2
 
 # Sentence end: terminal punctuation, closing quotes/brackets, then whitespace;
-# CJK full stops need no whitespace.
-_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*\s+|[\u3002\uff01\uff1f]+\s*")
+# CJK full stops need no whitespace. The pattern matches every run of
+# punctuation, with or without the whitespace, and `_sentence_ends` keeps the
+# ones with: a pattern requiring it failed at each position of a run not
+# followed by whitespace, scanning the rest of the run each time ("." * 20000:
+# seconds); a match consumes its whole run, so each run is scanned once.
+_PUNCTUATION_RUN = re.compile(
+    r"[.!?\u2026]+(?:[\"'\u201d\u2019)\]]*\s+)?|[\u3002\uff01\uff1f]+\s*")
+_CJK_STOPS = frozenset("\u3002\uff01\uff1f")
 # Words before a full stop that do not end a sentence ("Dr. Smith", "e.g. More").
 _SPACE = re.compile(r"\s")
 _ABBREVIATIONS = frozenset(
@@ -197,7 +203,7 @@ def _sentences(paragraph: str) -> list[str]:
     """Split a whitespace-normalised paragraph into sentences."""
     sentences = []
     start = 0
-    for match in _SENTENCE_END.finditer(paragraph):
+    for match in _sentence_ends(paragraph, 0, len(paragraph)):
         end = match.end()
         if end >= len(paragraph) or not _ends_sentence(paragraph, match):
             continue
@@ -209,6 +215,15 @@ def _sentences(paragraph: str) -> list[str]:
     if rest:
         sentences.append(rest)
     return sentences
+
+
+def _sentence_ends(text: str, start: int, end: int) -> Iterator[re.Match]:
+    """Punctuation in ``text[start:end]`` followed by whitespace (or CJK stops):
+    the places a sentence may end, for `_ends_sentence` to judge."""
+    for match in _PUNCTUATION_RUN.finditer(text, start, end):
+        punctuation = match.group()
+        if punctuation[-1].isspace() or punctuation[0] in _CJK_STOPS:
+            yield match
 
 
 def _ends_sentence(text: str, match: re.Match) -> bool:
@@ -237,7 +252,7 @@ def _overlap_prefix(text: str, overlap: int) -> str:
     paragraph = text.find("\n\n", cut - 2, latest)
     start = paragraph + 2 if paragraph != -1 else latest + 1
     # A sentence end may begin just before the cut and still start a sentence after it.
-    for match in _SENTENCE_END.finditer(text, max(0, cut - 3), start):
+    for match in _sentence_ends(text, max(0, cut - 3), start):
         if cut <= match.end() <= latest and _ends_sentence(text, match):
             start = min(start, match.end())
             break

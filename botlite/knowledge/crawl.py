@@ -47,6 +47,7 @@ from botlite.knowledge.extract import (
     HEAD_BYTES,
     Document,
     ExtractionError,
+    NoText,
     _decode_html,
     detect_kind,
     extract_html,
@@ -739,8 +740,8 @@ class _Crawler:
         try:
             document = extract_html(text, url=url)
         except ExtractionError as exc:
-            log.debug("%s: %s", url, exc.reason)
-            self._skip(url, "no text")
+            # No text, or a limit it is past ("more than 500,000 HTML elements").
+            self._skip(url, "no text" if isinstance(exc, NoText) else exc.reason)
             return
         content_hash = _content_hash(document)
         same = self.page_by_hash.get(content_hash)

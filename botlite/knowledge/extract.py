@@ -20,7 +20,9 @@ import itertools
 import logging
 import os
 import re
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Callable, Iterable
@@ -54,15 +56,32 @@ SUPPORTED_EXTENSIONS: dict[str, str] = {
 """File name extension (lower case, with the dot) -> kind."""
 
 HEAD_BYTES = 8192
-"""How much of the start of a file `detect_kind` should be given."""
+"""How much of the start of a file `detect_kind` should be given; it ignores the rest."""
 
-MAX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
-"""A .docx or .xlsx whose members add up to more than this is refused."""
+MAX_UNCOMPRESSED_BYTES = 100 * 1024 * 1024
+"""A .docx or .xlsx whose members really inflate to more than this in all is refused."""
 
 MAX_COMPRESSION_RATIO = 100
 """A zip member of at least `RATIO_CHECK_MIN_BYTES` compressed more than this is refused."""
 
 RATIO_CHECK_MIN_BYTES = 1024 * 1024
+"""Members smaller than this are not held to `MAX_COMPRESSION_RATIO`."""
+
+MAX_LOADED_XML_BYTES = 25 * 1024 * 1024
+"""The zip members a parser reads whole into a tree (every XML part of a .docx; a
+.xlsx's shared strings, styles and workbook, not its streamed sheets) may add up
+to this; a tree takes about ten times its XML in memory."""
+
+MAX_XLSX_CELLS = 2_000_000
+"""A workbook with more cells than this (all sheets; see `_xlsx_rows`) is refused."""
+
+MAX_HTML_ELEMENTS = 500_000
+"""A page with more elements than this is refused: each costs about 300 bytes in memory."""
+
+MAX_HTML_DEPTH = 512
+"""In a page built by `_CappedTree` (one nested deeper than libxml2 builds, 2048
+levels, or with many tags), deeper elements are unwrapped: their text stays, in
+the element at this depth."""
 
 TABLE_SECTION_CHARS = 4000
 """Spreadsheet and CSV rows are grouped into sections of about this many characters."""
@@ -88,6 +107,10 @@ class ExtractionError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class NoText(ExtractionError):
+    """The file was read and holds no text (a crawl skips such a page quietly)."""
 
 
 class UnsupportedType(ExtractionError):
@@ -140,20 +163,22 @@ _UTF_BOMS = (
 )
 # Bytes that never occur in text; what is left after deleting the text bytes is "binary".
 _TEXT_BYTES = bytes({7, 8, 9, 10, 12, 13, 27} | set(range(0x20, 0x100)) - {0x7F})
-_HTML_START = re.compile(
-    rb"\s*(?:<!--.*?-->\s*|<\?xml[^>]*>\s*)*<(?:!doctype\s+html|html|head|body)[\s>]",
-    re.IGNORECASE | re.DOTALL)
+_HTML_TAG_START = re.compile(rb"<(?:!doctype\s+html|html|head|body)[\s>]", re.IGNORECASE)
+_BYTES_WHITESPACE = b" \t\n\r\f\v"
 
 
 def detect_kind(filename: str, head: bytes) -> str:
     """Decide which `SUPPORTED` kind a file is, from its name and its first bytes.
 
     ``head`` should be the first `HEAD_BYTES` of the file (fewer works, less
-    surely). The extension names the kind; the content must not contradict it:
-    a ``.pdf`` that is a zip, or a ``.txt`` full of NUL bytes, raises
-    `UnsupportedType`. A name without a known extension is judged by content
-    alone (PDF, Word, Excel, HTML; plain text only when there is no extension).
+    surely; more is ignored: this runs in the web process, on untrusted bytes,
+    each looked at a bounded number of times). The extension names the kind;
+    the content must not contradict it: a ``.pdf`` that is a zip, or a ``.txt``
+    full of NUL bytes, raises `UnsupportedType`. A name without a known
+    extension is judged by content alone (PDF, Word, Excel, HTML; plain text
+    only when there is no extension).
     """
+    head = head[:HEAD_BYTES]
     extension = os.path.splitext(filename)[1].lower()
     named = SUPPORTED_EXTENSIONS.get(extension)
     content = _sniff(head)
@@ -216,9 +241,33 @@ def _sniff(head: bytes) -> str | None:
         return "ole"
     if _looks_binary(head):
         return "binary"
-    if _HTML_START.match(_strip_utf8_bom(head)):
+    if _starts_like_html(_strip_utf8_bom(head)):
         return "html"
     return "text"
+
+
+def _starts_like_html(head: bytes) -> bool:
+    """Whether ``head`` opens with <!doctype html>, <html>, <head> or <body>, after
+    whitespace, comments and an XML declaration.
+
+    A scan, not one regex: ``(?:<!--.*?-->\\s*)*`` can end each comment at any
+    later "-->", and a run of comments not followed by a tag was tried every
+    way (2**n: 28 comments took 52 s). Here each comment ends at its first
+    "-->", as in HTML, and every byte is looked at once.
+    """
+    position = 0
+    while True:
+        while position < len(head) and head[position] in _BYTES_WHITESPACE:
+            position += 1
+        if head.startswith(b"<!--", position):
+            end, closer = head.find(b"-->", position + 4), 3
+        elif head[position:position + 5].lower() == b"<?xml":
+            end, closer = head.find(b">", position + 5), 1
+        else:
+            return _HTML_TAG_START.match(head, position) is not None
+        if end == -1:
+            return False
+        position = end + closer
 
 
 def _looks_binary(head: bytes) -> bool:
@@ -303,7 +352,7 @@ def _extract(kind: str, extractor: Callable[..., Document], *args) -> Document:
         log.debug("could not read a %s file", kind, exc_info=True)
         raise _damaged(kind) from exc
     if not document.sections:
-        raise ExtractionError("The %s contains no text." % _NOUNS[kind])
+        raise NoText("The %s contains no text." % _NOUNS[kind])
     return document
 
 
@@ -366,7 +415,9 @@ class _SectionBuilder:
 
 # --- tables (DOCX, XLSX, CSV, HTML, Markdown) ------------------------------------
 
-_NUMBER = re.compile(r"[-+(]?[$€£¥]?\s?[\d.,' ]*\d[\d.,' ]*%?\)?")
+# Digits, separators and at least one digit; the part before the first digit
+# takes no digits, so there is one way to match (not one per digit).
+_NUMBER = re.compile(r"[-+(]?[$€£¥]?\s?[.,' ]*\d[\d.,' ]*%?\)?")
 
 
 def _looks_like_header(cells: list[str], width: int = 0) -> bool:
@@ -453,18 +504,29 @@ def _table_sections(rows: Iterable[list[str]], heading: str | None,
 
 # --- zip containers (DOCX, XLSX) -----------------------------------------------
 
+_ZIP_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # as zipfile's structFileHeader
+_ZIP_NAME_LENGTH, _ZIP_EXTRA_LENGTH = 10, 11
+_INFLATE_PIECE = 64 * 1024
+_LOADED_PARTS = {"docx": "text and formatting", "xlsx": "shared texts and styles"}
+
+
 def _check_zip(data: bytes, kind: str) -> None:
     """Refuse malformed zips and zip bombs before a parser inflates anything.
 
-    zipfile never yields more than a member's declared size, so checking the
-    declared sizes is enough.
+    The declared sizes are checked first, which is cheap; then every member is
+    inflated in pieces through a count, the output dropped, and must give
+    exactly its declared size. The declared size can't be trusted: zipfile
+    stops a member there, but a parser's ``read()`` inflates all of a member's
+    compressed bytes in memory at once before cutting (a 1 MB member declared
+    as 1 KB took 2 GB). Once this passes, each member inflates to what was
+    checked, whatever reads it.
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
         raise _damaged(kind) from exc
-    total = 0
+    total = loaded = 0
     for member in members:
         total += member.file_size
         too_big = total > MAX_UNCOMPRESSED_BYTES
@@ -474,6 +536,63 @@ def _check_zip(data: bytes, kind: str) -> None:
             raise ExtractionError(
                 "The %s unpacks to far more data than a normal document; it was "
                 "refused for safety." % _NOUNS[kind])
+        if _loaded_whole(kind, member.filename):
+            loaded += member.file_size
+            if loaded > MAX_LOADED_XML_BYTES:
+                raise ExtractionError(
+                    "The %s is too big to read: its %s unpack to more than %d MB; it was "
+                    "refused for safety. Split it into smaller files and upload those."
+                    % (_NOUNS[kind], _LOADED_PARTS[kind], MAX_LOADED_XML_BYTES // (1024 * 1024)))
+    for member in members:
+        if _inflated_size(data, member, kind) != member.file_size:
+            raise _damaged(kind)
+
+
+def _loaded_whole(kind: str, name: str) -> bool:
+    """Whether the parser of ``kind`` reads member ``name`` whole into a tree
+    (python-docx every XML part; openpyxl in read-only mode all but the sheets)."""
+    if not name.endswith((".xml", ".rels")):
+        return False
+    return kind == "docx" or not name.startswith("xl/worksheets/")
+
+
+def _inflated_size(data: bytes, member: zipfile.ZipInfo, kind: str) -> int:
+    """What ``member`` really inflates to, counted up to one byte past its
+    declared size (enough to know it lies). The compressed bytes are the ones
+    zipfile reads: after the local header, as many as the directory says."""
+    if member.flag_bits & 0x1:  # encrypted: Office encrypts whole files, not members
+        raise _damaged(kind)
+    offset = member.header_offset
+    header = data[offset:offset + _ZIP_LOCAL_HEADER.size] if offset >= 0 else b""
+    if len(header) < _ZIP_LOCAL_HEADER.size or not header.startswith(b"PK\x03\x04"):
+        raise _damaged(kind)
+    fields = _ZIP_LOCAL_HEADER.unpack(header)
+    start = offset + len(header) + fields[_ZIP_NAME_LENGTH] + fields[_ZIP_EXTRA_LENGTH]
+    compressed = memoryview(data)[start:start + member.compress_size]
+    if member.compress_type == zipfile.ZIP_STORED:
+        return len(compressed)
+    if member.compress_type != zipfile.ZIP_DEFLATED:  # Office writes nothing else
+        raise _damaged(kind)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    limit = member.file_size + 1
+    size = 0
+    for position in range(0, len(compressed), _INFLATE_PIECE):
+        pending = compressed[position:position + _INFLATE_PIECE]
+        while True:
+            try:
+                output = inflater.decompress(pending, _INFLATE_PIECE)
+            except zlib.error as exc:
+                raise _damaged(kind) from exc
+            size += len(output)
+            if size >= limit:
+                return size
+            pending = inflater.unconsumed_tail
+            # A full piece may leave output pending with all input consumed.
+            if not pending and len(output) < _INFLATE_PIECE:
+                break
+        if inflater.eof:
+            break
+    return size
 
 
 # --- PDF ---------------------------------------------------------------------
@@ -678,8 +797,9 @@ def _extract_xlsx(data: bytes) -> Document:
     workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     try:
         sections = []
+        cells = [0]
         for sheet in workbook.worksheets:
-            sections.extend(_table_sections(_xlsx_rows(workbook, sheet), sheet.title,
+            sections.extend(_table_sections(_xlsx_rows(sheet, cells), sheet.title,
                                             "sheet %s" % sheet.title))
         title = _clean(workbook.properties.title or "") or None
     finally:
@@ -687,12 +807,28 @@ def _extract_xlsx(data: bytes) -> Document:
     return Document(title, None, sections)
 
 
-def _xlsx_rows(workbook, sheet) -> Iterable[list[str]]:
-    """A read-only sheet's rows as cell texts (openpyxl's own iteration)."""
+def _xlsx_rows(sheet, cells: list[int]) -> Iterable[list[str]]:
+    """A read-only sheet's rows as cell texts (openpyxl's own iteration).
+
+    ``cells[0]`` counts the cells read so far, across sheets. openpyxl hands
+    over each row padded with empty cells up to its last cell, and padding is
+    what costs (20,000 rows reaching column XFD are 327 million cells), so
+    those count, and a row without cells counts as one. Past `MAX_XLSX_CELLS`
+    the workbook is refused rather than read in part: a bot answering from
+    the first part of a sheet, with nothing to tell anyone the rest is
+    missing, is worse than a clear reason to trim or split the file.
+    """
     # Declared dimensions are often wrong, and padding every row to a bogus
     # width is slow: read the cells that are there.
     sheet.reset_dimensions()
     for row in sheet.iter_rows(values_only=True):
+        cells[0] += len(row) or 1
+        if cells[0] > MAX_XLSX_CELLS:
+            raise ExtractionError(
+                "The Excel workbook has more than {:,} cells (counting the empty cells "
+                "before the last filled one in each row); botlite reads up to {:,}. Delete "
+                "unused rows and columns or split the workbook, then upload it again."
+                .format(MAX_XLSX_CELLS, MAX_XLSX_CELLS))
         yield [_cell_text(value) for value in row]
 
 
@@ -816,25 +952,26 @@ def _plain_paragraphs(lines: Iterable[str]) -> list[str]:
 
 
 _MD_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
-_MD_FRONT_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.MULTILINE | re.IGNORECASE)
-_MD_ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _MD_SETEXT = re.compile(r" {0,3}(=+|-+)[ \t]*$")
 _MD_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 _MD_RULE = re.compile(r" {0,3}(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,})$")
 _MD_REFERENCE = re.compile(r" {0,3}\[[^\]]+\]:\s+\S")
-_MD_TABLE_RULE = re.compile(r"\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
 _MD_BLOCK_PREFIX = re.compile(r"\s*(?:>\s*)+")
 _MD_SYNTAX = re.compile(r"[\[<*_`~\\]")
+# Markdown comes from anyone and a paragraph can be a whole file, so each
+# pattern must fail fast: a bracket, parenthesis or tag body stops at the next
+# opener too (else every unclosed "[" or "<" scanned to the end: quadratic), and
+# emphasis ends at the next run of its own marker.
 _MD_INLINE = (
-    (re.compile(r"!\[([^\]]*)\]\((?:[^()]|\([^)]*\))*\)"), r"\1"),   # images -> alt text
-    (re.compile(r"\[([^\]]+)\]\((?:[^()]|\([^)]*\))*\)"), r"\1"),    # [text](url)
-    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),                  # [text][ref]
-    (re.compile(r"<((?:https?|ftp|mailto):[^>\s]+)>"), r"\1"),       # <autolinks>
-    (re.compile(r"</?[A-Za-z][^>]*>"), ""),                          # inline HTML tags
-    (re.compile(r"(\*\*|__|~~)(?=\S)(.+?)(?<=\S)\1"), r"\2"),
+    (re.compile(r"!\[([^\[\]]*)\]\((?:[^()]|\([^()]*\))*\)"), r"\1"),   # images -> alt text
+    (re.compile(r"\[([^\[\]]+)\]\((?:[^()]|\([^()]*\))*\)"), r"\1"),    # [text](url)
+    (re.compile(r"\[([^\[\]]+)\]\[[^\[\]]*\]"), r"\1"),                # [text][ref]
+    (re.compile(r"<((?:https?|ftp|mailto):[^<>\s]+)>"), r"\1"),      # <autolinks>
+    (re.compile(r"</?[A-Za-z][^<>]*>"), ""),                          # inline HTML tags
+    (re.compile(r"(\*\*|__|~~)(?=\S)((?:(?!\1).)+?)(?<=\S)\1"), r"\2"),
     (re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])"), r"\1"),
     (re.compile(r"(?<![\w])_(?=\S)([^_]+?)(?<=\S)_(?![\w])"), r"\1"),
-    (re.compile(r"`+([^`]+?)`+"), r"\1"),
+    (re.compile(r"(?<!`)`+([^`]+?)`+"), r"\1"),  # from a run's start only: a run is tried once
     (re.compile(r"\\([\\`*_{}\[\]()#+\-.!|~<>])"), r"\1"),
 )
 
@@ -852,14 +989,68 @@ def _extract_md(data: bytes) -> Document:
     title = None
     front = _MD_FRONT_MATTER.match(text)
     if front:
-        found = _MD_FRONT_TITLE.search(front.group(1))
+        found = _md_front_title(front.group(1))
         if found:
-            title = _clean(found.group(1).strip("\"'")) or None
+            title = _clean(found.strip("\"'")) or None
         text = text[front.end():]
     builder = _SectionBuilder()
     _MarkdownReader(builder).read(text.splitlines())
     sections = builder.finish()
     return Document(title or builder.first_heading, None, sections)
+
+
+def _md_front_title(front_matter: str) -> str | None:
+    """The value of the first "title:" line of YAML front matter."""
+    for line in front_matter.split("\n"):
+        if line[:6].lower() == "title:":
+            value = line[6:].strip(" \t")
+            if value:
+                return value
+    return None
+
+
+def _md_atx_heading(line: str) -> str | None:
+    """The text of an ATX heading line ("## Text ##"), None if ``line`` is not one.
+
+    String operations, not a regex: a lazy ``(.*?)`` before an optional
+    ``[ \\t]+#+`` and ``[ \\t]*$`` retried the spaces at every position of a
+    long run of them (a 200 KB heading: minutes).
+    """
+    rest = line.lstrip(" ")
+    if len(line) - len(rest) > 3:
+        return None
+    text = rest.lstrip("#")
+    if not 1 <= len(rest) - len(text) <= 6 or text[:1] not in ("", " ", "\t"):
+        return None
+    text = text.strip(" \t")
+    unclosed = text.rstrip("#")
+    if unclosed != text and (not unclosed or unclosed[-1] in " \t"):
+        text = unclosed.rstrip(" \t")  # the closing sequence
+    return text
+
+
+def _md_table_rule(line: str) -> bool:
+    """Whether ``line`` is a table's delimiter row ("| --- | :-: |").
+
+    Split, not matched: the regex this replaces had ``\\s*`` on both sides of
+    each optional "|", and retried a long run of spaces at every position of it.
+    """
+    cells = line.strip()
+    if cells.startswith("|"):
+        cells = cells[1:]
+    if cells.endswith("|"):
+        cells = cells[:-1]
+    if not cells:
+        return False
+    for cell in cells.split("|"):
+        cell = cell.strip()
+        if cell.startswith(":"):
+            cell = cell[1:]
+        if cell.endswith(":"):
+            cell = cell[:-1]
+        if not cell or cell.strip("-"):
+            return False
+    return True
 
 
 class _MarkdownReader:
@@ -888,10 +1079,10 @@ class _MarkdownReader:
         fence = _MD_FENCE.match(line)
         if fence:
             return self._read_fence(lines, index, fence.group(1))
-        heading = _MD_ATX.match(line)
-        if heading:
+        heading = _md_atx_heading(line)
+        if heading is not None:
             self.flush()
-            text = _md_inline(heading.group(2) or "")
+            text = _md_inline(heading)
             if text:
                 self.builder.heading(text)
             return index + 1
@@ -901,8 +1092,7 @@ class _MarkdownReader:
             if text:
                 self.builder.heading(text)
             return index + 1
-        if "|" in line and index + 1 < len(lines) and _MD_TABLE_RULE.match(lines[index + 1]) \
-                and "-" in lines[index + 1]:
+        if "|" in line and index + 1 < len(lines) and _md_table_rule(lines[index + 1]):
             return self._read_table(lines, index)
         stripped = _MD_BLOCK_PREFIX.sub("", line, count=1) if line.lstrip().startswith(">") \
             else line.strip()
@@ -951,7 +1141,8 @@ class _MarkdownReader:
 
 # --- HTML --------------------------------------------------------------------
 
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
+# [^<>]: a <meta without ">" is not retried up to the end of the window at every "<meta".
+_META_CHARSET = re.compile(rb"""<meta[^<>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
 _XML_ENCODING = re.compile(rb"""<\?xml[^>]+encoding\s*=\s*["']([\w.:-]+)""")
 # Browsers read these labels as windows-1252, a superset.
 _AS_CP1252 = frozenset({"latin_1", "iso8859-1", "ascii", "cp1252"})
@@ -1015,55 +1206,122 @@ def _parse_html(text: str):
     """The page's element tree (lxml.html: libxml2's HTML parser, which repairs
     broken markup the way browsers mostly do, and costs a twentieth of
     BeautifulSoup's tree building); None for a page with no markup or text.
-    Comments and processing instructions are dropped while parsing. libxml2
-    stops at 2048 nested elements; such a page is read by BeautifulSoup's
-    html.parser instead (slow, but without a limit)."""
+    Comments and processing instructions are dropped while parsing.
+
+    libxml2 stops building at 2048 nested elements (the rest of the page is
+    lost); such a page, and one that may have more than `MAX_HTML_ELEMENTS`
+    elements, is built by `_CappedTree` from the same parser's events instead.
+    lxml trees also get slow with depth (adding or dropping an element walks
+    its ancestors), which the caps keep linear.
+    """
     import lxml.etree
     import lxml.html
 
+    data = text.encode("utf-8", "surrogatepass")
+    if text.count("<") - text.count("</") > MAX_HTML_ELEMENTS:  # as many start tags possible
+        return _capped_tree(data)
     # A parser per page: lxml's parsers must not be shared between threads.
     parser = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True,
                                   huge_tree=True, default_doctype=False)
     try:
         # Bytes with the encoding named: a str with an XML declaration is refused.
-        root = lxml.html.document_fromstring(text.encode("utf-8", "surrogatepass"),
-                                             parser=parser)
+        root = lxml.html.document_fromstring(data, parser=parser)
     except lxml.etree.ParserError:  # "Document is empty"
         return None
     if any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.error_log):
-        return _soup_tree(text)
+        return _capped_tree(data)
     return root
 
 
-def _soup_tree(text: str):
-    """lxml elements copied from BeautifulSoup's tree (iteratively)."""
-    import lxml.html
-    from bs4 import BeautifulSoup, NavigableString, Tag
+_HTML_FEED_BYTES = 256 * 1024
 
-    soup = BeautifulSoup(text, "html.parser")
-    top = lxml.html.Element("html")
-    stack = [(iter(soup.contents), top)]
-    while stack:
-        nodes, parent = stack[-1]
-        node = next(nodes, None)
-        if node is None:
-            stack.pop()
-        elif isinstance(node, Tag):
-            try:
-                element = parent.makeelement(node.name.lower(), {
-                    name: " ".join(value) if isinstance(value, list) else value
-                    for name, value in node.attrs.items()})
-            except ValueError:  # a name lxml does not accept
-                element = parent.makeelement("span", {})
-            parent.append(element)
-            stack.append((iter(node.contents), element))
-        elif node.__class__ is NavigableString:
-            if len(parent):
-                parent[-1].tail = (parent[-1].tail or "") + node
-            else:
-                parent.text = (parent.text or "") + node
-    children = list(top)
-    return children[0] if len(children) == 1 and children[0].tag == "html" else top
+
+def _capped_tree(data: bytes):
+    """The page's tree with elements below `MAX_HTML_DEPTH` unwrapped; refused
+    past `MAX_HTML_ELEMENTS`. Fed in pieces, so a refused page stops there."""
+    import lxml.etree
+
+    builder = _CappedTree()
+    parser = lxml.etree.HTMLParser(target=builder, encoding="utf-8", remove_comments=True,
+                                   remove_pis=True, huge_tree=True, default_doctype=False)
+    for start in range(0, len(data), _HTML_FEED_BYTES):
+        parser.feed(data[start:start + _HTML_FEED_BYTES])
+        if builder.elements > MAX_HTML_ELEMENTS:
+            raise ExtractionError(
+                "The web page has more than {:,} HTML elements; botlite reads pages of up "
+                "to {:,}. Split it into smaller pages.".format(MAX_HTML_ELEMENTS,
+                                                              MAX_HTML_ELEMENTS))
+    if not builder.elements:
+        return None
+    return parser.close()
+
+
+_HTML_ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][\w.:-]*")
+
+
+class _CappedTree:
+    """An lxml parser target building lxml.html elements down to `MAX_HTML_DEPTH`.
+
+    Deeper elements are left out and their text goes to the element at that
+    depth, except the text of the elements `_HtmlWalker` drops (scripts,
+    styles, hidden ones...); a deeper block element still separates words.
+    libxml2 sends an end for every start, so counting depth is enough.
+    """
+
+    def __init__(self) -> None:
+        import lxml.etree
+        import lxml.html
+
+        self._builder = lxml.etree.TreeBuilder(parser=lxml.html.HTMLParser())
+        self._open: list[str] = []
+        self.elements = 0
+        self._depth = 0
+        self._dropping_at = 0  # the depth of the dropped element being skipped, or 0
+
+    def start(self, tag: str, attrib) -> None:
+        self._depth += 1
+        if self._depth <= MAX_HTML_DEPTH:
+            self.elements += 1
+            if self.elements <= MAX_HTML_ELEMENTS:
+                self._open.append(self._start(tag, attrib))
+        elif not self._dropping_at:
+            if tag in _HTML_DROP or _html_hidden_attributes(attrib):
+                self._dropping_at = self._depth
+            elif tag in _HTML_BLOCKS:
+                self._builder.data(" ")
+
+    def _start(self, tag: str, attrib) -> str:
+        """Open an element; the names lxml refuses (libxml2 passes on 'a"b')
+        are dropped, or the element becomes a span, as when lxml builds."""
+        try:
+            self._builder.start(tag, attrib)
+            return tag
+        except ValueError:
+            attrib = {name: value for name, value in attrib.items()
+                      if _HTML_ATTRIBUTE_NAME.fullmatch(name)}
+        try:
+            self._builder.start(tag, attrib)
+            return tag
+        except ValueError:
+            self._builder.start("span", attrib)
+            return "span"
+
+    def end(self, tag: str) -> None:
+        if self._depth <= MAX_HTML_DEPTH:
+            if self.elements <= MAX_HTML_ELEMENTS:
+                self._builder.end(self._open.pop())
+        elif self._dropping_at == self._depth:
+            self._dropping_at = 0
+        elif not self._dropping_at and tag in _HTML_BLOCKS:
+            self._builder.data(" ")
+        self._depth -= 1
+
+    def data(self, text: str) -> None:
+        if not self._dropping_at and self.elements <= MAX_HTML_ELEMENTS:
+            self._builder.data(text)
+
+    def close(self):
+        return self._builder.close()
 
 
 def _html_text(element, separator: str = "") -> str:
@@ -1095,7 +1353,10 @@ def _html_main(root):
 
 
 def _html_hidden(element) -> bool:
-    attrs = element.attrib
+    return _html_hidden_attributes(element.attrib)
+
+
+def _html_hidden_attributes(attrs) -> bool:
     if not attrs:
         return False
     if "hidden" in attrs or attrs.get("aria-hidden") == "true":
@@ -1216,13 +1477,29 @@ def _html_data_table(table) -> bool:
 def _html_table_rows(table) -> tuple[list[list[str]], bool | None]:
     rows = []
     header = None
-    for index, tr in enumerate(table.iter("tr")):
+    for index, tr in enumerate(_html_rows(table)):
         cells = [cell for cell in tr if cell.tag in ("td", "th")]
         if index == 0:
+            parent = tr.getparent()
             header = bool(cells) and (all(cell.tag == "th" for cell in cells)
-                                      or next(tr.iterancestors("thead"), None) is not None)
+                                      or parent.tag == "thead")
         rows.append([_clean(_html_text(cell, " ")) for cell in cells])
     return rows, (True if header else None)
+
+
+def _html_rows(table) -> Iterable:
+    """The table's rows, not the rows inside them: libxml2 keeps a <tr> opened
+    in a cell's <div> inside it, and reading each row of such a chain would
+    read the cells below it again (quadratic, in time and text)."""
+    stack = [iter(table)]
+    while stack:
+        node = next(stack[-1], None)
+        if node is None:
+            stack.pop()
+        elif node.tag == "tr":
+            yield node
+        elif isinstance(node.tag, str):
+            stack.append(iter(node))
 
 
 _EXTRACTORS: dict[str, Callable[[bytes], Document]] = {
