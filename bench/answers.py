@@ -320,6 +320,10 @@ _INLINE_TAG = re.compile(r"</?(?:a|abbr|acronym|b|cite|code|em|font|i|kbd|q|s|sa
 _SCRIPT = re.compile(r"<(script|style)\b.*?</\1\s*>", re.S | re.I)
 
 
+LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl",
+                           "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"})
+
+
 def readings(path):
     """A corpus file's text as its author wrote it, in which nothing is glued: HTML
     with every tag read as a space, and with inline tags read as nothing
@@ -328,7 +332,9 @@ def readings(path):
     if path.endswith((".pdf", ".pdf.gz")):
         from pypdf import PdfReader
         reader = PdfReader(io.BytesIO(data))
-        return [" ".join(page.extract_text(extraction_mode="layout") for page in reader.pages)]
+        # Ligatures spelled out, as botlite reads them ("ﬁles" is the word "files").
+        return [" ".join(page.extract_text(extraction_mode="layout")
+                         for page in reader.pages).translate(LIGATURES)]
     text = _SCRIPT.sub(" ", data.decode("utf-8", "replace"))
     return [html.unescape(_TAG.sub(" ", text)),
             html.unescape(_TAG.sub(" ", _INLINE_TAG.sub("", text)))]

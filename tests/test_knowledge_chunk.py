@@ -215,3 +215,16 @@ def test_extracted_document_chunks_end_to_end(tmp_path):
     assert {chunk.heading for chunk in chunks} == {"Chapter 1", "Chapter 2"}
     assert chunks[0].text.startswith("Chapter 1\n\n")
     assert all(len(chunk.text) <= 1200 for chunk in chunks)
+
+
+def test_a_code_block_keeps_its_lines_and_is_cut_only_at_line_ends():
+    from botlite.knowledge.extract import Document, Section
+    code = "\n".join("$ command number %d --with-options" % n for n in range(200))
+    text = "Run these:\n\n```\n%s\n```\n\nDone." % code
+    chunks = chunk_document(Document("T", None, [Section(text, None, None)]))
+    pieces = [c.text for c in chunks]
+    assert all(p.count("```") % 2 == 0 for p in pieces)  # every fence closed in its chunk
+    shown = "\n".join(line for p in pieces for line in p.split("\n")
+                      if line.startswith("$ command"))
+    for n in range(200):  # every command whole, on a line of its own
+        assert "$ command number %d --with-options" % n in shown.split("\n")

@@ -420,7 +420,7 @@ def test_markdown_headings_links_code_and_tables(tmp_path):
         "Getting started",
         "Read the manual and a diagram first, then see https://example.com. "
         "Bold and code and snake_case_name stay.",
-        "# a comment, not a heading make garden",
+        "```\n# a comment, not a heading\nmake garden\n```",
         "Plant: Fern; Water: daily",
     ]
     assert paragraphs(document.sections[2]) == ["Watering", "morning", "evening"]
@@ -809,3 +809,12 @@ def test_xlsx_inline_strings_and_cached_formula_values_are_read(tmp_path):
     document = extract_file(str(rewritten), "xlsx")
     assert paragraphs(document.sections[0]) == [
         "Item: Fish & chips; Total: 6; Column 3: #N/A"]
+
+
+def test_a_pre_block_is_kept_as_code_and_ligatures_are_spelled_out():
+    html = ("<html><body><h1>Stash</h1><p>Stash your changes, pull, then unstash, like "
+            "this:</p><pre>$ git pull\n\n$ git stash\n\t$ git stash pop  </pre>"
+            "<p>The \ufb01les are \ufb02agged.</p></body></html>").encode("utf-8")
+    text = extract_html(html).sections[0].text
+    assert "like this:\n\n```\n$ git pull\n$ git stash\n    $ git stash pop\n```" in text
+    assert "The files are flagged." in text

@@ -629,3 +629,26 @@ def test_a_file_name_with_control_characters_is_a_400_and_stores_nothing(client,
         assert Source.select().count() == 0
     uploads = os.path.join(app.settings.data_dir, "uploads")
     assert not os.path.isdir(uploads) or not os.listdir(uploads)
+
+
+@pytest.mark.parametrize("filename, content", [
+    ("stash.html", b"<html><body><h1>Pulling into a dirty tree</h1><p>When your local "
+     b"changes conflict with the upstream, git pull refuses. In such a case, stash your "
+     b"changes away, perform a pull, and then unstash, like this:</p><pre>$ git pull\n"
+     b"$ git stash\n$ git pull\n$ git stash pop</pre><p>Interrupted workflow</p>"
+     b"</body></html>"),
+    ("stash.md", b"# Pulling into a dirty tree\n\nWhen your local changes conflict with the "
+     b"upstream, git pull refuses. In such a case, stash your changes away, perform a "
+     b"pull, and then unstash, like this:\n\n```sh\n$ git pull\n$ git stash\n$ git pull\n"
+     b"$ git stash pop\n```\n\nInterrupted workflow.\n"),
+])
+def test_the_command_a_document_shows_reaches_the_reply_as_code(client, worker, filename,
+                                                                content):
+    """'...and then unstash, like this:' was the reply; the commands were cut."""
+    source = upload(client, filename, content).json["source_id"]
+    assert wait_done(client, source)["status"] == "ready"
+    answer = client.post("/chatbot/message/", {
+        "message": "my local changes conflict with git pull, what do I do?"}, auth=False).json
+    assert answer["answer_source"] == "knowledge", answer
+    assert {"type": "code", "text": "$ git pull\n$ git stash\n$ git pull\n$ git stash pop"} \
+        in answer["blocks"]

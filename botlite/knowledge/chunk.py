@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterator
 
-from botlite.knowledge.extract import Document
+from botlite.knowledge.extract import CODE_FENCE, Document
 
 _PARAGRAPH, _SENTENCE, _WORD = 0, 1, 2
 
@@ -88,7 +88,8 @@ class _Limits:
 
 
 def _chunk_text(text: str, limits: _Limits) -> list[str]:
-    paragraphs = [" ".join(paragraph.split()) for paragraph in text.split("\n\n")]
+    paragraphs = [piece for paragraph in text.split("\n\n")
+                  for piece in _code_pieces(paragraph, limits)]
     queue = deque((paragraph, True, _PARAGRAPH) for paragraph in paragraphs if paragraph)
     packer = _Packer(limits)
     while queue:
@@ -106,9 +107,34 @@ def _chunk_text(text: str, limits: _Limits) -> list[str]:
     return packer.finish()
 
 
+def _code_pieces(paragraph: str, limits: _Limits) -> list[str]:
+    """A paragraph whitespace-normalised; a fenced code block (extract.code_paragraph)
+    kept line by line instead, cut at line ends into fenced pieces that each fit a
+    chunk: a command is never joined to the next one, nor cut in the middle."""
+    if not paragraph.startswith(CODE_FENCE + "\n") or not paragraph.endswith(
+            "\n" + CODE_FENCE):
+        return [" ".join(paragraph.split())]
+    lines = paragraph.split("\n")[1:-1]
+    room = limits.room - 2 * (len(CODE_FENCE) + 1)
+    pieces, current, length = [], [], 0
+    for line in lines:
+        for start in range(0, max(len(line), 1), room):  # a line longer than a chunk
+            part = line[start:start + room]
+            if current and length + 1 + len(part) > room:
+                pieces.append(current)
+                current, length = [], 0
+            current.append(part)
+            length += len(part) + (1 if length else 0)
+    if current:
+        pieces.append(current)
+    return ["%s\n%s\n%s" % (CODE_FENCE, "\n".join(piece), CODE_FENCE) for piece in pieces]
+
+
 def _opened_up(piece: str, starts_paragraph: bool, level: int, packer: _Packer,
                limits: _Limits) -> list[tuple[str, bool, int]] | None:
     """``piece`` split one level finer, when that is worth it; else None."""
+    if piece.startswith(CODE_FENCE):
+        return None  # a code piece fits a chunk of its own (`_code_pieces`)
     if level == _PARAGRAPH and (packer.short or len(piece) > limits.room):
         parts = _sentences(piece)
         if len(parts) > 1:
@@ -171,6 +197,8 @@ class _Packer:
         text = "".join(self._parts)
         self.chunks.append(text)
         prefix = _overlap_prefix(text, self.limits.overlap)
+        if prefix.count(CODE_FENCE) % 2:  # it starts inside a code block: not that part
+            prefix = prefix[prefix.index(CODE_FENCE) + len(CODE_FENCE):].lstrip()
         self._parts = [prefix] if prefix else []
         self._length = len(prefix)
         self._body = []

@@ -362,14 +362,44 @@ def _damaged(kind: str) -> ExtractionError:
         "re-uploading." % _NOUNS[kind])
 
 
+_LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl",
+                            "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st",
+                            "\ufb06": "st", "\u00ad": None, "\u200b": None})
+"""Typographic ligatures spelled out (PDFs made with TeX are full of them: "ﬁles"
+is "files" to whoever searches for it); soft hyphens and zero-width spaces dropped."""
+
+
 def _clean(text: str) -> str:
-    """Collapse whitespace; drop soft hyphens and zero-width spaces."""
+    """Collapse whitespace; drop soft hyphens and zero-width spaces; spell out
+    ligatures."""
     text = " ".join(text.split())
-    if "\u00ad" in text:
-        text = text.replace("\u00ad", "")
-    if "\u200b" in text:
-        text = text.replace("\u200b", "")
+    if not text.isascii():
+        text = text.translate(_LIGATURES)
     return text
+
+
+CODE_FENCE = "```"
+"""A paragraph that is a code block is fenced by this on lines of their own, its
+lines kept as they are (the chunker keeps them; chat replies show them as code)."""
+MAX_CODE_LINE = 400
+"""Characters kept of one line of a code block."""
+
+
+def code_paragraph(text: str) -> str | None:
+    """A code block's text as a fenced paragraph, or None when it holds no text.
+    Its lines are kept but for trailing spaces, tabs (4 spaces), blank lines
+    (dropped: a paragraph ends at one), overlong lines (cut) and a fence inside
+    (made a plain line)."""
+    lines = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        line = line.replace("\t", "    ").rstrip()[:MAX_CODE_LINE]
+        if line.lstrip().startswith(CODE_FENCE):
+            line = line.replace(CODE_FENCE, "` ` `")
+        if line.strip():
+            lines.append(line if line.isascii() else line.translate(_LIGATURES))
+    if not lines:
+        return None
+    return "%s\n%s\n%s" % (CODE_FENCE, "\n".join(lines), CODE_FENCE)
 
 
 class _SectionBuilder:
@@ -1113,7 +1143,7 @@ class _MarkdownReader:
         while index < len(lines) and not lines[index].strip().startswith(marker):
             code.append(lines[index])
             index += 1
-        text = _clean(" ".join(code))
+        text = code_paragraph("\n".join(code))
         if text:
             self.builder.paragraph(text)
         return index + 1
@@ -1420,6 +1450,15 @@ class _HtmlWalker:
             name = node.tag
             if not isinstance(name, str) or name in _HTML_DROP or _html_hidden(node) or (
                     name in _HTML_BOILERPLATE and not article_depth):
+                if node.tail:
+                    parts.append(node.tail)
+                continue
+            if name == "pre" and not heading_depth:
+                self.flush()
+                parts = self.parts
+                code = code_paragraph(_html_text(node))
+                if code:
+                    self.builder.paragraph(code)
                 if node.tail:
                     parts.append(node.tail)
                 continue
