@@ -818,3 +818,28 @@ def test_a_pre_block_is_kept_as_code_and_ligatures_are_spelled_out():
     text = extract_html(html).sections[0].text
     assert "like this:\n\n```\n$ git pull\n$ git stash\n    $ git stash pop\n```" in text
     assert "The files are flagged." in text
+
+
+def test_documentation_page_furniture_is_left_out():
+    """As PostgreSQL's DocBook pages and Sphinx pages have it (shortened)."""
+    docbook = (
+        b'<html><body><div class="navheader"><table summary="Navigation header"><tr>'
+        b'<th colspan="5">26.1. SQL Dump</th></tr><tr><td><a accesskey="p" '
+        b'href="backup.html">Prev</a> </td><td><a accesskey="u" href="backup.html">Up</a>'
+        b'</td><th>Chapter 26. Backup and Restore</th><td><a href="index.html">Home</a>'
+        b'</td></tr></table><hr></div><div class="sect1"><div class="titlepage"><h2>26.1. '
+        b'SQL Dump</h2></div><div class="toc"><dl><dt><span><a href="#a">26.1.1. Restoring '
+        b'the Dump</a></span></dt></dl></div><p>The idea behind this dump method is to '
+        b'generate a file with SQL commands.</p></div><div class="navfooter"><table><tr>'
+        b'<td><a href="backup.html">Prev</a></td><td><a href="#">Next</a></td></tr></table>'
+        b'</div></body></html>')
+    text = "\n".join(s.text for s in extract_html(docbook).sections)
+    assert text == "26.1. SQL Dump\n\nThe idea behind this dump method is to generate a " \
+        "file with SQL commands."
+    sphinx = ('<html><body><div class="body"><h1>Installing<a class="headerlink" '
+              'href="#installing" title="Permalink to this heading">\u00b6</a></h1><p>Run '
+              'the installer.</p></div><div class="sphinxsidebar" role="navigation"><p>'
+              'Quick search</p></div></body></html>').encode("utf-8")
+    sections = extract_html(sphinx).sections
+    assert [(s.heading, s.text) for s in sections] == [
+        ("Installing", "Installing\n\nRun the installer.")]

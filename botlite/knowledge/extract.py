@@ -1386,10 +1386,25 @@ def _html_hidden(element) -> bool:
     return _html_hidden_attributes(element.attrib)
 
 
+_HTML_NAVIGATION_CLASSES = frozenset(
+    "navheader navfooter navbar navigation breadcrumb breadcrumbs headerlink "
+    "sphinxsidebar skip-link toc toctree-wrapper".split())
+"""Classes of page furniture as documentation generators write it: DocBook's
+"Prev / Up / Home / Next" tables (in 119 of 1,905 chunks of PostgreSQL's manual),
+Sphinx's "¶" permalinks and sidebar, a page's own table of contents. Left out
+like <nav>."""
+
+
 def _html_hidden_attributes(attrs) -> bool:
+    """Whether an element with ``attrs`` is not content: hidden, or navigation."""
     if not attrs:
         return False
     if "hidden" in attrs or attrs.get("aria-hidden") == "true":
+        return True
+    if attrs.get("role") == "navigation":
+        return True
+    classes = attrs.get("class")
+    if classes and not _HTML_NAVIGATION_CLASSES.isdisjoint(classes.lower().split()):
         return True
     style = attrs.get("style")
     return bool(style) and "display:none" in style.replace(" ", "").lower()
