@@ -8,7 +8,7 @@ from botlite.chatbots import get_bot
 from botlite.errors import Conflict
 from botlite.knowledge import sources
 from botlite.models import Source
-from botlite.tasks.ingest import queue_source, run_lost
+from botlite.tasks.ingest import REUPLOAD_GRACE, queue_source, run_lost
 
 DEFAULT_MAX_PAGES, DEFAULT_MAX_DEPTH = 20, 2
 
@@ -23,8 +23,10 @@ def add_file(app, bot_id: str, filename: str | None, stream: BinaryIO) -> tuple[
 
 def _queue_unless_known(app, added) -> tuple[Source, bool]:
     """Queue a new source's run; a known one is a duplicate, unless its run was
-    never queued (a crash between the two writes): then it is queued now."""
-    if not added.duplicate or run_lost(app.runner, added.source):
+    never queued (a crash between the two writes) and it is over `REUPLOAD_GRACE`
+    old (younger, another upload of the same file may be queueing it right now):
+    then it is queued now."""
+    if not added.duplicate or run_lost(app.runner, added.source, REUPLOAD_GRACE):
         queue_source(app.runner, added.source)
         return Source.get_by_id(added.source.id), False
     return Source.get_by_id(added.source.id), True

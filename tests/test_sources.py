@@ -1,5 +1,6 @@
 """Sources end to end over WSGI: upload real files of every format, a real worker
 runtime processes them, search finds them, duplicates and re-runs add nothing."""
+import datetime
 import io
 import os
 import uuid
@@ -587,6 +588,12 @@ def _stored_but_never_queued(app, content, task_id=None, age_s=0):
 def test_reuploading_a_source_whose_run_was_never_queued_queues_it(app, client, worker):
     content = b"# Lost\n\nThe quartz lantern needs a crash-safe upload.\n"
     source_id = _stored_but_never_queued(app, content)
+    # Moments after it was stored, another upload may be queueing it: a duplicate.
+    assert upload(client, "lost.md", content).json["duplicate"] is True
+    with app.database.connection_context():  # a crash and a restart later
+        stored = Source.get_by_id(source_id).updated_at
+        Source.update(updated_at=stored - datetime.timedelta(seconds=10)).where(
+            Source.id == source_id).execute()
     response = upload(client, "lost.md", content)
     assert response.status == 202, response.json
     body = response.json

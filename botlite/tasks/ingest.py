@@ -12,6 +12,7 @@ from botlite.knowledge.replace import Superseded
 from botlite.runner import (PermanentError, current_runner, current_task_id, report_progress,
                             retries_left, stop_requested, task)
 from botlite.tasks.context import context
+from botlite.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +93,19 @@ def resync_websites() -> dict:
 
 
 RECOVERY_GRACE = 60  # seconds a new source may wait for its run to be queued
+REUPLOAD_GRACE = 5  # ...when the same file is uploaded again (two uploads at once)
 
 
-def run_lost(runner, source) -> bool:
+def run_lost(runner, source, grace: float = 0.0) -> bool:
     """Whether the source waits for a run that was never queued: a crash between
     storing the source and queueing its run (two databases, so no one transaction
-    holds both) leaves it pending with no task, or naming a task the queue never got."""
+    holds both) leaves it pending with no task, or naming a task the queue never got.
+    A source changed in the last ``grace`` seconds may be between those two writes
+    right now (another request's), so it is not lost yet."""
     if source.status not in ("pending", "processing"):
+        return False
+    if grace and source.updated_at is not None and \
+            (utcnow() - source.updated_at).total_seconds() < grace:
         return False
     return source.task_id is None or runner.storage.get_state(source.task_id) is None
 
