@@ -843,3 +843,45 @@ def test_documentation_page_furniture_is_left_out():
     sections = extract_html(sphinx).sections
     assert [(s.heading, s.text) for s in sections] == [
         ("Installing", "Installing\n\nRun the installer.")]
+
+
+def test_pdf_text_is_the_same_from_pypdf_where_pdfium_cannot_open_the_file(monkeypatch):
+    """PDFium reads the text (spaces LaTeX only implies, line-end hyphens joined);
+    a PDF it cannot open is still read, by pypdf."""
+    import pypdfium2
+
+    laid_out = extract_file(str(FIXTURES / "report.pdf"), "pdf")
+
+    def refuse(data):
+        raise pypdfium2.PdfiumError("cannot open")
+    monkeypatch.setattr(pypdfium2, "PdfDocument", refuse)
+    fallback = extract_file(str(FIXTURES / "report.pdf"), "pdf")
+    assert [paragraphs(s) for s in fallback.sections] == \
+        [paragraphs(s) for s in laid_out.sections]
+    assert fallback.title == laid_out.title == "Quarterly Garden Report"
+
+
+def test_pdfium_joins_a_word_hyphenated_at_a_line_end():
+    from botlite.knowledge.extract import _pdf_page_texts
+
+    class Page:
+        def get_textpage(self):
+            return self
+
+        def get_text_range(self):
+            return "structures man\ufffe\r\nagement, and\r\nmore"
+
+        def close(self):
+            pass
+
+    class Document(list):
+        def close(self):
+            pass
+
+    import pypdfium2
+    original = pypdfium2.PdfDocument
+    try:
+        pypdfium2.PdfDocument = lambda data: Document([Page()])
+        assert list(_pdf_page_texts(b"", None)) == ["structures management, and\nmore"]
+    finally:
+        pypdfium2.PdfDocument = original
