@@ -27,7 +27,8 @@ from botlite.db import execute
 from botlite.timeutil import utcnow
 
 MAX_OWN_TERMS = 3
-"""A question with more content words than this stands on its own."""
+"""A question with more content words than this (one more if it points back with
+"it", "that"...) stands on its own."""
 MAX_SESSIONS = 50_000
 """Sessions remembered per process (least recently used forgotten first)."""
 MAX_REMEMBERED_WORDS = 40
@@ -40,7 +41,7 @@ _POINTING = frozenset("""
     same such former latter above previous
 """.split())
 _OPENERS = ("and ", "but ", "also ", "so ", "then ", "what about", "how about", "what if",
-            "and what", "or ", "why not", "instead", "else")
+            "and what", "or ", "why not", "instead", "else", "only ", "just ")
 _MORE = re.compile(r"\b(more detail|more details|explain|elaborate|example|examples|"
                    r"tell me more|go on|details|in detail|further|why)\b")
 
@@ -51,11 +52,11 @@ def is_follow_up(question: str) -> bool:
     if not words:
         return False
     own = content_terms(question)
-    if len(own) > MAX_OWN_TERMS:
+    pointing = any(word in _POINTING for word in words)
+    if len(own) > MAX_OWN_TERMS + pointing:  # "update it to the newest upstream commit"
         return False
     text = " ".join(words) + " "
-    return (any(word in _POINTING for word in words) or text.startswith(_OPENERS)
-            or bool(_MORE.search(text)) or not own)
+    return (pointing or text.startswith(_OPENERS) or bool(_MORE.search(text)) or not own)
 
 
 @dataclass(frozen=True)
