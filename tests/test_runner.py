@@ -685,22 +685,32 @@ def test_oldest_first_takes_the_oldest_task_of_a_lane(runner):
     assert task.id == ids[0]
 
 
-def test_dedup_after_a_revoked_holder_yields_one_new_task(runner):
-    first = runner.enqueue("dedup_once", [8])
-    runner.revoke(first)
-    ids, barrier = [], threading.Barrier(10)
+@pytest.mark.parametrize("end", ["revoked", "failed"])
+def test_dedup_after_a_finished_holder_yields_one_new_task(runner, end):
+    """Identical enqueues racing to take over a finished holder's lock: on
+    PostgreSQL each one's UPDATE matched again after the others' commits, and 2-8
+    copies were queued in most rounds."""
+    for round_ in range(8):
+        runner.huey.flush()
+        first = runner.enqueue("dedup_once", [round_])
+        if end == "revoked":
+            runner.revoke(first)
+        else:
+            runner.storage.save_state(first, status="FAILURE")
+        before = runner.queue_depth()["pending"]
+        ids, barrier = [], threading.Barrier(8)
 
-    def submit():
-        barrier.wait(5)
-        ids.append(runner.enqueue("dedup_once", [8]))
+        def submit():
+            barrier.wait(5)
+            ids.append(runner.enqueue("dedup_once", [round_]))
 
-    threads = [threading.Thread(target=submit) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(set(ids)) == 1 and ids[0] != first
-    assert runner.queue_depth()["pending"] == 1
+        threads = [threading.Thread(target=submit) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(set(ids)) == 1 and ids[0] != first, (round_, ids)
+        assert runner.queue_depth()["pending"] == before + 1
 
 
 def test_a_failed_enqueue_leaves_no_dedup_key_behind(runner, monkeypatch):

@@ -76,6 +76,10 @@ def encode_outcome(fields: dict) -> dict:
     return encoded
 
 
+LOCK_TAKEOVER_TRIES = 5
+"""Rounds of `_take_dedup_lock`'s compare-and-set before the lock counts as held."""
+
+
 class SqlRunnerMixin:
     """Claims, lanes, states, TTL locks and heartbeats in SQL.
 
@@ -199,33 +203,41 @@ class SqlRunnerMixin:
     def _take_dedup_lock(self, curs, lock: str, task_id: str, ttl: float,
                          now: float) -> str | None:
         """In the caller's transaction: make ``lock`` name ``task_id``; or return
-        the live task that it names."""
-        curs.execute(self.q("delete from %s where queue = ? and key = ? and expires_at <= ?"
-                            % self.t_lock), (self.name, lock, now))
-        curs.execute(self.q(self.insert_ignore % (
-            self.t_lock, "queue, key, value, expires_at", "?, ?, ?, ?")),
-            (self.name, lock, self._blob(task_id.encode()), now + ttl))
-        if curs.rowcount == 1:
-            return None
-        curs.execute(self.q("select value from %s where queue = ? and key = ?" % self.t_lock),
-                     (self.name, lock))
-        row = curs.fetchone()
-        if row is None:  # freed since (PostgreSQL: by a commit after our insert)
+        the live task that it names. A lock naming a finished or unknown task is
+        taken over with a compare-and-set on its value: of identical enqueues
+        racing for it (PostgreSQL re-checks an UPDATE's WHERE after a concurrent
+        commit), one wins and the others find the winner."""
+        value = self._blob(task_id.encode())
+        holder = None
+        for _ in range(LOCK_TAKEOVER_TRIES):
+            curs.execute(self.q("delete from %s where queue = ? and key = ? and "
+                                "expires_at <= ?" % self.t_lock), (self.name, lock, now))
             curs.execute(self.q(self.insert_ignore % (
                 self.t_lock, "queue, key, value, expires_at", "?, ?, ?, ?")),
-                (self.name, lock, self._blob(task_id.encode()), now + ttl))
-            return None
-        holder = bytes(row[0]).decode()
-        if holder != task_id:
-            curs.execute(self.q("select status from %s where queue = ? and task_id = ?"
-                                % self.t_state), (self.name, holder))
+                (self.name, lock, value, now + ttl))
+            if curs.rowcount == 1:
+                return None
+            curs.execute(self.q("select value from %s where queue = ? and key = ?"
+                                % self.t_lock), (self.name, lock))
             row = curs.fetchone()
-            if row is not None and row[0] not in ("FAILURE", "REVOKED"):
-                return holder
-        curs.execute(self.q("update %s set value = ?, expires_at = ? where queue = ? and "
-                            "key = ?" % self.t_lock),
-                     (self._blob(task_id.encode()), now + ttl, self.name, lock))
-        return None
+            if row is None:  # freed since (PostgreSQL: by a commit after our insert)
+                continue
+            held = bytes(row[0])
+            holder = held.decode()
+            if holder != task_id:
+                curs.execute(self.q("select status from %s where queue = ? and task_id = ?"
+                                    % self.t_state), (self.name, holder))
+                state = curs.fetchone()
+                if state is not None and state[0] not in ("FAILURE", "REVOKED"):
+                    return holder
+            curs.execute(self.q("update %s set value = ?, expires_at = ? where queue = ? "
+                                "and key = ? and value = ?" % self.t_lock),
+                         (value, now + ttl, self.name, lock, self._blob(held)))
+            if curs.rowcount == 1:
+                return None
+        if holder is not None and holder != task_id:
+            return holder  # taken over by another enqueue in every round: it holds it
+        raise RuntimeError("the dedup lock %r kept changing hands; try again" % lock)
 
     def _upsert_enqueued_state(self) -> str:
         # RETRY stays RETRY until the attempt starts; a finished task keeps its
