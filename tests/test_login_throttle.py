@@ -169,3 +169,24 @@ def test_the_ready_line_shows_only_a_token_botlite_generated(data_dir):
         assert "?token=" in server.ready_url()
     finally:
         server.stop()
+
+
+def test_guessing_through_a_public_route_is_throttled_too(guarded, app, caplog):
+    """A public route answered a wrong bearer token (403 for a foreign origin) and the
+    right one (200) differently: a yes/no test for guesses, unthrottled."""
+    caplog.set_level(logging.WARNING, logger="botlite.web.throttle")
+
+    def widget(token):
+        return guarded.get("/api/chatbots/default/widget", auth=False,
+                           environ={"REMOTE_ADDR": ATTACKER},
+                           headers={"Authorization": "Bearer " + token,
+                                    "Origin": "https://evil.example"}).status
+    assert [widget("guess-%02d-xxxxxxxxxxxx" % n) for n in range(10)] == [403] * 10
+    assert widget(app.token) == 403  # locked out: the right token tells nothing
+    assert any("a bearer token on a public route" in r.getMessage() for r in caplog.records)
+    assert _bearer(guarded, app.token, ATTACKER).status == 429  # and the API knows it
+
+
+def test_behind_a_trusted_proxy_any_host_is_answered_by_default(tmp_path):
+    settings = load_settings({"data_dir": str(tmp_path), "trusted_proxy": "127.0.0.1"}, {})
+    assert allowed_hosts(settings) is None

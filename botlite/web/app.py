@@ -77,9 +77,22 @@ class ApiPlugin:
         self.throttle = throttle or LoginThrottle()
 
     def _admin(self) -> bool:
+        """Whether a public route's caller is the admin (no rate limit, any origin).
+        A bearer token counts as a login attempt here too (`LoginThrottle`): the
+        public routes answered a wrong one and the right one differently (403 for
+        a foreign origin, 200), an unthrottled oracle. Locked out, even the right
+        token is not the admin."""
         token = self.app.token
-        return token_matches(bearer_token(), token) or (
-            session.has_session(token) and session.csrf_header_ok(token))
+        presented = bearer_token()
+        if presented:
+            address = bottle.request.environ.get("REMOTE_ADDR") or "unknown"
+            if self.throttle.locked(address):
+                return False
+            if token_matches(presented, token):
+                self.throttle.succeeded(address)
+                return True
+            self.throttle.failed(address, "a bearer token on a public route")
+        return session.has_session(token) and session.csrf_header_ok(token)
 
     def _authorize(self, public: bool, page: bool) -> None:
         token = self.app.token
@@ -254,9 +267,13 @@ LOOPBACK_NAMES = ("localhost", ".localhost", "127.0.0.1", "[::1]")
 
 
 def allowed_hosts(settings) -> tuple[str, ...] | None:
-    """The Host names to answer (see BOTLITE_ALLOWED_HOSTS), or None for any."""
+    """The Host names to answer (see BOTLITE_ALLOWED_HOSTS), or None for any.
+    Behind a trusted proxy the default is any: the proxy passes the public name
+    (Host or X-Forwarded-Host) while botlite listens on loopback."""
     if settings.allowed_hosts:
         return None if "*" in settings.allowed_hosts else settings.allowed_hosts
+    if settings.trusted_proxy:
+        return None
     import ipaddress
     host = settings.host.strip("[]")
     try:

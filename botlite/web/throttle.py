@@ -61,6 +61,12 @@ class LoginThrottle:
         raise TooManyRequests("too many wrong admin tokens from this address; try again "
                               "in %d s" % wait, retry_after=wait)
 
+    def locked(self, address: str) -> bool:
+        """Whether ``address`` is locked out now (`check` without the exception)."""
+        with self.lock:
+            record = self.records.get(visitor_key(address))
+            return record is not None and record.locked_until > self.clock()
+
     def failed(self, address: str, way: str) -> None:
         """Count a wrong token from ``address`` presented by ``way`` (for the log)."""
         now = self.clock()
