@@ -172,7 +172,38 @@ WEB_THREADS = 8
 
 CONNECTION_LIMIT = 1000
 """Open connections per web process (waitress's default, 100, was a slowloris's
-whole budget); polled with poll(), not select() (limited to 1,024 descriptors)."""
+whole budget); polled with poll(), not select() (limited to 1,024 descriptors).
+At most the process's file-descriptor limit less `DESCRIPTOR_RESERVE`."""
+DESCRIPTOR_RESERVE = 200
+"""File descriptors kept for what is not a client connection: databases and their
+WAL files, uploads, task children, outbound fetches."""
+
+
+def _connection_limit() -> int:
+    """`CONNECTION_LIMIT`, raising the soft RLIMIT_NOFILE towards the hard one
+    first (systemd's soft default is 1,024: with 1,000 connections accept() ran
+    out of descriptors and logged a traceback per try), and never above what the
+    limit leaves after `DESCRIPTOR_RESERVE`."""
+    try:
+        import resource
+    except ImportError:  # not on this platform: waitress's own accounting only
+        return CONNECTION_LIMIT
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = CONNECTION_LIMIT + DESCRIPTOR_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return CONNECTION_LIMIT
+    limit = max(10, min(CONNECTION_LIMIT, soft - DESCRIPTOR_RESERVE))
+    if limit < CONNECTION_LIMIT:
+        logger.warning("serving at most %d connections: the file-descriptor limit is %d "
+                       "(raise it with ulimit -n or LimitNOFILE=)", limit, soft)
+    return limit
 
 
 def _server_options(settings) -> dict:
@@ -180,7 +211,7 @@ def _server_options(settings) -> dict:
 
     options = dict(threads=WEB_THREADS, ident="botlite", clear_untrusted_proxy_headers=True,
                    max_request_body_size=(settings.max_upload_mb + 1) * 1024 * 1024,
-                   connection_limit=CONNECTION_LIMIT, asyncore_use_poll=True,
+                   connection_limit=_connection_limit(), asyncore_use_poll=True,
                    channel_timeout=60, cleanup_interval=MAINTENANCE_INTERVAL)
     if settings.trusted_proxy:
         options.update(trusted_proxy=settings.trusted_proxy, trusted_proxy_count=1,

@@ -131,3 +131,27 @@ def test_chat_answers_through_a_slowloris_of_500_connections(data_dir):
         if attack is not None:
             attack.stop.set()
         server.stop()
+
+
+def _limit_in_child(soft, hard):
+    import subprocess
+    import sys
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (%d, %d)); "
+            "from botlite import cli; print(cli._connection_limit(), "
+            "resource.getrlimit(resource.RLIMIT_NOFILE)[0])" % (soft, hard))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return tuple(int(x) for x in done.stdout.split()), done.stderr
+
+
+def test_the_connection_limit_fits_the_file_descriptor_limit():
+    """With a soft limit of 1,024 (systemd's default) 1,000 connections ran accept()
+    out of descriptors: a traceback per try, and /healthz stopped answering."""
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard >= 1200:
+        (limit, soft), _ = _limit_in_child(256, min(hard, 4096))
+        assert limit == 1000 and soft >= 1200  # the soft limit was raised first
+    (limit, soft), log = _limit_in_child(300, 300)  # cannot be raised
+    assert (limit, soft) == (100, 300) and "at most 100 connections" in log

@@ -11,7 +11,7 @@ from botlite import errors, health
 from botlite.auth import token_matches
 from botlite.web.throttle import LoginThrottle
 from botlite.web import session
-from botlite.widget import Caller, cors_headers
+from botlite.widget import Caller, cors_headers, visitor_key
 
 logger = logging.getLogger(__name__)
 
@@ -356,8 +356,11 @@ def _json_error_channel():
             super().__init__(server, sock, addr, adj, map)
             self.request_began = self.creation_time
             limit = getattr(server, "per_address_limit", None)
-            if limit and addr and sum(1 for other in server.active_channels.values()
-                                      if other.addr and other.addr[0] == addr[0]) > limit:
+            # One visitor per IPv4 address and IPv6 /64, worked out once per connection.
+            self.visitor = visitor_key(addr[0]) if limit and addr else None
+            if self.visitor and sum(
+                    1 for other in server.active_channels.values()
+                    if getattr(other, "visitor", None) == self.visitor) > limit:
                 self.will_close = True
                 # Once a minute per address: a flood of refusals is not a flood of lines.
                 warned = server.__dict__.setdefault("refusals_warned", {})
