@@ -818,3 +818,25 @@ def test_a_worker_for_the_documents_lane_only_uses_every_thread_for_it(runner):
     finally:
         rt.release.set()
         runtime.stop()
+
+
+def test_a_zombie_worker_process_counts_as_dead():
+    """A killed worker its parent has not reaped passes kill(pid, 0): its claims
+    were kept for ever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from botlite.runner.runtime import _process_alive, _start_ticks
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = _start_ticks(child.pid)
+        assert _process_alive(child.pid, started)
+        os.kill(child.pid, signal.SIGKILL)
+        from conftest import wait_for
+        wait_for(lambda: open("/proc/%d/stat" % child.pid).read().rsplit(")", 1)[1]
+                 .split()[0] == "Z", message="the child to be a zombie")
+        assert not _process_alive(child.pid, started)
+    finally:
+        child.kill()
+        child.wait()

@@ -72,10 +72,20 @@ def _start_ticks(pid: int) -> str:
         return ""
 
 
+def _process_state(pid: int) -> str:
+    """The process's state letter from /proc ("Z" for a zombie), "" where unknown."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return ""
+
+
 def _process_alive(pid: int, started: str) -> bool:
     """Whether the process ``pid`` that started at ``started`` (see _start_ticks;
-    "" = unknown, then its number alone) still runs."""
-    if not _pid_alive(pid):
+    "" = unknown, then its number alone) still runs. A zombie (killed, not yet
+    reaped by its parent) answers kill(pid, 0) but runs nothing: it is dead."""
+    if not _pid_alive(pid) or _process_state(pid) in ("Z", "X"):
         return False
     return not started or _start_ticks(pid) in ("", started)
 
