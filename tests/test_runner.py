@@ -840,3 +840,18 @@ def test_a_zombie_worker_process_counts_as_dead():
     finally:
         child.kill()
         child.wait()
+
+
+def test_an_earlier_attempt_that_ends_late_keeps_the_re_runs_run_lock(runner):
+    """A worker cut off past the heartbeat timeout still ends its attempt after the
+    re-run took the lock over: it deleted the re-run's lock, and an identical task
+    could then start beside it."""
+    task_id = runner.enqueue("dedup_once", [99])
+    runner.storage.save_state(task_id, status="STARTED")
+    lock = "run-lock-test"
+    first, rerun = ("%s:a" % task_id).encode(), ("%s:b" % task_id).encode()
+    assert runner._take_run_lock(lock, first, 60) is None
+    assert runner._take_run_lock(lock, rerun, 60) is None  # the same task takes it over
+    runner.storage.delete_lock(lock, first)  # the first attempt's end
+    assert bytes(runner.storage.peek_data(lock)) == rerun
+    assert runner._take_run_lock(lock, b"other-task:c", 60) == task_id

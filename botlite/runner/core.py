@@ -29,6 +29,7 @@ import logging
 import threading
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -237,7 +238,7 @@ class TaskRunner:
     def _run_attempt(self, spec: TaskSpec, task, args: list, kwargs: dict):
         _current.runner, _current.task_id = self, task.id
         _current.retries_left = task.retries
-        lock_key = None
+        lock_key = lock_value = None
         try:
             reruns = getattr(task, "reruns", 0) or 0
             if reruns > spec.max_reruns:
@@ -254,7 +255,8 @@ class TaskRunner:
                 # Not Huey's lock_task: it remembers every lock name in a set that
                 # would grow with every distinct argument list.
                 lock_key = lock_name("run", key)
-                holder = self._take_run_lock(lock_key, task.id,
+                lock_value = ("%s:%s" % (task.id, uuid.uuid4().hex)).encode()
+                holder = self._take_run_lock(lock_key, lock_value,
                                              spec.hard_time_limit or spec.dedup_ttl)
                 if holder is not None:
                     lock_key = None
@@ -272,20 +274,24 @@ class TaskRunner:
             raise
         finally:
             if lock_key is not None:  # unless a re-run of this task took it over
-                self.storage.delete_lock(lock_key, task.id.encode())
+                self.storage.delete_lock(lock_key, lock_value)
             _current.runner = _current.task_id = None
             _current.retries_left = 0
 
-    def _take_run_lock(self, lock: str, task_id: str, ttl: float) -> str | None:
-        """Take the execution lock of a dedup key for this attempt of ``task_id``;
-        or return the id of the other, running task that holds it.
+    def _take_run_lock(self, lock: str, value: bytes, ttl: float) -> str | None:
+        """Take the execution lock of a dedup key for this attempt (``value`` is
+        "<task id>:<attempt token>"); or return the id of the other, running task
+        that holds it.
 
-        The lock belongs to the task, not to one attempt: a re-run of the same task
-        (after a kill, a release at shutdown) takes it over, since the claim
-        protocol lets only one attempt of a task run at a time. A lock held by a
-        task that is no longer running (its claim was released, it ended, it has
-        no state: a crash) is broken at once, not when its TTL runs out."""
-        value = task_id.encode()
+        A re-run of the same task (after a kill, a release at shutdown) takes the
+        lock over, since the claim protocol lets only one attempt of a task run at
+        a time; the attempt token keeps an earlier attempt that still ends (a
+        worker cut off past the heartbeat timeout) from deleting the re-run's
+        lock. A lock held by a task that is no longer running (its claim was
+        released, it ended, it has no state: a crash) is broken at once, not when
+        its TTL runs out."""
+        task_id = value.split(b":", 1)[0]
+        holder = b""
         for _ in range(5):
             if self.storage.put_if_empty(lock, value, ttl):
                 return None
@@ -293,14 +299,13 @@ class TaskRunner:
             if holder is EmptyData:
                 continue  # freed meanwhile: try again
             holder = bytes(holder)
-            if holder == value:
-                self.storage.extend_lock(lock, ttl)
-                return None
-            state = self.storage.get_state(holder.decode(errors="replace"))
-            if state is not None and state["status"] == "STARTED":
-                return state["task_id"]
-            self.storage.delete_lock(lock, holder)  # only if it still names that task
-        return holder.decode(errors="replace")
+            holder_task = holder.split(b":", 1)[0]  # a lock of older code is the id alone
+            if holder_task != task_id:
+                state = self.storage.get_state(holder_task.decode(errors="replace"))
+                if state is not None and state["status"] == "STARTED":
+                    return state["task_id"]
+            self.storage.delete_lock(lock, holder)  # only if it still names that attempt
+        return holder.split(b":", 1)[0].decode(errors="replace")
 
     @staticmethod
     def _retryable(spec: TaskSpec, exc: BaseException) -> bool:
