@@ -882,6 +882,19 @@ def test_pdfium_joins_a_word_hyphenated_at_a_line_end():
     original = pypdfium2.PdfDocument
     try:
         pypdfium2.PdfDocument = lambda data: Document([Page()])
-        assert list(_pdf_page_texts(b"", None)) == ["structures management, and\nmore"]
+        assert list(_pdf_page_texts(b"", None)) == [("structures management, and\nmore", True)]
     finally:
         pypdfium2.PdfDocument = original
+
+
+def test_pdf_contents_lines_are_left_out_and_real_hyphens_kept():
+    from botlite.knowledge.extract import _pdf_paragraphs
+    page = ("Contents\n1 Introduction . . . . . . . . . . . . . . . . 1\n"
+            "3.4 Making a Windows DLL . . . . . . . . . . . . iv\n\n"
+            "Values are written as a long list that is comma-\nseparated in the file, and "
+            "read back the same way every time.\n")
+    assert _pdf_paragraphs(page, hyphens_marked=True) == [
+        "Contents", "Values are written as a long list that is comma-separated in the file, "
+        "and read back the same way every time."]
+    # pypdf marks nothing: a line-end hyphen before a lowercase word is a split word.
+    assert "commaseparated" in _pdf_paragraphs(page)[-1]

@@ -637,7 +637,7 @@ def _extract_pdf(data: bytes) -> Document:
     sections = []
     first_line = None
     unreadable = 0
-    for number, text in enumerate(_pdf_page_texts(data, reader), 1):
+    for number, (text, hyphens_marked) in enumerate(_pdf_page_texts(data, reader), 1):
         if isinstance(text, DependencyError):  # AES needs the optional 'cryptography'
             raise ExtractionError(
                 "The PDF is encrypted in a way botlite can't open; upload an unprotected copy."
@@ -646,7 +646,7 @@ def _extract_pdf(data: bytes) -> Document:
             log.debug("unreadable PDF page %d: %r", number, text)
             unreadable += 1
             continue
-        paragraphs = _pdf_paragraphs(text)
+        paragraphs = _pdf_paragraphs(text, hyphens_marked)
         if paragraphs:
             sections.append(Section("\n\n".join(paragraphs), None, "page %d" % number))
             if first_line is None:
@@ -661,7 +661,8 @@ def _extract_pdf(data: bytes) -> Document:
 
 
 def _pdf_page_texts(data: bytes, reader):
-    """Each page's text, or the exception that kept it unread, in page order.
+    """Each page's text, or the exception that kept it unread, in page order,
+    with whether line-end hyphens that only split a word were marked (PDFium).
 
     PDFium (pypdfium2) lays the text out: it keeps the spaces that PDFs made with
     LaTeX only imply by glyph positions (pypdf gave "Thepreferredwaytodothisis..."
@@ -678,9 +679,9 @@ def _pdf_page_texts(data: bytes, reader):
     if document is None:
         for page in reader.pages:
             try:
-                yield page.extract_text()
+                yield page.extract_text(), False
             except Exception as exc:
-                yield exc
+                yield exc, False
         return
     try:
         for index in range(len(document)):
@@ -691,10 +692,10 @@ def _pdf_page_texts(data: bytes, reader):
                 textpage.close()
                 page.close()
             except Exception as exc:
-                yield exc
+                yield exc, True
                 continue
             yield text.replace("\ufffe\r\n", "").replace("\ufffe", "").replace(
-                "\r\n", "\n").replace("\r", "\n")
+                "\r\n", "\n").replace("\r", "\n"), True
     finally:
         document.close()
 
@@ -720,15 +721,19 @@ def _first_words(text: str | None, limit: int = 120) -> str | None:
     return text[:cut if cut > 0 else limit]
 
 
-def _pdf_paragraphs(text: str) -> list[str]:
+def _pdf_paragraphs(text: str, hyphens_marked: bool = False) -> list[str]:
     """Re-flow a page's lines into paragraphs.
 
-    pypdf gives one line per printed line. A paragraph ends at a blank line, at
+    The text has one line per printed line. A paragraph ends at a blank line, at
     a line clearly shorter than the page's full lines (a heading, a last line),
     or at a somewhat short line ending a sentence. A word hyphenated across
-    lines is joined again.
+    lines is joined again: with ``hyphens_marked`` (PDFium joined those already)
+    a line ending in "-" is a real hyphen ("comma-" "separated" stays
+    "comma-separated"); else a "-" before a lowercase line is dropped. Table of
+    contents lines (a title, a dotted leader, a page number) are left out.
     """
     lines = [_clean(line) for line in text.splitlines()]
+    lines = ["" if _is_contents_line(line) else line for line in lines]
     lengths = sorted(len(line) for line in lines if line)
     if not lengths:
         return []
@@ -744,7 +749,7 @@ def _pdf_paragraphs(text: str) -> list[str]:
         previous = current[-1] if current else ""
         if (len(previous) > 2 and previous[-1] == "-" and previous[-2].isalpha()
                 and line[0].islower()):
-            current[-1] = previous[:-1] + line
+            current[-1] = (previous if hyphens_marked else previous[:-1]) + line
         else:
             current.append(line)
         if len(line) < 0.6 * full or (len(line) < 0.85 * full and line[-1] in _PDF_LINE_ENDS):
@@ -756,6 +761,17 @@ def _pdf_paragraphs(text: str) -> list[str]:
 
 
 _PDF_LINE_ENDS = frozenset(".!?:\"\u201d)")
+
+
+def _is_contents_line(line: str) -> bool:
+    """Whether ``line`` is a table of contents entry: "Making a Windows DLL . . . 12"
+    (a run of at least 4 leader dots, then a page number, arabic or roman). A scan
+    of the line's end, not a regex over it."""
+    rest = line.rstrip()
+    number = rest.rstrip("0123456789ivxlcIVXLC")
+    if number == rest or not number:
+        return False
+    return number.rstrip()[-16:].replace(" ", "").endswith("....")
 
 
 # --- DOCX --------------------------------------------------------------------
