@@ -126,6 +126,10 @@ def test_backups_are_readable_by_their_owner_only(settings, made):
 def test_a_backup_of_a_damaged_database_fails_cleanly_and_keeps_the_old_backups(
         settings, made, capsys):
     live = os.path.join(settings.data_dir, "botlite.db")
+    import sqlite3
+    with sqlite3.connect(live) as connection:  # all pages in the file, none in the WAL
+        connection.execute("pragma wal_checkpoint(truncate)")
+    connection.close()
     for suffix in ("-wal", "-shm"):
         if os.path.exists(live + suffix):
             os.unlink(live + suffix)
