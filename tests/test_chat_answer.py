@@ -369,3 +369,17 @@ def test_hostile_text_costs_about_what_plain_text_of_its_length_costs(hostile, p
         detect_intent(text, [])
         compose_answer("where is it", [Passage("s", "T", None, "where is it " + text, 0.5)])
     assert _cpu(turn, hostile) < 10 * _cpu(turn, plain) + 0.01
+
+
+def test_a_heading_that_restates_the_question_is_no_answer():
+    """Replies were the question's own heading from a FAQ's table of contents."""
+    faq = Passage("f", "FAQ", None, (
+        "How can I download the updates only one time for several machines?\n\n"
+        "Set up a caching proxy such as apt-cacher-ng on one machine and point the "
+        "others at it: each update is downloaded once."), 0.8)
+    answer = compose_answer("how can I download the updates only one time for several "
+                            "machines?", [faq])
+    assert answer.text.startswith("Set up a caching proxy")
+    assert "?" not in answer.text
+    only = Passage("g", "FAQ", None, "How can I download the updates only one time?", 0.8)
+    assert compose_answer("how can I download the updates only one time?", [only]) is None

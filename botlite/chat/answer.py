@@ -531,7 +531,8 @@ def compose_answer(query: str, passages: Sequence[Passage], max_chars: int = 600
         if focused:
             sentences = focused + [s for s in sentences if s.carried and s not in focused]
     weights = _idf(sentences, query_terms)
-    ranked = _rank(sentences, passages, weights)
+    ranked = [s for s in _rank(sentences, passages, weights)
+              if not _restates(s, query_terms)]
     if not ranked:
         return None
     chosen, text = _choose(ranked, max_chars, max_sentences)
@@ -554,6 +555,16 @@ def compose_answer(query: str, passages: Sequence[Passage], max_chars: int = 600
     best_passage = max(_clamped_score(passages[s.passage]) for s in chosen)
     confidence = covered * (0.6 + 0.4 * best_passage)
     return Answer(text, _sources(chosen, passages), round(confidence, 3))
+
+
+def _restates(sentence: _Sentence, query_terms: frozenset) -> bool:
+    """Whether ``sentence`` is a question that says little but the asker's own
+    question ("9.6 I have several machines; how can I download the updates only
+    one time?" as a FAQ's heading): no answer, however well it matches. One that
+    brings code or a list along is kept: what it introduces answers."""
+    if sentence.code or sentence.items or not sentence.text.rstrip().endswith("?"):
+        return False
+    return len(content_terms(sentence.text) - query_terms) <= 1
 
 
 def content_terms(text: str) -> frozenset:
