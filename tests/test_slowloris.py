@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from conftest import wait_for
 from test_serve import ServeProcess
 
 ATTACK_SECONDS = 14.0  # past the 10 s header deadline
@@ -118,7 +119,7 @@ def test_chat_answers_through_a_slowloris_of_500_connections(data_dir):
         assert failed == 0
         attack = Slowloris(parts.port)
         attack.start()
-        time.sleep(1.0)  # let the attack's connections be opened (this paces the test)
+        wait_for(lambda: attack.opened >= ATTACKERS, message="the attack's connections")
         during, failed = _chat_latencies(base, bot, 60, pause=0.15)
         attack.join(ATTACK_SECONDS + 10)
         assert failed == 0, "%d of 60 chat requests failed under the attack" % failed
