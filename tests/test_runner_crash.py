@@ -99,15 +99,9 @@ def _alive(pid):
         return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM"])
-def test_a_task_process_does_not_outlive_its_worker(broker_url, tmp_path, stop,
-                                                    monkeypatch):
-    """A task with a hard time limit runs in a child process: when its worker is
-    killed, or stops and releases the task for a re-run, the child ends too (it
-    would otherwise go on running beside the re-run on another worker), and the
-    abandoned attempt is no failure: the task waits for its re-run, with its
-    deduplication key."""
-    import time
+def _child_task_runner(broker_url, tmp_path, monkeypatch, prefix):
+    """A runner of crash_worker's child_sleeps on a fresh queue, and the effects
+    database its task children write their pids to."""
     monkeypatch.syspath_prepend(HERE)
     from botlite.runner import TaskRunner
     monkeypatch.setattr(sys, "argv", ["crash_worker.py", broker_url,
@@ -117,9 +111,23 @@ def test_a_task_process_does_not_outlive_its_worker(broker_url, tmp_path, stop,
     effects = str(tmp_path / "effects.db")
     with sqlite3.connect(effects) as conn:
         conn.execute("create table children (pid integer)")
-    name = "orphan-%s" % uuid.uuid4().hex[:8]
+    name = "%s-%s" % (prefix, uuid.uuid4().hex[:8])
     runner = TaskRunner(broker_url, name=name)
     runner.register(crash_worker.child_sleeps)
+    return runner, crash_worker, effects, name
+
+
+@pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM"])
+def test_a_task_process_does_not_outlive_its_worker(broker_url, tmp_path, stop,
+                                                    monkeypatch):
+    """A task with a hard time limit runs in a child process: when its worker is
+    killed, or stops and releases the task for a re-run, the child ends too (it
+    would otherwise go on running beside the re-run on another worker), and the
+    abandoned attempt is no failure: the task waits for its re-run, with its
+    deduplication key."""
+    import time
+    runner, crash_worker, effects, name = _child_task_runner(broker_url, tmp_path,
+                                                             monkeypatch, "orphan")
     worker = _start_worker(broker_url, effects, name, CRASH_SHUTDOWN_TIMEOUT="1")
     child = None
     try:
@@ -201,18 +209,8 @@ def test_a_task_process_obeys_a_sigterm_of_its_own_but_not_its_workers_group(
     """An operator's `kill PID` ends a runaway task process (it ignored SIGTERM);
     a SIGTERM to the worker's process group (Ctrl-C, a service manager) still
     reaches only the worker, which lets the task finish within its timeout."""
-    monkeypatch.syspath_prepend(HERE)
-    from botlite.runner import TaskRunner
-    monkeypatch.setattr(sys, "argv", ["crash_worker.py", broker_url,
-                                      str(tmp_path / "effects.db"), "unused"])
-    import crash_worker
-
-    effects = str(tmp_path / "effects.db")
-    with sqlite3.connect(effects) as conn:
-        conn.execute("create table children (pid integer)")
-    name = "sigterm-%s" % uuid.uuid4().hex[:8]
-    runner = TaskRunner(broker_url, name=name)
-    runner.register(crash_worker.child_sleeps)
+    runner, crash_worker, effects, name = _child_task_runner(broker_url, tmp_path,
+                                                             monkeypatch, "sigterm")
     worker = subprocess.Popen([sys.executable, os.path.join(HERE, "crash_worker.py"),
                                broker_url, effects, name], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=HERE,
