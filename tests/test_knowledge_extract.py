@@ -196,7 +196,6 @@ def test_zip_that_lies_about_its_sizes_is_refused(tmp_path):
         extract_file(str(path), "docx")
 
 
-
 def test_zip_member_declaring_more_than_it_holds_is_refused(tmp_path):
     path = tmp_path / "short.docx"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
