@@ -10,7 +10,8 @@ from botlite.chat import service as chat
 from botlite.errors import BadRequest, PayloadTooLarge
 from botlite.knowledge import sources
 from botlite.auth import token_matches
-from botlite.web.app import bearer_token, current_caller, json_body, json_response
+from botlite.web.app import (bearer_token, client_address, current_caller, json_body,
+                             json_response)
 
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -174,7 +175,7 @@ def install(web: Bottle, app) -> None:
 
     @web.post("/api/messages/<message_id>/feedback", public=True)
     def message_feedback(message_id):
-        widget.feedback_gate(request.environ.get("REMOTE_ADDR") or "unknown", limiter)
+        widget.feedback_gate(client_address(), limiter)
         return json_response(analytics.feedback(app, message_id, json_body()), 202)
 
     @web.get("/api/reports/system")

@@ -8,7 +8,6 @@ import time
 import bottle
 
 from botlite import errors, health
-from botlite.auth import token_matches
 from botlite.web.throttle import LoginThrottle
 from botlite.web import session
 from botlite.widget import Caller, cors_headers, visitor_key
@@ -44,6 +43,11 @@ def bearer_token() -> str | None:
     header = bottle.request.environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" else None
+
+
+def client_address() -> str:
+    """The client's address (the proxy's, unless waitress trusts its headers)."""
+    return bottle.request.environ.get("REMOTE_ADDR") or "unknown"
 
 
 def current_caller() -> Caller:
@@ -85,13 +89,12 @@ class ApiPlugin:
         token = self.app.token
         presented = bearer_token()
         if presented:
-            address = bottle.request.environ.get("REMOTE_ADDR") or "unknown"
-            if self.throttle.locked(address):
+            try:
+                if self.throttle.verify(client_address(), presented, token,
+                                        "a bearer token on a public route"):
+                    return True
+            except errors.TooManyRequests:
                 return False
-            if token_matches(presented, token):
-                self.throttle.succeeded(address)
-                return True
-            self.throttle.failed(address, "a bearer token on a public route")
         return session.has_session(token) and session.csrf_header_ok(token)
 
     def _authorize(self, public: bool, page: bool) -> None:
@@ -109,13 +112,9 @@ class ApiPlugin:
                 bottle.redirect("/login?" + bottle.urlencode({"next": target}))
             return
         presented = bearer_token()
-        if presented:
-            address = bottle.request.environ.get("REMOTE_ADDR") or "unknown"
-            self.throttle.check(address)
-            if token_matches(presented, token):
-                self.throttle.succeeded(address)
-                return
-            self.throttle.failed(address, "a bearer token")
+        if presented and self.throttle.verify(client_address(), presented, token,
+                                              "a bearer token"):
+            return
         if session.has_session(token):
             if session.csrf_header_ok(token):
                 return
@@ -131,7 +130,7 @@ class ApiPlugin:
         # Not bottle's urlparts: it believes X-Forwarded-Host and -Proto.
         own = "%s://%s" % (environ.get("wsgi.url_scheme", "http"), environ.get("HTTP_HOST", ""))
         caller = Caller(origin=environ.get("HTTP_ORIGIN") or None, own_origin=own,
-                        address=environ.get("REMOTE_ADDR") or "unknown",
+                        address=client_address(),
                         admin=self._admin())
         environ["botlite.caller"] = caller
         return caller

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 import bottle
 
 from botlite import __version__, dashboard
-from botlite.auth import token_matches
 from botlite.errors import BotliteError, TooManyRequests
 from botlite.web import session
+from botlite.web.app import client_address
 from botlite.web.throttle import LoginThrottle
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
@@ -30,10 +30,6 @@ def render(template: str, **context) -> str:
 
 def error_page(error: BotliteError) -> str:
     return render("error.tpl", error=error)
-
-
-def _address() -> str:
-    return bottle.request.environ.get("REMOTE_ADDR") or "unknown"
 
 
 def _locked_out(exc: TooManyRequests, target: str) -> str:
@@ -67,16 +63,13 @@ def install(web: bottle.Bottle, app, throttle: LoginThrottle) -> None:
     def home():
         token = bottle.request.query.get("token")
         if token is not None:
-            address = _address()
             try:
-                throttle.check(address)
+                matches = throttle.verify(client_address(), token, app.token, "the ?token= link")
             except TooManyRequests as exc:
                 return _locked_out(exc, "/")
-            if token_matches(token, app.token):
-                throttle.succeeded(address)
+            if matches:
                 session.start(app.token)
                 bottle.redirect("/")
-            throttle.failed(address, "the ?token= link")
             bottle.response.status = 401
             return render("login.tpl", error="That token is not valid.",
                           login_csrf=session.login_form_token(), next="/")
@@ -99,17 +92,15 @@ def install(web: bottle.Bottle, app, throttle: LoginThrottle) -> None:
             bottle.response.status = 403
             error = "The login form expired. Please enter the token again."
         else:
-            address = _address()
             try:
-                throttle.check(address)
+                matches = throttle.verify(client_address(), session.form_field("token"),
+                                          app.token, "the login form")
             except TooManyRequests as exc:
                 return _locked_out(exc, target)
-            if token_matches(session.form_field("token"), app.token):
-                throttle.succeeded(address)
+            if matches:
                 session.start(app.token)
                 session.drop_login_form_token()
                 bottle.redirect(target)
-            throttle.failed(address, "the login form")
             bottle.response.status = 401
             error = "That token is not valid."
         return render("login.tpl", error=error, login_csrf=session.login_form_token(),

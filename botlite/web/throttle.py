@@ -19,6 +19,7 @@ import math
 import threading
 import time
 
+from botlite.auth import token_matches
 from botlite.errors import TooManyRequests
 from botlite.widget import visitor_key
 
@@ -49,6 +50,17 @@ class LoginThrottle:
         self.records: collections.OrderedDict[str, _Record] = collections.OrderedDict()
         self.lock = threading.Lock()
 
+    def verify(self, address: str, given: str | None, expected: str, way: str) -> bool:
+        """Whether ``given`` is the admin token, counted for ``address``: raises
+        TooManyRequests while it is locked out (the token unchecked), clears it on
+        a match, counts a failure (``way``: how it came, for the log) otherwise."""
+        self.check(address)
+        if token_matches(given, expected):
+            self.succeeded(address)
+            return True
+        self.failed(address, way)
+        return False
+
     def check(self, address: str) -> None:
         """Raise TooManyRequests while ``address`` is locked out."""
         now = self.clock()
@@ -60,12 +72,6 @@ class LoginThrottle:
             wait = max(1, math.ceil(record.locked_until - now))
         raise TooManyRequests("too many wrong admin tokens from this address; try again "
                               "in %d s" % wait, retry_after=wait)
-
-    def locked(self, address: str) -> bool:
-        """Whether ``address`` is locked out now (`check` without the exception)."""
-        with self.lock:
-            record = self.records.get(visitor_key(address))
-            return record is not None and record.locked_until > self.clock()
 
     def failed(self, address: str, way: str) -> None:
         """Count a wrong token from ``address`` presented by ``way`` (for the log)."""
