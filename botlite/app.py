@@ -12,6 +12,7 @@ import peewee
 
 from botlite import db as dbmod
 from botlite.auth import admin_token
+from botlite.knowledge import embedding
 from botlite.models import DEFAULT_BOT_ID, Chatbot
 from botlite.runner import Runtime, TaskRunner
 from botlite.runner.runtime import PRUNE_INTERVAL
@@ -113,6 +114,11 @@ class Botlite:
             ensure_default_jobs(runner)
         task_context.configure(settings.data_dir, settings.allow_private_urls)
         task_context.configure_operations(settings)
+        try:
+            embedding.configure(settings.semantic, settings.embedding_model,
+                                settings.embedding_sha256)
+        except embedding.EmbeddingUnavailable as exc:
+            raise StartupError("BOTLITE_SEMANTIC=on: %s" % exc) from None
         # Each task gets its own connection, opened and closed around it.
         runner.huey.pre_execute("open-db")(lambda task: database.connect(reuse_if_open=True))
         runner.huey.post_execute("close-db")(lambda task, value, exc: database.close())
@@ -122,8 +128,10 @@ class Botlite:
         """Task workers and, with ``schedule``, the scheduler of the database-backed
         schedule (whose expire_results job prunes old results, so the runtime's own
         pruning is off). One-off commands run workers without a scheduler."""
-        if schedule:  # sources a crash kept from being queued, before the first minute
+        if schedule:  # what a crash kept from being queued, before the first minute
             self.runner.enqueue("recover_sources")
+            if embedding.current() is not None:
+                self.runner.enqueue("embed_chunks")
         return Runtime(self.runner, self.settings.workers if workers is None else workers,
                        lanes=lanes, shutdown_timeout=self.settings.shutdown_timeout,
                        prune_interval=None if schedule else PRUNE_INTERVAL,

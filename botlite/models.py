@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from peewee import (BigIntegerField, BooleanField, CharField, DateField, DateTimeField,
+from peewee import (BigIntegerField, BlobField, BooleanField, CharField, DateField, DateTimeField,
                     FloatField, ForeignKeyField, IntegerField, Model, TextField)
 
 from botlite.db import database
@@ -129,6 +129,30 @@ class Chunk(BaseModel):
     position = IntegerField()
     text = TextField()
     generation = IntegerField(default=0)
+
+
+class ChunkVector(BaseModel):
+    """A chunk's sentence embedding (float16 bytes) made by ``model`` (an id from
+    the model file's hash); ``version``: the bot's `VectorVersion` when written,
+    so a process holding the bot's vectors in memory reads only the newer ones."""
+    chunk = ForeignKeyField(Chunk, primary_key=True, on_delete="CASCADE",
+                            column_name="chunk_id")
+    chatbot_id = CharField(max_length=64)
+    model = CharField(max_length=16)
+    version = IntegerField()
+    vector = BlobField()
+
+    class Meta:
+        table_name = "chunk_vector"
+
+
+class VectorVersion(BaseModel):
+    """Counts a bot's vector writes (one per transaction that writes some)."""
+    chatbot_id = CharField(primary_key=True, max_length=64)
+    version = IntegerField(default=0)
+
+    class Meta:
+        table_name = "vector_version"
 
 
 class Notification(BaseModel):

@@ -70,6 +70,8 @@ DEFAULT_JOBS = (
     DefaultJob("resync_websites", "*/15 * * * *", [], "re-crawl websites due for a refresh"),
     DefaultJob("recover_sources", "* * * * *", [],
                "queue sources whose processing a crash kept from being queued"),
+    DefaultJob("embed_chunks", "* * * * *", [],
+               "embed chunks that have no vector yet (hybrid retrieval; nothing without it)"),
     DefaultJob("expire_results", "*/10 * * * *", [],
                "forget expired task results and old finished task states"),
 )

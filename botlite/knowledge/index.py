@@ -50,6 +50,7 @@ from typing import Iterable, Iterator, Sequence
 import peewee
 
 from botlite.db import database
+from botlite.knowledge import embedding, vectors
 from botlite.knowledge.chunk import Chunk as TextChunk
 from botlite.models import Page, Source
 
@@ -144,6 +145,9 @@ class Hit:
     score: float
     """0..1: how much of the query the chunk covers (rare terms count more),
     nudged by its BM25 relative to the best candidate."""
+    similarity: float | None = None
+    """Hybrid retrieval: the cosine of the chunk's embedding to the question's
+    (None without vectors)."""
 
 
 def bot_token(bot_id: str) -> str:
@@ -234,15 +238,31 @@ class _Budget:
         return 1 if time.monotonic() > self.deadline else 0
 
 
+RRF_K = 60
+"""Reciprocal-rank fusion: a chunk at rank r of a list gains 1 / (RRF_K + r)."""
+FUSE_DEPTH = 50
+"""Chunks of each list (BM25's, the vectors') that the fusion sees."""
+
+
 def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
     """The ``k`` chunks of ``bot_id`` that best match ``query``, best first
-    (see the module's docstring). A search that runs past `SEARCH_BUDGET_S`
-    ends with what it has (nothing, if the candidates were not chosen yet)."""
+    (see the module's docstring). With the embedding model loaded
+    (`embedding.current`) and the bot's vectors built, BM25's `FUSE_DEPTH` best
+    and the vectors' fuse by reciprocal rank (`RRF_K`); chunks without vectors
+    yet still come through BM25. A search that runs past `SEARCH_BUDGET_S` ends
+    with what it has (nothing, if the candidates were not chosen yet)."""
+    embedder = embedding.current()
+    if embedder is None:
+        return _lexical(bot_id, query, k).hits
+    return _hybrid(embedder, bot_id, query, k)
+
+
+def _lexical(bot_id: str, query: str, k: int) -> "_Ranking":
     if isinstance(database.obj, peewee.PostgresqlDatabase):
         return _search_postgres(bot_id, query, k)
     terms = query_terms(query)
     if not terms:
-        return []
+        return _Ranking([], None)
     connection = database.connection()
     budget = _Budget()
     only = _ONLY_BOT.set(bot_id if _alone(bot_id) else None)
@@ -254,17 +274,44 @@ def search(bot_id: str, query: str, k: int = 5) -> list[Hit]:
             raise
         logger.warning("search of bot %s stopped after %.2f s (%d terms): %r", bot_id,
                        SEARCH_BUDGET_S, len(terms), " ".join(terms)[:200])
-        return []
+        return _Ranking([], None)
     finally:
         connection.set_progress_handler(None, 0)
         _ONLY_BOT.reset(only)
 
 
-def _search_sqlite(bot_id: str, terms: list[str], k: int) -> list[Hit]:
+def _hybrid(embedder, bot_id: str, query: str, k: int) -> list[Hit]:
+    lexical = _lexical(bot_id, query, FUSE_DEPTH)
+    if lexical.scorer is None and not lexical.hits:
+        return []  # no word worth searching for ("how do I do it?")
+    ids, _, cosine = vectors.dense_search(embedder, bot_id, query, FUSE_DEPTH)
+    if not ids:
+        return lexical.hits[:k]
+    fused: dict[int, float] = {}
+    for rank, hit in enumerate(lexical.hits):
+        fused[hit.chunk_id] = 1.0 / (RRF_K + rank + 1)
+    for rank, chunk_id in enumerate(ids):
+        fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
+    best = sorted(fused, key=lambda chunk_id: -fused[chunk_id])[:k]
+    known = {hit.chunk_id: hit for hit in lexical.hits}
+    missing = [chunk_id for chunk_id in best if chunk_id not in known]
+    if missing:
+        rows = database.execute_sql(
+            "select %s from chunk c where c.id in (%s)" % (
+                _COLUMNS, ", ".join([database.obj.param] * len(missing))), missing).fetchall()
+        for row in rows:
+            known[row[0]] = lexical.score_row(row)
+    hits = [known[chunk_id] for chunk_id in best if chunk_id in known]
+    for hit in hits:
+        hit.similarity = cosine(hit.chunk_id)
+    return hits
+
+
+def _search_sqlite(bot_id: str, terms: list[str], k: int) -> "_Ranking":
     counts, forms = _counts(bot_id, terms)
     held = sum(counts.values())
     if not held:
-        return []
+        return _Ranking([], _Scorer(terms, counts, forms))
     expressions = {term: _expression(forms[term]) for term in terms}
     # The sum bounds the chunks holding any term from above unless a count was cut at COMMON.
     bounded = held <= MATCH_BUDGET and max(counts.values()) < COMMON
@@ -475,12 +522,12 @@ def _counts_postgres(bot_id: str, terms: list[str]) -> dict[str, int]:
     ).fetchone()))
 
 
-def _search_postgres(bot_id: str, query: str, k: int) -> list[Hit]:
+def _search_postgres(bot_id: str, query: str, k: int) -> "_Ranking":
     """`search` on PostgreSQL: ts_rank_cd over the weighted tsvector picks the
     candidates, then the same re-ranking."""
     terms = query_terms(query)
     if not terms:
-        return []
+        return _Ranking([], None)
     counts = _counts_postgres(bot_id, terms)
     # websearch_to_tsquery never raises on user text; OR keeps recall like FTS5.
     cursor = database.execute_sql(
@@ -570,8 +617,39 @@ def _term_weights(terms: list[str], counts: dict[str, int]) -> list[float]:
     return [math.log(1 + COMMON / (counts[term] + 0.5)) for term in terms]
 
 
+class _Scorer:
+    """A query's terms, their weights and matcher: scores chunk rows."""
+
+    def __init__(self, terms: list[str], counts: dict[str, int],
+                 forms: dict[str, list[str]] | None = None) -> None:
+        self.matcher = _Matcher(terms, forms)
+        self.weights = _term_weights(terms, counts)
+        self.total = sum(self.weights)
+
+    def label(self, row: tuple) -> frozenset[int]:
+        return self.matcher.found_in_label(row[4]) | self.matcher.found_in_label(row[5])
+
+    def coverage(self, row: tuple, label: frozenset[int]) -> float:
+        return _coverage(self.matcher, row, label, self.weights, self.total)
+
+    def hit(self, row: tuple, label: frozenset[int], relative: float) -> Hit:
+        return Hit(*row[:8], score=round(0.8 * self.coverage(row, label) + 0.2 * relative, 4))
+
+
+@dataclass
+class _Ranking:
+    hits: list[Hit]
+    scorer: _Scorer | None
+
+    def score_row(self, row: tuple) -> Hit:
+        """A hit for a chunk BM25 did not rank (the vectors found it)."""
+        if self.scorer is None:
+            return Hit(*row[:8], score=0.0)
+        return self.scorer.hit(row, self.scorer.label(row), 0.0)
+
+
 def _reranked(rows: list[tuple], terms: list[str], counts: dict[str, int],
-              k: int, forms: dict[str, list[str]] | None = None) -> list[Hit]:
+              k: int, forms: dict[str, list[str]] | None = None) -> _Ranking:
     """The best ``k`` of ``rows`` (chunk columns + BM25 relevance), re-ranked.
 
     A chunk ranks by its BM25 relative to the best candidate, plus how well its
@@ -580,19 +658,17 @@ def _reranked(rows: list[tuple], terms: list[str], counts: dict[str, int],
     Its score is the share of the query it covers (text, heading or title;
     shares weighted by `_term_weights`), nudged by its relative BM25.
     """
+    scorer = _Scorer(terms, counts, forms)
     if not rows:
-        return []
-    matcher = _Matcher(terms, forms)
-    weights = _term_weights(terms, counts)
-    total = sum(weights)
+        return _Ranking([], scorer)
     best = max(row[8] for row in rows)
     scored = []
     for row in rows:
-        label = matcher.found_in_label(row[4]) | matcher.found_in_label(row[5])
+        label = scorer.label(row)
         # Without BM25 (every term common), coverage orders the candidates.
-        relative = max(row[8], 0.0) / best if best > 0 else _coverage(
-            matcher, row, label, weights, total)
-        scored.append((row, label, sum(weights[i] for i in label) / total, relative))
+        relative = max(row[8], 0.0) / best if best > 0 else scorer.coverage(row, label)
+        scored.append((row, label, sum(scorer.weights[i] for i in label) / scorer.total,
+                       relative))
     pages: dict[str, list[float]] = {}
     for row, _, _, relative in scored:
         pages.setdefault(row[3] or row[1], []).append(relative)
@@ -611,9 +687,8 @@ def _reranked(rows: list[tuple], terms: list[str], counts: dict[str, int],
         per_page[key] = per_page.get(key, 0) + 1
         (first if per_page[key] <= PER_PAGE else rest).append(entry)
     # Only the hits returned need their text read for the score.
-    return [Hit(*row[:8], score=round(0.8 * _coverage(matcher, row, label, weights, total)
-                                      + 0.2 * relative, 4))
-            for _, _, row, label, relative in (first + rest)[:k]]
+    return _Ranking([scorer.hit(row, label, relative)
+                     for _, _, row, label, relative in (first + rest)[:k]], scorer)
 
 
 def _coverage(matcher: _Matcher, row: tuple, label: frozenset[int], weights: list[float],
@@ -685,4 +760,5 @@ def copy_chunks(source_id: str, page_ids: Sequence[int], generation: int,
         "and generation = %s and page_id in (%s)" % (
             columns, columns, param, param, param, ", ".join([param] * len(page_ids))),
         (new_generation, source_id, generation, *page_ids))
+    vectors.copy_vectors(source_id, page_ids, generation, new_generation)
     return cursor.rowcount

@@ -7,12 +7,13 @@ from botlite.tasks.ingest import (process_document, recover_sources, resync_webs
 from botlite.tasks.maintenance import (backup_data, cleanup_old_data, cleanup_temp_files,
                                        generate_reports, health_check)
 from botlite.tasks.notify import notify_source_failed, notify_source_ready, send_notification
+from botlite.tasks.vectors import embed_chunks
 
 ALL = (health_check, process_document, scrape_website, resync_websites, recover_sources,
        send_notification,
        notify_source_ready, notify_source_failed, process_user_action, update_analytics,
        generate_analytics_report, cleanup_old_data, cleanup_temp_files, backup_data,
-       generate_reports, expire_results)
+       generate_reports, expire_results, embed_chunks)
 
 # Their first retry waits BOTLITE_WEBHOOK_RETRY_DELAY (they deliver webhooks).
 WEBHOOK_TASKS = (send_notification, notify_source_ready, notify_source_failed)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from botlite import notifications
 from botlite.knowledge import sources
 from botlite.models import Source
-from botlite.runner import PermanentError, current_task_id, task
+from botlite.knowledge import embedding
+from botlite.runner import PermanentError, current_runner, current_task_id, task
 from botlite.tasks.context import context
 from botlite.wording import counted
 
@@ -64,10 +65,13 @@ def _what(source: Source) -> tuple[str, str]:
 
 @task(queue="notifications", retries=3, retry_delay=10)
 def notify_source_ready(source_id: str, task_id: str, **_result) -> dict | None:
-    """After a successful ingestion run: 'Document ready'."""
+    """After a successful ingestion run: 'Document ready'; and its chunks'
+    vectors queued (`embed_chunks`, when semantic search is on)."""
     source = _current(source_id, task_id)
     if source is None or source.status != "ready":
         return None
+    if embedding.current() is not None:
+        current_runner().enqueue("embed_chunks")
     what, name = _what(source)
     pages = " from " + counted(source.page_count, "page") if source.kind == "website" else ""
     return _send(ADMIN, "%s ready" % what, "%s is ready: %s%s." % (
