@@ -89,7 +89,8 @@ class ChatEngine:
         cited, whose passages carry the previous question as their context."""
         hits = index.search(bot.id, question, SEARCH_K)
         passages = [Passage(h.source_id, h.title, h.url, h.text, h.score, h.heading,
-                            context=question if (h.url or h.source_id) in pages else None)
+                            context=question if (h.url or h.source_id) in pages else None,
+                            similarity=h.similarity)
                     for h in hits]
         extractive = compose_answer(question, passages, focus=focus) if passages else None
         if extractive is None or extractive.confidence < KNOWLEDGE_THRESHOLD:
