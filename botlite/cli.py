@@ -100,6 +100,16 @@ def _open_app(args, quiet: bool = False):
     return Botlite.open(settings)
 
 
+def _say_retrieval() -> None:
+    """Load the embedding model now (not on the first question) and say once
+    when semantic search is off, and how to turn it on."""
+    from botlite.knowledge import embedding
+
+    message = embedding.startup_message()
+    if message:
+        logger.info(message)
+
+
 def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):
         return "127.0.0.1"
@@ -287,6 +297,7 @@ def cmd_serve(args) -> int:
         running.close()
         server.close()
         raise
+    _say_retrieval()
     deferred.target = create_app(app)
     web.release()
     signals = _StopSignals(_interrupt)
@@ -460,6 +471,7 @@ def cmd_worker(args) -> int:
             running.close()
         raise CliError("--queues: no queue named %s (queues: %s)"
                        % (", ".join(map(repr, unknown)), known))
+    _say_retrieval()
     runtime = app.runtime(app.settings.workers, lanes=lanes)
     stop = threading.Event()
     signals = _StopSignals(stop.set)
@@ -701,6 +713,35 @@ def _schedule_action(args, action, render=_print_json) -> int:
     return _app_action(args, "schedule", action, render)
 
 
+def cmd_vectors_status(args) -> int:
+    from botlite import retrieval
+
+    app = _open_app(args, quiet=True)
+    try:
+        with app.database.connection_context():
+            _print_json(retrieval.status())
+    finally:
+        app.close()
+    return 0
+
+
+def cmd_vectors_rebuild(args) -> int:
+    from botlite import retrieval
+    from botlite.errors import BotliteError
+
+    app = _open_app(args, quiet=True)
+    try:
+        with app.database.connection_context():
+            try:
+                result = retrieval.rebuild(app, {"chatbot_id": args.bot} if args.bot else {})
+            except BotliteError as exc:
+                raise CliError(exc.message) from None
+        _print_json(result)
+    finally:
+        app.close()
+    return 0
+
+
 def cmd_backup(args) -> int:
     import sqlite3
 
@@ -825,9 +866,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "in this process. Prints the dashboard URL with the admin token once "
                     "it answers. SIGINT/SIGTERM stop it gracefully.")
     _add_setting_flags(serve, "host", "port", "data_dir", "workers", "web_processes",
-                       "trusted_proxy", "allowed_hosts",
-                       "database_url",
-                       "broker_url", "shutdown_timeout", "log_level")
+                       "trusted_proxy", "allowed_hosts", "database_url", "broker_url",
+                       "shutdown_timeout", "log_level", "semantic")
     serve.add_argument("--no-worker", action="store_true",
                        help="serve HTTP only; tasks run in `python -m botlite worker` processes")
     serve.set_defaults(run=cmd_serve)
@@ -837,7 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run task workers and the scheduler, for deployments with several "
                     "worker processes or machines.")
     _add_setting_flags(worker, "workers", "data_dir", "database_url", "broker_url",
-                       "shutdown_timeout", "log_level")
+                       "shutdown_timeout", "log_level", "semantic")
     worker.add_argument("--queues", metavar="A,B",
                         help="claim tasks from these queues only (default: all), "
                              "e.g. documents,websites")
@@ -951,6 +991,24 @@ def build_parser() -> argparse.ArgumentParser:
                               "lock is still checked)")
     _add_setting_flags(restore, "data_dir", "database_url", "broker_url")
     restore.set_defaults(run=cmd_restore)
+
+    vec = commands.add_parser(
+        "vectors", help="hybrid retrieval: vector progress per bot, or rebuild them",
+        description="Show which retrieval answers (hybrid or BM25 only) and how many of "
+                    "each bot's chunks have their vector; `vectors rebuild` forgets them "
+                    "and queues embed_chunks to compute them again (BM25 answers meanwhile).")
+    _add_setting_flags(vec, "data_dir", "database_url", "broker_url", "semantic")
+    vec.set_defaults(run=cmd_vectors_status)
+    vec_actions = vec.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    vec_status = vec_actions.add_parser("status", help="the default: progress per bot (JSON)")
+    vec_status.set_defaults(run=cmd_vectors_status)
+    vec_rebuild = vec_actions.add_parser("rebuild", help="forget the vectors and queue their "
+                                                         "rebuild")
+    vec_rebuild.add_argument("--bot", help="only this chatbot's (default: every bot's)")
+    vec_rebuild.set_defaults(run=cmd_vectors_rebuild)
+    for sub in (vec_status, vec_rebuild):
+        _add_setting_flags(sub, "data_dir", "database_url", "broker_url", "semantic",
+                           unset=argparse.SUPPRESS)
 
     token = commands.add_parser(
         "token", help="print the admin token",

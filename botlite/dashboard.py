@@ -10,8 +10,8 @@ from importlib import metadata
 
 from peewee import fn
 
-from botlite import (__version__, analytics, backup, chatbots, db, health, notifications,
-                     operations, schedule, task_control, validate)
+from botlite import (__version__, analytics, backup, chatbots, db, health, ingest,
+                     notifications, operations, schedule, task_control, validate)
 from botlite.app import redact
 from botlite.chat import admin as chat_admin
 from botlite.chat import service as chat_service
@@ -43,8 +43,8 @@ def home() -> dict:
 
 def bot_sources(bot_id: str) -> dict:
     bot = chatbots.get_bot(bot_id)
-    found = sources.list_sources(bot.id)
-    return {"bot": bot, "sources": found,
+    found = list(sources.list_sources(bot.id))
+    return {"bot": bot, "sources": found, "vectors": ingest.vector_progress([bot.id]),
             "active": any(s.status in ACTIVE_SOURCE for s in found)}
 
 
@@ -55,7 +55,9 @@ def source_detail(bot_id: str, source_id: str) -> dict:
         raise NotFound("chatbot %r has no source %r" % (bot.id, source_id))
     chunks = list(Chunk.select().where(Chunk.source == source.id)
                   .order_by(Chunk.position).limit(100))
-    return {"bot": bot, "source": source, "chunks": chunks}
+    progress = ingest.vector_progress([bot.id])
+    return {"bot": bot, "source": source, "chunks": chunks,
+            "vectors": None if progress is None else progress.get(source.id)}
 
 
 def bot_knowledge_extras(bot_id: str) -> dict:

@@ -14,6 +14,7 @@ import threading
 import time
 
 from botlite import errors, operations
+from botlite.knowledge import embedding, vectors
 from botlite.runner import HEARTBEAT_MAX_AGE
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,26 @@ def turn_log_view(turn_log) -> dict:
             "actions_dropped": turn_log.actions_dropped}
 
 
+def retrieval_view(app, detail: bool = False) -> dict:
+    """Which retrieval answers (hybrid or bm25) and why; with ``detail``, how many
+    live chunks have their vector (hybrid takes over source by source as they arrive)."""
+    status = embedding.status()
+    view = {"mode": status["retrieval"], "semantic": status["semantic"]}
+    if detail:
+        view["detail"] = status["detail"]
+        embedder = embedding.current() if status["semantic"] == "on" else None
+        if embedder is not None:
+            try:
+                with app.database.connection_context():
+                    progress = vectors.progress(embedder.model_id).values()
+            except Exception:
+                logger.exception("health check: cannot count the vectors")
+            else:
+                view["chunks"] = sum(p.chunks for p in progress)
+                view["vectors"] = sum(p.vectors for p in progress)
+    return view
+
+
 def public_view(last_check: dict | None) -> dict | None:
     """What anyone may see of the last health_check: its outcome and age, not the
     host, process, disk sizes or dead-task count (those need the admin token)."""
@@ -165,6 +186,7 @@ def check(app, detail: bool = False) -> tuple[bool, dict]:
 
     report = {"status": "ok" if not reasons else "unavailable",
               "database": database, "queue": queue, "workers": workers, "storage": storage,
+              "retrieval": retrieval_view(app, detail and database["status"] == "ok"),
               "turn_log": turn_log_view(app.turn_log),
               "last_check": last_check if detail else public_view(last_check)}
     if reasons:

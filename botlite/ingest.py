@@ -6,7 +6,7 @@ from typing import BinaryIO
 from botlite import validate
 from botlite.chatbots import get_bot
 from botlite.errors import Conflict
-from botlite.knowledge import sources
+from botlite.knowledge import embedding, sources, vectors
 from botlite.models import Source
 from botlite.tasks.ingest import REUPLOAD_GRACE, queue_source, run_lost
 
@@ -102,3 +102,24 @@ def accepted(source: Source, duplicate: bool) -> tuple[int, dict]:
             "status": source.status if duplicate else "processing", "duplicate": duplicate,
             "source": source.to_dict()}
     return (200 if duplicate else 202), body
+
+
+def vector_progress(bot_ids) -> dict | None:
+    """{source id: `vectors.Progress`} of the bots' sources (a source missing
+    has no live chunks); None when semantic search is off."""
+    embedder = embedding.current()
+    if embedder is None:
+        return None
+    progress: dict = {}
+    for bot_id in set(bot_ids):
+        progress.update(vectors.progress(embedder.model_id, bot_id))
+    return progress
+
+
+def source_views(sources_: list[Source]) -> list[dict]:
+    """The sources as the API shows them, each with its vector progress under
+    "vectors" ({chunks, vectors, done}; null when semantic search is off)."""
+    progress = vector_progress(s.chatbot_id for s in sources_)
+    empty = vectors.Progress(0, 0)
+    return [dict(s.to_dict(), vectors=progress.get(s.id, empty).to_dict()
+                 if progress is not None else None) for s in sources_]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from bottle import Bottle, HTTPResponse, request, response
 
-from botlite import (analytics, chatbots, health, ingest, notifications, operations, schedule,
-                     task_control, widget)
+from botlite import (analytics, chatbots, health, ingest, notifications, operations,
+                     retrieval, schedule, task_control, widget)
 from botlite.chat import admin as chat_admin
 from botlite.chat import service as chat
 from botlite.errors import BadRequest, PayloadTooLarge
@@ -107,6 +107,15 @@ def install(web: Bottle, app) -> None:
     def delete_schedule_job(name):
         return schedule.delete_job(app.runner, name)
 
+    @web.get("/api/vectors")
+    def vector_status():
+        return retrieval.status()
+
+    @web.post("/api/vectors/rebuild")
+    def rebuild_vectors():
+        response.status = 202
+        return retrieval.rebuild(app, json_body() if request.content_length else {})
+
     @web.post("/api/schedule/<name>/run")
     def run_schedule_job(name):
         response.status = 202
@@ -115,7 +124,7 @@ def install(web: Bottle, app) -> None:
     @web.get("/api/chatbots/<bot_id>/sources")
     def list_sources(bot_id):
         chatbots.get_bot(bot_id)
-        return {"sources": [s.to_dict() for s in sources.list_sources(bot_id)]}
+        return {"sources": ingest.source_views(list(sources.list_sources(bot_id)))}
 
     @web.post("/api/chatbots/<bot_id>/sources")
     def add_source(bot_id):
@@ -142,7 +151,7 @@ def install(web: Bottle, app) -> None:
 
     @web.get("/api/sources/<source_id>")
     def get_source(source_id):
-        return sources.get_source(source_id).to_dict()
+        return ingest.source_views([sources.get_source(source_id)])[0]
 
     @web.delete("/api/sources/<source_id>")
     def delete_source(source_id):

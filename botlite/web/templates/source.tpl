@@ -14,6 +14,9 @@
   <dt>Error</dt><dd class="error">{{source.error}}</dd>
 % end
   <dt>Chunks</dt><dd>{{source.chunk_count}}</dd>
+  % if vectors is not None:
+  <dt>Vectors</dt><dd data-vectors>{{vectors.vectors}} of {{vectors.chunks}} (semantic search uses them as they arrive)</dd>
+  % end
 % if source.task_id:
   <dt>Task</dt><dd><a href="/tasks/{{source.task_id}}"><code>{{source.task_id}}</code></a></dd>
 % end

@@ -34,7 +34,14 @@
         <div class="error">{{s.error}}</div>
         % end
       </td>
-      <td>{{s.chunk_count}}</td>
+      <td>{{s.chunk_count}}
+        % v = vectors.get(s.id) if vectors is not None else None
+        % if v is not None and v.chunks and not v.to_dict()["done"]:
+        <div class="hint" data-vectors>vectors {{v.vectors}}/{{v.chunks}}</div>
+        % elif v is not None and v.chunks:
+        <div class="hint" data-vectors>vectors ready</div>
+        % end
+      </td>
       <td class="actions">
         % if s.status == "failed":
         <button type="button" data-api="/api/sources/{{s.id}}/reprocess" data-method="POST" data-then="refresh:sources-table">Retry</button>

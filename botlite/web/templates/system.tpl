@@ -6,6 +6,14 @@
   database {{health["database"]["status"]}}{{" (%s ms)" % health["database"]["ms"] if "ms" in health["database"] else ""}} ·
   queue {{health["queue"]["status"]}} ·
   {{workers["alive"]}} worker process(es), {{workers["threads"]}} thread(s)</p>
+% retrieval = health["retrieval"]
+<p id="retrieval">Retrieval: <strong>{{"hybrid (BM25 + sentence embeddings)" if retrieval["mode"] == "hybrid" else "BM25 only"}}</strong>
+% if retrieval["mode"] == "hybrid" and "chunks" in retrieval:
+  · vectors for {{retrieval["vectors"]}} of {{retrieval["chunks"]}} chunks{{"" if retrieval["vectors"] >= retrieval["chunks"] else " (being built; BM25 answers for the rest)"}}
+% elif retrieval["mode"] != "hybrid":
+  · semantic search {{retrieval["semantic"]}}: {{retrieval.get("detail") or ""}}
+% end
+</p>
 % for reason in health.get("reasons", []):
 <p class="error">{{reason}}</p>
 % end
