@@ -104,7 +104,7 @@ from botlite.app import Botlite  # noqa: E402
 from botlite.chat import service  # noqa: E402
 from botlite.chatbots import create_bot  # noqa: E402
 from botlite.models import Chatbot, Chunk, Conversation, Message, Page, Source  # noqa: E402
-from botlite.knowledge import sources  # noqa: E402
+from botlite.knowledge import embedding, sources, vectors  # noqa: E402
 from botlite.settings import load_settings  # noqa: E402
 
 QUESTIONS = os.path.join(_HERE, "answers_questions.json")
@@ -117,7 +117,8 @@ BUCKETS = (0.2, 0.4, 0.6, 0.8, 1.0)
 # flags for load_settings. A later mode (hybrid retrieval, an LLM) adds an
 # entry here, and whatever its ingestion needs in `build_corpus`.
 MODES = {
-    "bm25": {"index": "bm25", "settings": {}},
+    "bm25": {"index": "bm25", "settings": {"semantic": "off"}},
+    "hybrid": {"index": "hybrid", "settings": {"semantic": "on"}},
 }
 
 
@@ -567,6 +568,12 @@ def run_corpus(mode, name, corpus, questions, data_dir, args, replies):
     try:
         if not corpus_ready(app, name, corpus):
             build_corpus(app, name, corpus, data_dir)
+        if MODES[mode]["index"] == "hybrid":
+            with app.database.connection_context():
+                started = time.perf_counter()
+                built = vectors.build(embedding.current(), name)
+                if built:
+                    log("%s: %d vectors in %.1f s", name, built, time.perf_counter() - started)
         forget_sessions(app, name)
         with app.database.connection_context():
             pages = Page.select().join(Source).where(Source.chatbot == name).count() or \
