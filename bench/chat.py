@@ -24,7 +24,8 @@ off-topic ones mixed in; ``answer_sources`` is the share of each
 ``answer_source`` in the replies. Each client keeps a session for 5 messages.
 ``server_reply_p50_ms`` is the median ``latency_ms`` the server logged for the
 measured turns (the engine's answer only: no HTTP, no logging of the turn),
-``queue_pending_after`` the queue depth /healthz reported right after the chat
+``server_rss_mb`` its resident memory after the chat phase (the first web
+process), ``queue_pending_after`` the queue depth /healthz reported right after the chat
 phase (a chat turn queues no task: its analytics row is written with the turn).
 botlite has no answer or search cache: every request, repeated question or not,
 is a full turn (search, composing, logging). ``server_cpu_ms_per_req`` and
@@ -42,6 +43,15 @@ each web request has.
 
 Goals (the issue): chat p50 <= 10 ms, p99 <= 50 ms, chat >= 50 % of /healthz
 requests/s, retrieval p50 <= 5 ms; ``goals_met`` says which are.
+
+``--semantic`` (needs the ``semantic`` extra) measures hybrid retrieval in the
+same run: the chat index and the retrieval index get a vector per chunk
+(`add_vectors`: random unit vectors of the real model's id; the cost does not
+depend on their meaning), then the HTTP phases run again with ``serve
+--semantic on`` (``hybrid``: its chat and /healthz figures, and
+``server_cpu_vs_bm25``, its server CPU per chat turn over BM25's) and the
+retrieval timing again with the question's embedding included
+(``retrieval_100k_hybrid``).
 
 ``--profile N`` also prints to stderr, for N chat turns run in this process
 against the chat database (``botlite.chat.service.chat`` as the web layer calls
@@ -147,8 +157,45 @@ def _cpu_s(pid=None):
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def open_app(data_dir):
-    return Botlite.open(load_settings({"data_dir": data_dir}, environ={}))
+def open_app(data_dir, semantic="off"):
+    return Botlite.open(load_settings({"data_dir": data_dir, "semantic": semantic},
+                                      environ={}))
+
+
+def add_vectors(data_dir):
+    """A unit vector (random, fixed seed) of the real model's id for every chunk, so
+    hybrid retrieval runs on this index without an hour of embedding: its cost
+    (the question's real embedding, the product with the matrix, the fusion, the
+    rows of chunks only the vectors found) does not depend on what they mean."""
+    import numpy
+
+    from botlite.knowledge import embedding
+
+    started = time.perf_counter()
+    app = open_app(data_dir, "on")
+    try:
+        model = embedding.current().model_id
+        rng = numpy.random.default_rng(SEED)
+        with app.database.connection_context():
+            ids = [row[0] for row in app.database.execute_sql(
+                "select id from chunk order by id").fetchall()]
+            for start in range(0, len(ids), 5000):
+                part = ids[start:start + 5000]
+                matrix = rng.standard_normal((len(part), embedding.DIMENSIONS)).astype(
+                    numpy.float32)
+                matrix /= numpy.linalg.norm(matrix, axis=1, keepdims=True)
+                with write_transaction():
+                    app.database.cursor().executemany(
+                        "insert into chunk_vector (chunk_id, chatbot_id, model, version, "
+                        "vector) values (?, ?, ?, 1, ?)",
+                        [(chunk_id, BOT, model, row.astype("<f2").tobytes())
+                         for chunk_id, row in zip(part, matrix)])
+            with write_transaction():
+                app.database.execute_sql("insert into vector_version (chatbot_id, version) "
+                                         "values (?, 1)", (BOT,))
+    finally:
+        app.close()
+    log("added %d vectors in %.1f s", len(ids), time.perf_counter() - started)
 
 
 # --- generated English-like text --------------------------------------------------
@@ -372,11 +419,12 @@ def questions(gen, kept, count, varied_share=0.0):
 class Server:
     """``python -m botlite serve --port 0`` on a data dir; ``url`` once it is ready."""
 
-    def __init__(self, data_dir, web_processes=1):
+    def __init__(self, data_dir, web_processes=1, semantic="off"):
         self.stderr = open(os.path.join(data_dir, "serve.stderr"), "w+")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "botlite", "serve", "--port", "0", "--data-dir", data_dir,
-             "--log-level", "WARNING", "--web-processes", str(web_processes)],
+             "--log-level", "WARNING", "--web-processes", str(web_processes),
+             "--semantic", semantic],
             cwd=_ROOT, env=_clean_environ(), stdout=subprocess.PIPE, stderr=self.stderr,
             text=True)
         self.lines = queue.Queue()
@@ -516,8 +564,21 @@ def measured_load(pid, clients, duration, warmup, send):
     return stats, results, errors
 
 
-def run_http(data_dir, chat_questions, clients, duration, warmup, web_processes):
-    server = Server(data_dir, web_processes)
+def _rss_mb(pid):
+    """The resident memory of process ``pid`` now, in MB (Linux)."""
+    try:
+        with open("/proc/%d/status" % pid) as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def run_http(data_dir, chat_questions, clients, duration, warmup, web_processes,
+             semantic="off"):
+    server = Server(data_dir, web_processes, semantic)
     try:
         base = server.wait_ready()
         log("serving at %s (pid %d)", base, server.proc.pid)
@@ -545,6 +606,7 @@ def run_http(data_dir, chat_questions, clients, duration, warmup, web_processes)
         chat_stats, results, errors = measured_load(server.proc.pid, clients, duration,
                                                     warmup, chat)
         after = requests.get(base + "/healthz", timeout=10).json()
+        chat_stats["server_rss_mb"] = _rss_mb(server.proc.pid)
         counts = collections.Counter(source for source, _ in results)
         chat_stats["answer_sources"] = {k: round(v / len(results), 3)
                                         for k, v in counts.most_common()}
@@ -570,10 +632,10 @@ def run_http(data_dir, chat_questions, clients, duration, warmup, web_processes)
 
 # --- retrieval only and the in-process profile ---------------------------------------
 
-def time_search(data_dir, qs, warmup, profile=False):
+def time_search(data_dir, qs, warmup, profile=False, semantic="off"):
     """``index.search`` of ``qs[warmup:]`` in one connection after ``qs[:warmup]``;
     then the same with a fresh connection per search (as each web request has)."""
-    app = open_app(data_dir)
+    app = open_app(data_dir, semantic)
     try:
         with app.database.connection_context():
             for question in qs[:warmup]:
@@ -738,6 +800,9 @@ def main():
     parser.add_argument("--retrieval-chunks", type=int, default=100000,
                         help="0 skips the retrieval-only part")
     parser.add_argument("--retrieval-questions", type=int, default=300)
+    parser.add_argument("--semantic", action="store_true",
+                        help="also measure hybrid retrieval (the semantic extra) in the "
+                             "same run: chat_hybrid, retrieval_100k_hybrid")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also profile N in-process chat turns (stderr)")
     args = parser.parse_args()
@@ -754,19 +819,33 @@ def main():
                                       args.warmup, args.web_processes)
         if args.profile:
             profile_chat(chat_dir, chat_questions, args.profile, args.clients)
+        hybrid = None
+        if args.semantic:
+            add_vectors(chat_dir)
+            hybrid_stats, hybrid_health = run_http(chat_dir, chat_questions, args.clients,
+                                                   args.duration, args.warmup,
+                                                   args.web_processes, "on")
+            hybrid = {"chat": hybrid_stats, "healthz": hybrid_health,
+                      "server_cpu_vs_bm25": round(hybrid_stats["server_cpu_ms_per_req"] /
+                                                  chat_stats["server_cpu_ms_per_req"], 3)}
 
-        retrieval = None
+        retrieval = retrieval_hybrid = None
         if args.retrieval_chunks:
             gen = TextGen(SEED)
             kept, build_s = build(retrieval_dir, gen, args.retrieval_chunks,
                                   max(args.pages, args.retrieval_chunks // 50), keep=500,
                                   label="retrieval index")
             warm = 30
+            retrieval_questions = questions(gen, kept, args.retrieval_questions + warm)
             retrieval = dict(chunks=args.retrieval_chunks, **time_search(
-                retrieval_dir, questions(gen, kept, args.retrieval_questions + warm), warm,
-                bool(args.profile)),
+                retrieval_dir, retrieval_questions, warm, bool(args.profile)),
                 build_s=round(build_s, 1))
             log("retrieval: %s", retrieval)
+            if args.semantic:
+                add_vectors(retrieval_dir)
+                retrieval_hybrid = dict(chunks=args.retrieval_chunks, **time_search(
+                    retrieval_dir, retrieval_questions, warm, False, "on"))
+                log("retrieval (hybrid): %s", retrieval_hybrid)
     finally:
         shutil.rmtree(chat_dir, ignore_errors=True)
         shutil.rmtree(retrieval_dir, ignore_errors=True)
@@ -777,6 +856,8 @@ def main():
               "web_processes": args.web_processes,
               "chat": chat_stats, "healthz": health, "chat_vs_healthz_ratio": ratio,
               "retrieval_100k": retrieval}
+    if args.semantic:
+        result.update(hybrid=hybrid, retrieval_100k_hybrid=retrieval_hybrid)
     met = {"p50": chat_stats["p50_ms"] <= GOALS["p50_ms"],
            "p99": chat_stats["p99_ms"] <= GOALS["p99_ms"],
            "ratio": ratio >= GOALS["chat_vs_healthz_ratio"]}

@@ -116,7 +116,7 @@ class Botlite:
         task_context.configure_operations(settings)
         try:
             embedding.configure(settings.semantic, settings.embedding_model,
-                                settings.embedding_sha256)
+                                settings.embedding_sha256, settings.data_dir)
         except embedding.EmbeddingUnavailable as exc:
             raise StartupError("BOTLITE_SEMANTIC=on: %s" % exc) from None
         # Each task gets its own connection, opened and closed around it.

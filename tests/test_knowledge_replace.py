@@ -126,7 +126,7 @@ CRASHING_RUN = textwrap.dedent("""
     from botlite.settings import load_settings
 
     data_dir, source_id = sys.argv[1], sys.argv[2]
-    app = Botlite.open(load_settings({"data_dir": data_dir}, environ={}))
+    app = Botlite.open(load_settings({"data_dir": data_dir, "semantic": "off"}, environ={}))
     sources.PROGRESS_SECONDS = 0  # report after every batch written
     batches = []
 
@@ -168,7 +168,7 @@ CHAT_WRITER = textwrap.dedent("""
     from botlite.settings import load_settings
 
     data_dir, stop_file = sys.argv[1], sys.argv[2]
-    app = Botlite.open(load_settings({"data_dir": data_dir}, environ={}))
+    app = Botlite.open(load_settings({"data_dir": data_dir, "semantic": "off"}, environ={}))
     turns, failures, slowest = 0, [], 0.0
     with app.database.connection_context():
         print("ready", flush=True)

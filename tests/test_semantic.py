@@ -75,6 +75,29 @@ def test_the_model_embeds_meaning_and_never_pads_a_question():
     assert cosine(batched, question) > 0.999
 
 
+def test_the_quantized_copy_is_made_once_kept_checked_and_means_the_same(tmp_path):
+    cache = tmp_path / "models"
+    original = embedding.Embedder()
+    fast = embedding.Embedder(cache_dir=cache)
+    assert fast.quantized and fast.path.parent == cache and fast.model_id != original.model_id
+    made = fast.path.stat().st_mtime_ns
+    again = embedding.Embedder(cache_dir=cache)
+    assert again.path == fast.path and again.path.stat().st_mtime_ns == made  # reused
+    texts = [PASSWORD, EXIT, NGINX]
+    assert (original.embed(texts) * fast.embed(texts)).sum(axis=1).min() > 0.9  # 0.95-0.97
+    question = fast.embed_query("how do I alter my passphrase")
+    scores = fast.embed(texts) @ question
+    assert scores[0] > max(scores[1:]) + 0.2
+    # A copy changed on disk is not trusted: it is made again.
+    with open(fast.path, "r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"\0" * 16)
+    remade = embedding.Embedder(cache_dir=cache)
+    assert embedding.file_sha256(remade.path) == \
+        json.loads(remade.path.with_suffix(".json").read_text())["sha256"]
+    assert remade.model_id == fast.model_id  # the same file again: quantizing is deterministic
+
+
 def test_a_model_file_with_another_hash_is_refused(tmp_path):
     fake = tmp_path / "model.onnx"
     fake.write_bytes(b"not a model")

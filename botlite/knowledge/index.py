@@ -35,6 +35,7 @@ searches nothing; a question is cut to a bounded number of bounded terms
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import functools
 import hashlib
@@ -280,20 +281,32 @@ def _lexical(bot_id: str, query: str, k: int) -> "_Ranking":
         _ONLY_BOT.reset(only)
 
 
+_embedding_pool = concurrent.futures.ThreadPoolExecutor(
+    max_workers=2, thread_name_prefix="botlite-embed")
+"""Questions are embedded here while BM25 runs in the caller's thread: both
+leave the GIL (onnxruntime and SQLite), so on two cores a hybrid search takes
+about the longer of the two, not their sum."""
+
+
 def _hybrid(embedder, bot_id: str, query: str, k: int) -> list[Hit]:
+    question = _embedding_pool.submit(embedder.embed_query, query)
     lexical = _lexical(bot_id, query, FUSE_DEPTH)
-    if lexical.scorer is None and not lexical.hits:
+    if lexical.scorer is None and not lexical.entries:
+        question.cancel()
         return []  # no word worth searching for ("how do I do it?")
-    ids, _, cosine = vectors.dense_search(embedder, bot_id, query, FUSE_DEPTH)
+    ids, _, cosine = vectors.dense_search(embedder, bot_id, query, FUSE_DEPTH,
+                                          query_vector=question.result())
     if not ids:
         return lexical.hits[:k]
     fused: dict[int, float] = {}
-    for rank, hit in enumerate(lexical.hits):
-        fused[hit.chunk_id] = 1.0 / (RRF_K + rank + 1)
+    for rank, entry in enumerate(lexical.entries):
+        fused[entry[0][0]] = 1.0 / (RRF_K + rank + 1)
     for rank, chunk_id in enumerate(ids):
         fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
     best = sorted(fused, key=lambda chunk_id: -fused[chunk_id])[:k]
-    known = {hit.chunk_id: hit for hit in lexical.hits}
+    ranked = {entry[0][0]: entry for entry in lexical.entries}
+    known = {chunk_id: lexical.scorer.hit(*ranked[chunk_id])
+             for chunk_id in best if chunk_id in ranked}
     missing = [chunk_id for chunk_id in best if chunk_id not in known]
     if missing:
         rows = database.execute_sql(
@@ -636,10 +649,17 @@ class _Scorer:
         return Hit(*row[:8], score=round(0.8 * self.coverage(row, label) + 0.2 * relative, 4))
 
 
-@dataclass
 class _Ranking:
-    hits: list[Hit]
-    scorer: _Scorer | None
+    """Re-ranked candidates (row, label, relative BM25), best first; a hit's
+    score (which reads its text) is computed only for the hits asked for."""
+
+    def __init__(self, entries: list[tuple], scorer: _Scorer | None) -> None:
+        self.entries = entries
+        self.scorer = scorer
+
+    @property
+    def hits(self) -> list[Hit]:
+        return [self.scorer.hit(*entry) for entry in self.entries]
 
     def score_row(self, row: tuple) -> Hit:
         """A hit for a chunk BM25 did not rank (the vectors found it)."""
@@ -687,7 +707,7 @@ def _reranked(rows: list[tuple], terms: list[str], counts: dict[str, int],
         per_page[key] = per_page.get(key, 0) + 1
         (first if per_page[key] <= PER_PAGE else rest).append(entry)
     # Only the hits returned need their text read for the score.
-    return _Ranking([scorer.hit(row, label, relative)
+    return _Ranking([(row, label, relative)
                      for _, _, row, label, relative in (first + rest)[:k]], scorer)
 
 
