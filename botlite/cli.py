@@ -420,6 +420,8 @@ def _serve_forked(sock, settings, parent: int, wait: int) -> int:
         deferred = _DeferredApp()
         server = _create_server(deferred, sockets=[sock], **_server_options(settings))
         app = Botlite.open(settings)
+        from botlite.knowledge import embedding
+        embedding.current()  # loaded now, not by the first question (the first process says why not)
     except KeyboardInterrupt:
         return 0
     except Exception:

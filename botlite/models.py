@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 
-from peewee import (BigIntegerField, BlobField, BooleanField, CharField, DateField, DateTimeField,
-                    FloatField, ForeignKeyField, IntegerField, Model, TextField)
+from peewee import (BigIntegerField, BlobField, BooleanField, CharField, CompositeKey,
+                    DateField, DateTimeField, FloatField, ForeignKeyField, IntegerField,
+                    Model, TextField)
 
 from botlite.db import database
 from botlite.timeutil import isoformat, utcnow
@@ -135,8 +136,7 @@ class ChunkVector(BaseModel):
     """A chunk's sentence embedding (float16 bytes) made by ``model`` (an id from
     the model file's hash); ``version``: the bot's `VectorVersion` when written,
     so a process holding the bot's vectors in memory reads only the newer ones."""
-    chunk = ForeignKeyField(Chunk, primary_key=True, on_delete="CASCADE",
-                            column_name="chunk_id")
+    chunk = ForeignKeyField(Chunk, on_delete="CASCADE", column_name="chunk_id")
     chatbot_id = CharField(max_length=64)
     model = CharField(max_length=16)
     version = IntegerField()
@@ -144,12 +144,14 @@ class ChunkVector(BaseModel):
 
     class Meta:
         table_name = "chunk_vector"
+        primary_key = CompositeKey("chunk", "model")
 
 
 class VectorVersion(BaseModel):
     """Counts a bot's vector writes (one per transaction that writes some)."""
     chatbot_id = CharField(primary_key=True, max_length=64)
     version = IntegerField(default=0)
+    epoch = IntegerField(default=0)  # changed by a rebuild: held vectors are reloaded
 
     class Meta:
         table_name = "vector_version"

@@ -86,3 +86,29 @@ def test_the_app_database_works_on_postgresql(tmp_path, postgres_url):
         assert dbmod.schema_version(app.database) == _all_migrations()[-1]
     finally:
         app.close()
+
+
+def test_vectors_made_before_0015_are_kept_and_a_second_model_can_sit_beside_them(tmp_path):
+    path = str(tmp_path / "botlite.db")
+    old = dbmod.open_database("sqlite:///" + path)
+    dbmod.migrate(old, target="0014_chunk_vectors")
+    with old.connection_context():
+        old.execute_sql("pragma foreign_keys = off")  # a chunk without its bot and source
+        old.execute_sql("insert into chunk (id, source_id, chatbot_id, bot, position, text) "
+                        "values (7, 's', 'b', 'b', 0, 'hello')")
+        old.execute_sql("insert into chunk_vector values (7, 'b', 'old-model', 3, x'0102')")
+        old.execute_sql("insert into vector_version values ('b', 3)")
+    old.close()
+
+    database = dbmod.open_database("sqlite:///" + path)
+    assert "0015_vector_per_model" in dbmod.migrate(database)
+    with database.connection_context():
+        assert database.execute_sql("select chunk_id, model, version, vector from chunk_vector"
+                                    ).fetchall() == [(7, "old-model", 3, b"\x01\x02")]
+        database.execute_sql("insert into chunk_vector values (7, 'b', 'new-model', 4, x'03')")
+        assert database.execute_sql("select version, epoch from vector_version").fetchall() == [
+            (3, 0)]
+        database.execute_sql("pragma foreign_keys = on")
+        database.execute_sql("delete from chunk where id = 7")
+        assert database.execute_sql("select count(*) from chunk_vector").fetchone()[0] == 0
+    database.close()

@@ -80,7 +80,7 @@ def test_the_quantized_copy_is_made_once_kept_checked_and_means_the_same(tmp_pat
     original = embedding.Embedder()
     fast = embedding.Embedder(cache_dir=cache)
     assert fast.quantized and fast.path.parent == cache and fast.model_id != original.model_id
-    made = fast.path.stat().st_mtime_ns
+    made, first_sha = fast.path.stat().st_mtime_ns, embedding.file_sha256(fast.path)
     again = embedding.Embedder(cache_dir=cache)
     assert again.path == fast.path and again.path.stat().st_mtime_ns == made  # reused
     texts = [PASSWORD, EXIT, NGINX]
@@ -95,7 +95,8 @@ def test_the_quantized_copy_is_made_once_kept_checked_and_means_the_same(tmp_pat
     remade = embedding.Embedder(cache_dir=cache)
     assert embedding.file_sha256(remade.path) == \
         json.loads(remade.path.with_suffix(".json").read_text())["sha256"]
-    assert remade.model_id == fast.model_id  # the same file again: quantizing is deterministic
+    assert embedding.file_sha256(remade.path) == first_sha  # quantizing is deterministic
+    assert remade.model_id == fast.model_id == embedding.MODEL_SHA256[:12] + "-q8"
 
 
 def test_a_model_file_with_another_hash_is_refused(tmp_path):
@@ -326,3 +327,39 @@ def test_the_vectors_command_prints_progress_per_bot(tmp_path):
                            str(tmp_path), "--bot", "nobody"], env=env, capture_output=True,
                           text=True)
     assert done.returncode == 2 and "nobody" in done.stderr
+
+
+def test_a_model_file_onnxruntime_cannot_run_is_refused_in_one_line(tmp_path):
+    broken = tmp_path / "mine.onnx"
+    broken.write_bytes(b"\x08\x07" + b"not really a model" * 10)
+    sha = embedding.file_sha256(broken)
+    with pytest.raises(embedding.EmbeddingUnavailable, match="cannot be used"):
+        embedding.Embedder(broken, sha)
+    auto = Botlite.open(load_settings({"data_dir": str(tmp_path / "a"), "semantic": "auto",
+                                       "embedding_model": str(broken),
+                                       "embedding_sha256": sha}, environ={}))
+    try:
+        assert embedding.current() is None  # BM25 goes on
+        assert embedding.status()["semantic"] == "unavailable"
+        with auto.database.connection_context():
+            assert index.search("default", "anything at all", 5) == []
+    finally:
+        auto.close()
+    with pytest.raises(StartupError, match="cannot be used"):
+        Botlite.open(load_settings({"data_dir": str(tmp_path / "b"), "semantic": "on",
+                                    "embedding_model": str(broken),
+                                    "embedding_sha256": sha}, environ={}))
+
+
+def test_a_rebuild_reaches_the_vectors_other_processes_hold(client, app, worker):
+    source_id = upload(client, "guide.md", b"# Guide\n\nThe zebrafish feeder runs at noon.\n"
+                       ).json["source_id"]
+    wait_done(client, source_id)
+    wait_for(lambda: all_embedded(app), timeout=60, message="the vectors")
+    worker.stop()  # nothing builds them again during the check
+    elsewhere = vectors._Matrices()  # what another web process holds
+    embedder = embedding.current()
+    with app.database.connection_context():
+        assert elsewhere.get(embedder._np, "default", embedder.model_id).count == 1
+        vectors.rebuild(embedder, "default")  # forgets only this process's matrices
+        assert elsewhere.get(embedder._np, "default", embedder.model_id).count == 0

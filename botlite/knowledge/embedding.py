@@ -91,6 +91,23 @@ def _quiet_quantizer():
         logging.getLogger().removeFilter(advice)
 
 
+STALE_WORK_S = 3600
+"""A `quantized_copy` work folder older than this was left by a killed process."""
+
+
+def _remove_stale_work(cache_dir) -> None:
+    import shutil
+    import time
+
+    for entry in os.scandir(cache_dir):
+        if entry.name.startswith(".quantizing-") and entry.is_dir():
+            try:
+                if time.time() - entry.stat().st_mtime > STALE_WORK_S:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            except OSError:
+                pass
+
+
 def quantized_copy(source: Path, source_sha256: str, cache_dir: str | os.PathLike
                    ) -> tuple[Path, str] | None:
     """The model with its activations quantized to int8 at run time too
@@ -119,6 +136,7 @@ def quantized_copy(source: Path, source_sha256: str, cache_dir: str | os.PathLik
         return None
     try:
         os.makedirs(cache_dir, exist_ok=True)
+        _remove_stale_work(cache_dir)
         with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".quantizing-") as work:
             folded = os.path.join(work, "float32.onnx")
             options = onnxruntime.SessionOptions()
@@ -177,13 +195,26 @@ class Embedder:
         self._np = numpy
         self.source = path
         self.quantized = False
+        # One id per recipe, not per file: every process and machine agrees on it,
+        # whichever onnxruntime wrote its quantized copy (or failed to).
+        self.model_id = found[:12] + "-f32"
+        """What vectors made by this model are stored under (another model's are not mixed in)."""
         if cache_dir is not None:
             copy = quantized_copy(path, found, cache_dir)
             if copy is not None:
-                (path, found), self.quantized = copy, True
+                path, self.quantized = copy[0], True
+                self.model_id = found[:12] + "-q8"
         self.path = path
-        self.model_id = found[:16]
-        """What vectors made by this model are stored under (another model's are not mixed in)."""
+        try:
+            self._load(onnxruntime, Tokenizer, path)
+        except EmbeddingUnavailable:
+            raise
+        except Exception as exc:  # a file this onnxruntime cannot run, an unreadable one
+            raise EmbeddingUnavailable("the embedding model %s cannot be used: %s: %s" % (
+                path, type(exc).__name__, str(exc).strip().splitlines()[0][:300]
+                if str(exc).strip() else "")) from None
+
+    def _load(self, onnxruntime, Tokenizer, path: Path) -> None:
         tokenizer = Tokenizer.from_file(str(TOKENIZER))
         tokenizer.no_padding()
         tokenizer.enable_truncation(MAX_TOKENS)
@@ -201,6 +232,10 @@ class Embedder:
         if output.shape[-1] != DIMENSIONS:
             raise EmbeddingUnavailable("the embedding model %s gives %s numbers per token, "
                                        "not %d" % (path, output.shape[-1], DIMENSIONS))
+        probe = self.embed_query("probe")  # wrong input names, shapes: found now, not in chat
+        if probe.shape != (DIMENSIONS,):
+            raise EmbeddingUnavailable("the embedding model %s gives vectors of shape %s, not "
+                                       "(%d,)" % (path, probe.shape, DIMENSIONS))
 
     def embed(self, texts: Sequence[str]):
         """Unit vectors (float32, ``len(texts)`` x `DIMENSIONS`), `BATCH` texts per run."""
@@ -278,10 +313,15 @@ def current(required: bool = False) -> Embedder | None:
                 try:
                     _current.embedder = Embedder(_current.path, _current.sha256,
                                                  _current.cache_dir)
-                except EmbeddingUnavailable as exc:
+                except Exception as exc:
+                    if not isinstance(exc, EmbeddingUnavailable):
+                        logger.exception("the embedding model failed to load")
+                        exc = EmbeddingUnavailable("the embedding model failed to load: %s: %s"
+                                                   % (type(exc).__name__, exc))
                     _current.problem = str(exc)
                     if _current.mode == "on" or required:
-                        raise
+                        _current.loaded = True
+                        raise exc from None
                     logger.info("semantic search is off: %s", exc)
             _current.loaded = True
     return _current.embedder
@@ -294,6 +334,9 @@ def status() -> dict:
                 "detail": "turned off (BOTLITE_SEMANTIC=off)"}
     if _current.loaded and _current.embedder is None:
         return {"retrieval": "bm25", "semantic": "unavailable", "detail": _current.problem}
+    if not _current.loaded:
+        return {"retrieval": "bm25", "semantic": "not_loaded",
+                "detail": "the embedding model loads at the first search"}
     detail = {"model": MODEL_PACKAGE if not _current.path else _current.path}
     if _current.embedder is not None:
         detail["model_id"] = _current.embedder.model_id

@@ -289,15 +289,22 @@ about the longer of the two, not their sum."""
 
 
 def _hybrid(embedder, bot_id: str, query: str, k: int) -> list[Hit]:
+    matrix = vectors.matrix(embedder, bot_id)
+    if not matrix.count:  # no vectors yet: BM25 alone, as without the model
+        return _lexical(bot_id, query, k).hits
     question = _embedding_pool.submit(embedder.embed_query, query)
     lexical = _lexical(bot_id, query, FUSE_DEPTH)
     if lexical.scorer is None and not lexical.entries:
         question.cancel()
         return []  # no word worth searching for ("how do I do it?")
-    ids, _, cosine = vectors.dense_search(embedder, bot_id, query, FUSE_DEPTH,
-                                          query_vector=question.result())
+    try:
+        ids, _, cosine = vectors.dense_search(embedder, bot_id, query, FUSE_DEPTH,
+                                              query_vector=question.result(), matrix=matrix)
+    except Exception:  # the model failing on one question costs its vectors, not the answer
+        logger.exception("the question's embedding failed; answering with BM25 alone")
+        return lexical.top(k)
     if not ids:
-        return lexical.hits[:k]
+        return lexical.top(k)
     fused: dict[int, float] = {}
     for rank, entry in enumerate(lexical.entries):
         fused[entry[0][0]] = 1.0 / (RRF_K + rank + 1)
@@ -309,9 +316,14 @@ def _hybrid(embedder, bot_id: str, query: str, k: int) -> list[Hit]:
              for chunk_id in best if chunk_id in ranked}
     missing = [chunk_id for chunk_id in best if chunk_id not in known]
     if missing:
+        # Only the bot's chunks of the generation their source shows: the matrix
+        # may predate a flip that committed since (its old chunks are still there
+        # until their batched delete).
+        param = database.obj.param
         rows = database.execute_sql(
-            "select %s from chunk c where c.id in (%s)" % (
-                _COLUMNS, ", ".join([database.obj.param] * len(missing))), missing).fetchall()
+            "select %s from chunk c where c.id in (%s) and c.chatbot_id = %s and %s" % (
+                _COLUMNS, ", ".join([param] * len(missing)), param,
+                _LIVE.format(chunk="c")), (*missing, bot_id)).fetchall()
         for row in rows:
             known[row[0]] = lexical.score_row(row)
     hits = [known[chunk_id] for chunk_id in best if chunk_id in known]
@@ -659,7 +671,10 @@ class _Ranking:
 
     @property
     def hits(self) -> list[Hit]:
-        return [self.scorer.hit(*entry) for entry in self.entries]
+        return self.top(len(self.entries))
+
+    def top(self, k: int) -> list[Hit]:
+        return [self.scorer.hit(*entry) for entry in self.entries[:k]]
 
     def score_row(self, row: tuple) -> Hit:
         """A hit for a chunk BM25 did not rank (the vectors found it)."""

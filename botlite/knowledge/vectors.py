@@ -22,6 +22,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import peewee
+
 from botlite.db import database, execute, write_transaction
 from botlite.knowledge import embedding
 
@@ -56,21 +58,36 @@ def _bump(bot_id: str) -> int:
                    (bot_id,)).fetchone()[0]
 
 
+_INSERT = ("insert into chunk_vector (chunk_id, chatbot_id, model, version, vector) "
+           "select id, chatbot_id, ?, ?, ? from chunk where id = ? "
+           "on conflict (chunk_id, model) do update set version = excluded.version, "
+           "vector = excluded.vector")
+
+
 def _write(model: str, rows: Sequence[tuple[int, str, bytes]]) -> int:
-    """Store vectors (chunk id, bot id, bytes) of chunks that still exist."""
+    """Store vectors (chunk id, bot id, bytes) of chunks that still exist. Bots'
+    versions are bumped in id order (two builders never wait for each other's
+    rows in opposite orders); a chunk deleted meanwhile (PostgreSQL: its delete
+    not committed when the batch began) is skipped, not a failure."""
+    try:
+        with write_transaction():
+            return _insert(model, rows)
+    except peewee.IntegrityError:
+        written = 0
+        for row in rows:
+            try:
+                with write_transaction():
+                    written += _insert(model, [row])
+            except peewee.IntegrityError:
+                logger.info("chunk %s went away before its vector was stored", row[0])
+        return written
+
+
+def _insert(model: str, rows: Sequence[tuple[int, str, bytes]]) -> int:
+    versions = {bot_id: _bump(bot_id) for bot_id in sorted({row[1] for row in rows})}
     written = 0
-    with write_transaction():
-        versions: dict[str, int] = {}
-        for chunk_id, bot_id, blob in rows:
-            if bot_id not in versions:
-                versions[bot_id] = _bump(bot_id)
-            cursor = execute(
-                "insert into chunk_vector (chunk_id, chatbot_id, model, version, vector) "
-                "select id, chatbot_id, ?, ?, ? from chunk where id = ? "
-                "on conflict (chunk_id) do update set model = excluded.model, "
-                "version = excluded.version, vector = excluded.vector",
-                (model, versions[bot_id], blob, chunk_id))
-            written += max(cursor.rowcount, 0)
+    for chunk_id, bot_id, blob in rows:
+        written += max(execute(_INSERT, (model, versions[bot_id], blob, chunk_id)).rowcount, 0)
     return written
 
 
@@ -110,8 +127,9 @@ def copy_vectors(source_id: str, page_ids: Sequence[int], generation: int,
         return 0
     marks = ", ".join("?" * len(page_ids))
     bot = execute("select chatbot_id from source where id = ?", (source_id,)).fetchone()
-    if bot is None:
-        return 0
+    if bot is None or execute("select 1 from chunk_vector where chatbot_id = ? limit 1",
+                              (bot[0],)).fetchone() is None:
+        return 0  # no vectors (semantic search off, or none built yet): nothing to copy
     version = _bump(bot[0])
     return max(execute(
         "insert into chunk_vector (chunk_id, chatbot_id, model, version, vector) "
@@ -120,21 +138,24 @@ def copy_vectors(source_id: str, page_ids: Sequence[int], generation: int,
         "and o.position = n.position and o.generation = ? "
         "join chunk_vector v on v.chunk_id = o.id "
         "where n.source_id = ? and n.generation = ? and n.page_id in (%s) "
-        "on conflict (chunk_id) do nothing" % marks,
+        "on conflict (chunk_id, model) do nothing" % marks,
         (version, generation, source_id, new_generation, *page_ids)).rowcount, 0)
 
 
 def rebuild(embedder: "embedding.Embedder | None" = None, bot_id: str | None = None) -> int:
-    """Forget the vectors (of ``bot_id``, or all) so the next `build` embeds
-    every chunk again; returns how many were deleted."""
+    """Forget the vectors (of ``bot_id``, or all; of every model) so the next
+    `build` embeds every chunk again; returns how many were deleted. The bots'
+    epoch changes, so every process reloads what it holds of them."""
     with write_transaction():
         if bot_id:
             count = execute("delete from chunk_vector where chatbot_id = ?", (bot_id,)).rowcount
-            _bump(bot_id)
+            bots = [bot_id]
         else:
             count = execute("delete from chunk_vector").rowcount
-            for (bot,) in execute("select id from chatbot").fetchall():
-                _bump(bot)
+            bots = [bot for (bot,) in execute("select id from chatbot order by id").fetchall()]
+        for bot in bots:
+            _bump(bot)
+            execute("update vector_version set epoch = epoch + 1 where chatbot_id = ?", (bot,))
     _matrices.forget()
     return max(count, 0)
 
@@ -220,9 +241,10 @@ class _Matrices:
     def get(self, np, bot_id: str, model: str) -> _Matrix:
         sources = tuple(execute("select id, generation from source where chatbot_id = ? "
                                 "order by id", (bot_id,)).fetchall())
-        row = execute("select version from vector_version where chatbot_id = ?",
+        row = execute("select version, epoch from vector_version where chatbot_id = ?",
                       (bot_id,)).fetchone()
-        version = row[0] if row else 0
+        version, epoch = row if row else (0, 0)
+        sources = (epoch, sources)
         slot = (id(database.obj), bot_id, model)
         matrix = self.by_bot.get(slot)
         if matrix is not None and matrix.key == sources and matrix.version == version:
@@ -260,13 +282,20 @@ class _Matrices:
 _matrices = _Matrices()
 
 
+def matrix(embedder: "embedding.Embedder", bot_id: str) -> _Matrix:
+    """The bot's live vectors of ``embedder``'s model, brought up to date."""
+    return _matrices.get(embedder._np, bot_id, embedder.model_id)
+
+
 def dense_search(embedder: "embedding.Embedder", bot_id: str, query: str,
-                 k: int = DENSE_CANDIDATES, query_vector=None):
+                 k: int = DENSE_CANDIDATES, query_vector=None, matrix: _Matrix | None = None):
     """The bot's ``k`` live chunks nearest ``query`` as (chunk ids, cosines),
     best first, and a function giving the cosine of any chunk id (None for a
-    chunk without a vector). Empty when the bot has no vectors yet."""
+    chunk without a vector). Empty when the bot has no vectors yet.
+    ``matrix``: the bot's `matrix`, when the caller has it already."""
     np = embedder._np
-    matrix = _matrices.get(np, bot_id, embedder.model_id)
+    if matrix is None:
+        matrix = _matrices.get(np, bot_id, embedder.model_id)
     count, rows, ids = matrix.count, matrix.rows, matrix.ids
     if not count:
         return [], [], lambda chunk_id: None

@@ -1,0 +1,26 @@
+"""A chunk may hold one vector per model (key: chunk and model), and a bot's
+``vector_version`` gets an ``epoch`` that a rebuild changes, so every process
+reloads the vectors it holds instead of reading only the newer ones.
+
+0014 keyed vectors by chunk alone: two processes on different models replaced
+each other's vectors. The table is copied into the new shape (the vectors kept).
+"""
+from peewee import PostgresqlDatabase
+
+
+def up(migrator, db):
+    blob = "bytea" if isinstance(db, PostgresqlDatabase) else "blob"
+    db.execute_sql("drop table if exists chunk_vector_0015")
+    db.execute_sql(
+        "create table chunk_vector_0015 ("
+        "chunk_id integer not null references chunk (id) on delete cascade, "
+        "chatbot_id varchar(64) not null, model varchar(16) not null, "
+        "version integer not null, vector %s not null, primary key (chunk_id, model))"
+        % blob)
+    db.execute_sql("insert into chunk_vector_0015 (chunk_id, chatbot_id, model, version, vector) "
+                   "select chunk_id, chatbot_id, model, version, vector from chunk_vector")
+    db.execute_sql("drop table chunk_vector")
+    db.execute_sql("alter table chunk_vector_0015 rename to chunk_vector")
+    db.execute_sql("create index if not exists chunk_vector_bot_version "
+                   "on chunk_vector (chatbot_id, version)")
+    db.execute_sql("alter table vector_version add column epoch integer not null default 0")
