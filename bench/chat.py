@@ -42,7 +42,9 @@ question, 5)`` in this process, in one connection, p50/p99 over
 each web request has.
 
 Goals (the issue): chat p50 <= 10 ms, p99 <= 50 ms, chat >= 50 % of /healthz
-requests/s, retrieval p50 <= 5 ms; ``goals_met`` says which are.
+requests/s, retrieval p50 <= 5 ms; with ``--semantic``, hybrid's server CPU per
+turn <= 1.5x BM25's and its retrieval at 100k p50 <= 8 ms, p99 <= 50 ms;
+``goals_met`` says which are.
 
 ``--semantic`` (needs the ``semantic`` extra) measures hybrid retrieval in the
 same run: the chat index and the retrieval index get a vector per chunk
@@ -108,7 +110,11 @@ SEED = 20240917
 WEBSITES = 4
 SESSION_MESSAGES = 5
 GOALS = {"p50_ms": 10.0, "p99_ms": 50.0, "chat_vs_healthz_ratio": 0.5,
-         "retrieval_p50_ms": 5.0}
+         "retrieval_p50_ms": 5.0,
+         # wave 2, --semantic: hybrid's server CPU per turn over BM25's (same run), and
+         # its retrieval at 100k chunks with the question's embedding
+         "hybrid_cpu_vs_bm25": 1.5, "hybrid_retrieval_p50_ms": 8.0,
+         "hybrid_retrieval_p99_ms": 50.0}
 
 
 def log(message, *args):
@@ -863,6 +869,13 @@ def main():
            "ratio": ratio >= GOALS["chat_vs_healthz_ratio"]}
     if retrieval:
         met["retrieval_p50"] = retrieval["p50_ms"] <= GOALS["retrieval_p50_ms"]
+    if args.semantic:
+        met["hybrid_cpu"] = hybrid["server_cpu_vs_bm25"] <= GOALS["hybrid_cpu_vs_bm25"]
+        if retrieval_hybrid:
+            met["hybrid_retrieval_p50"] = \
+                retrieval_hybrid["p50_ms"] <= GOALS["hybrid_retrieval_p50_ms"]
+            met["hybrid_retrieval_p99"] = \
+                retrieval_hybrid["p99_ms"] <= GOALS["hybrid_retrieval_p99_ms"]
     result["goals_met"] = met
     print(json.dumps(result), flush=True)
 

@@ -383,3 +383,65 @@ def test_a_heading_that_restates_the_question_is_no_answer():
     assert "?" not in answer.text
     only = Passage("g", "FAQ", None, "How can I download the updates only one time?", 0.8)
     assert compose_answer("how can I download the updates only one time?", [only]) is None
+
+
+# git-rm(1) and pg_basebackup(1) as their HTML pages come out of extraction: each
+# option on a line of its own, its description in the paragraph after it.
+GIT_RM = Passage("doc-git-rm", "git-rm(1)", "https://git.example/git-rm.html", """\
+OPTIONS
+
+-n, --dry-run
+
+Don't actually remove any file(s). Instead, just show if they exist in the index.
+
+--cached
+
+Use this option to unstage and remove paths only from the index. Working tree files,
+whether modified or not, will be left alone.
+
+--ignore-unmatch
+
+Exit with a zero status even if no files matched.""", 0.8)
+
+BASEBACKUP = Passage("doc-basebackup", "pg_basebackup", "https://pg.example/app-pgbasebackup.html", """\
+DESCRIPTION
+
+pg_basebackup is used to take a base backup of a running PostgreSQL database cluster.
+
+-D directory
+
+--pgdata=directory
+
+Sets the target directory to write the output to. pg_basebackup will create this
+directory if it does not exist.""", 0.8)
+
+
+def test_a_described_option_is_shown_with_its_description():
+    answer = compose_answer("how do I remove a path from the index only?", [GIT_RM])
+    assert answer.text.startswith("--cached: Use this option to unstage and remove paths "
+                                  "only from the index.")
+    assert answer.sources[0]["snippet"].startswith("--cached: ")
+
+
+def test_an_option_spelled_two_ways_shows_both():
+    answer = compose_answer("which directory does pg_basebackup write the backup to?",
+                            [BASEBACKUP])
+    assert "-D directory, --pgdata=directory: Sets the target directory to write the output " \
+           "to." in answer.text
+
+
+def test_a_section_heading_in_capitals_is_not_shown_as_a_term():
+    answer = compose_answer("what is pg_basebackup used for?", [BASEBACKUP])
+    assert answer.text.startswith("pg_basebackup is used to take a base backup")
+    assert "DESCRIPTION" not in answer.text
+
+
+def test_a_question_asking_for_an_option_prefers_the_sentence_that_names_one():
+    prose = Passage("doc-guide", "Guide", "https://git.example/guide.html",
+                    "Paths are removed from the index only when they are clean.", 0.9)
+    option = Passage("doc-ref", "Reference", "https://git.example/ref.html",
+                     "--cached\n\nPaths are removed from the index only.", 0.5)
+    asked = compose_answer("which option removes paths from the index only?", [prose, option])
+    assert asked.text.startswith("--cached: Paths are removed")
+    plain = compose_answer("are paths removed from the index only?", [prose, option])
+    assert plain.text.startswith("Paths are removed from the index only when")

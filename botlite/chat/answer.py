@@ -11,6 +11,11 @@ block after it (a fenced block in the chunk text, see knowledge/extract.py),
 or the list items after it. The command is what people ask for; "run the venv
 module as a script with the directory path:" alone answers nothing. Code stays
 a fenced block in the reply, so the widget and the pages show it as code.
+
+A description under a term of its own (a reference manual's "--cached" above
+"Use this option to unstage and remove paths only from the index.") is shown
+with it: "--cached: Use this option...". A question that asks for a command,
+option or function prefers sentences that bring code or such a term.
 """
 from __future__ import annotations
 
@@ -56,6 +61,7 @@ SIMILARITY_WEIGHT = 0.3  # hybrid retrieval: the share of confidence the best co
 SIMILARITY_RANGE = (0.35, 0.75)  # ...from nothing at the first cosine to all of it at the second
 MEANING_ONLY = 0.5       # hybrid retrieval: the cosine a passage sharing no word with the
 #                          question needs to answer it at all
+CODE_WEIGHT = 0.15       # a question asking for a command: a sentence bringing code gains this
 CODE_ALLOWANCE = 900     # characters a reply may run past max_chars for the code it carries
 MAX_CARRIED_ITEMS = 8    # list items an introducing sentence brings at most
 FENCE = "```"
@@ -113,6 +119,12 @@ class _Sentence:
     code: str = ""     # the code block this sentence introduces (it ends in ":")
     items: list = dataclasses.field(default_factory=list)  # ...or the list items
     carried: bool = False  # an item some sentence before it brings along
+    label: str = ""    # the term it describes ("-D directory, --pgdata=directory")
+
+    @property
+    def shown(self) -> str:
+        """The sentence as a reply shows it: with the term it describes, if any."""
+        return "%s: %s" % (self.label, self.text) if self.label else self.text
 
     @functools.cached_property
     def words(self) -> frozenset:
@@ -220,6 +232,53 @@ def _split_sentences(text: str) -> list[str]:
             if _ALNUM.search(sentence)]
 
 
+_SECTION_NUMBER = re.compile(r"\d+(?:\.\d+)*\.?\s+")
+_ONE_NAME = re.compile(r"[a-z][\w.-]*")
+_SENTENCE_LIKE = re.compile(r"\w\w[.!?:;]$")
+MAX_TERM_CHARS = 100
+MAX_LABELS = 3  # "-D directory", "--pgdata=directory": the terms one description has
+
+
+# Manual sections, not terms, in capitals ("DESCRIPTION", "INTERACTIVE MODE").
+_SECTION_WORDS = frozenset("""
+    name synopsis description options option examples example notes note bugs author
+    authors see also environment files exit status return value values configuration
+    discussion history warning warnings caveats compatibility diagnostics security
+    overview usage mode interactive output format introduction summary contents
+    parameters arguments commands errors limitations reporting copyright license
+""".split())
+
+
+def _term(text: str, heading: bool = False) -> str | None:
+    """``text`` as the term a description below it defines, or None.
+
+    Reference manuals (man pages, option lists, API references) put the option,
+    function or keyword on a line of its own and describe it in the paragraph
+    after: "--cached", then "Use this option to unstage and remove paths only
+    from the index." Without the term the description answers nothing. A term
+    is short, does not end like a sentence and looks like code: an option, a
+    name with "_", "=" or brackets, an all-capitals keyword, one lower-case name.
+    A ``heading`` must have code's marks (capitals alone name a section)."""
+    text = " ".join(text.split())
+    numbered = _SECTION_NUMBER.match(text)
+    if numbered:
+        text = text[numbered.end():]  # "3.3.1. BZ2_bzCompressInit"
+    words = text.split()
+    if not words or len(text) > MAX_TERM_CHARS or len(words) > 12 or _SENTENCE_LIKE.search(text):
+        return None
+    if text.startswith("-") or any(mark in text for mark in "_=<>[]{}|$\\"):
+        return text
+    if heading:
+        return None
+    if len(words) == 1 and _ONE_NAME.fullmatch(text):
+        return text  # "dbname"
+    letters = [word for word in words if word.isalpha()]
+    if letters and all(word.isupper() and len(word) > 1 for word in letters) and \
+            not any(word.lower() in _SECTION_WORDS for word in letters):
+        return text  # "CONCURRENTLY", "SET SCHEMA"
+    return None
+
+
 # --- terms -----------------------------------------------------------------
 
 _SUFFIXES = ("ation", "able", "ing", "ed", "er")
@@ -289,11 +348,22 @@ def _sentences(passages: Sequence[Passage], query: _QueryTerms) -> list[_Sentenc
         heading = query.found(passage.heading)
         blocks_in_section, previous_kind, position = 0, "", 0
         introducer: _Sentence | None = None  # the last sentence, if it ends in ":"
-        for kind, marker, text in _blocks(passage.text or ""):
+        labels: list[str] = []  # the terms the next paragraph describes
+        blocks = _blocks(passage.text or "")
+        for number, (kind, marker, text) in enumerate(blocks):
+            described = number + 1 < len(blocks) and blocks[number + 1][0] in ("prose", "heading")
+            term = _term(text, kind == "heading") \
+                if kind in ("prose", "heading") and described else None
             if kind == "heading":
                 heading = query.found(text)
                 blocks_in_section, previous_kind, introducer = 0, kind, None
+                labels = [term] if term else []
                 continue
+            if term is not None:
+                labels = (labels + [term])[:MAX_LABELS]
+                introducer = None
+                continue
+            label, labels = ", ".join(labels) if kind == "prose" else "", []
             if kind == "code":
                 if introducer is not None and not introducer.code and not introducer.items:
                     introducer.code = text
@@ -315,13 +385,16 @@ def _sentences(passages: Sequence[Passage], query: _QueryTerms) -> list[_Sentenc
                     continue
                 terms = query.found(piece)
                 context = title | heading
+                if label:  # the term described counts like a heading
+                    context |= query.found(label)
                 if piece.rstrip().endswith(":"):
                     # "In such a case, do this:" is about what the sentence before said.
                     context |= before
                 sentence = _Sentence(
                     index, position, piece, marker, terms, context,
                     heading, lead=blocks_in_section == 1,
-                    fragment=position == 0 and piece[0].islower())
+                    fragment=position == 0 and piece[0].islower(), label=label)
+                label = ""  # the paragraph's first sentence carries it
                 before = terms
                 found.append(sentence)
                 position += 1
@@ -374,12 +447,12 @@ def _render(chosen: Sequence[_Sentence]) -> str:
                 continue
             shown.add(id(sentence))
             if sentence.marker:
-                lines.append("%s %s" % (sentence.marker, sentence.text))
+                lines.append("%s %s" % (sentence.marker, sentence.shown))
                 prose_open = False
-            elif prose_open:
+            elif prose_open and not sentence.label:
                 lines[-1] = "%s %s" % (_closed(lines[-1]), sentence.text)
             else:
-                lines.append(sentence.text)
+                lines.append(sentence.shown)
                 prose_open = True
             if sentence.code:
                 lines.append("%s\n%s\n%s" % (FENCE, sentence.code, FENCE))
@@ -411,7 +484,7 @@ def _shorten(text: str, limit: int) -> str:
 def _snippet(sentences: Sequence[_Sentence]) -> str:
     snippet = ""
     for sentence in sentences:
-        candidate = ("%s %s" % (snippet, sentence.text)).strip()
+        candidate = ("%s %s" % (snippet, sentence.shown)).strip()
         if snippet and len(candidate) > SNIPPET_CHARS:
             break
         snippet = candidate
@@ -450,8 +523,19 @@ def _clamped_score(passage: Passage) -> float:
     return min(max(passage.score, 0.0), 1.0)
 
 
+# Words of a question that asks for code: "what command...", "which option...".
+_ASKS_FOR_CODE = frozenset("""
+    command commands option options flag flags switch function functions statement
+    statements syntax sql call invocation cli
+""".split())
+
+
+def asks_for_code(query: str) -> bool:
+    return not _ASKS_FOR_CODE.isdisjoint(normalise(query).split())
+
+
 def _rank(sentences: Sequence[_Sentence], passages: Sequence[Passage],
-          weights: dict[str, float]) -> list[_Sentence]:
+          weights: dict[str, float], code_wanted: bool = False) -> list[_Sentence]:
     """The sentences worth showing, best first.
 
     A sentence must cover at least half as much of the query as the best one,
@@ -499,7 +583,9 @@ def _rank(sentences: Sequence[_Sentence], passages: Sequence[Passage],
             continue
         sentence.score = (found + PASSAGE_WEIGHT * passage_coverage[sentence.passage] +
                           PASSAGE_BONUS * _clamped_score(passage) +
-                          (RANK_WEIGHT / (1 + rank) if rank is not None else 0.0))
+                          (RANK_WEIGHT / (1 + rank) if rank is not None else 0.0) +
+                          (CODE_WEIGHT if code_wanted and (sentence.code or sentence.label)
+                           else 0.0))
         ranked.append(sentence)
     return sorted(ranked, key=lambda s: (-s.score, s.passage, s.position))
 
@@ -508,7 +594,7 @@ def _choose(ranked: Sequence[_Sentence], max_chars: int,
             max_sentences: int) -> tuple[list[_Sentence], str]:
     """The best sentences that fit, and the text they make."""
     def fits(sentences: list[_Sentence]) -> bool:
-        carried = sum(len(s.code) for s in sentences)
+        carried = sum(len(s.code) + len(s.label) for s in sentences)  # code is extra
         return len(_render(sentences)) <= max_chars + min(carried, CODE_ALLOWANCE)
 
     chosen = [ranked[0]]
@@ -517,7 +603,7 @@ def _choose(ranked: Sequence[_Sentence], max_chars: int,
             bare = dataclasses.replace(ranked[0], code="", items=[])
             if fits([bare]):  # what it introduces is too long to show: the sentence
                 return [bare], _render([bare])
-        return chosen, _shorten(ranked[0].text, max_chars)  # the one case for an ellipsis
+        return chosen, _shorten(ranked[0].shown, max_chars)  # the one case for an ellipsis
     for sentence in ranked[1:]:
         if len(chosen) >= max_sentences:
             break
@@ -550,7 +636,7 @@ def compose_answer(query: str, passages: Sequence[Passage], max_chars: int = 600
         if focused:
             sentences = focused + [s for s in sentences if s.carried and s not in focused]
     weights = _idf(sentences, query_terms)
-    ranked = [s for s in _rank(sentences, passages, weights)
+    ranked = [s for s in _rank(sentences, passages, weights, asks_for_code(query))
               if not _restates(s, query_terms)]
     if not ranked:
         return _by_meaning(sentences, passages, max_chars, max_sentences)
