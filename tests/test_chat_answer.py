@@ -403,7 +403,8 @@ whether modified or not, will be left alone.
 
 Exit with a zero status even if no files matched.""", 0.8)
 
-BASEBACKUP = Passage("doc-basebackup", "pg_basebackup", "https://pg.example/app-pgbasebackup.html", """\
+BASEBACKUP = Passage("doc-basebackup", "pg_basebackup",
+                     "https://pg.example/app-pgbasebackup.html", """\
 DESCRIPTION
 
 pg_basebackup is used to take a base backup of a running PostgreSQL database cluster.
@@ -430,10 +431,52 @@ def test_an_option_spelled_two_ways_shows_both():
            "to." in answer.text
 
 
-def test_a_section_heading_in_capitals_is_not_shown_as_a_term():
-    answer = compose_answer("what is pg_basebackup used for?", [BASEBACKUP])
-    assert answer.text.startswith("pg_basebackup is used to take a base backup")
-    assert "DESCRIPTION" not in answer.text
+def test_asking_about_an_option_by_name_gets_its_description():
+    assert compose_answer("what does --cached do?", [GIT_RM]).text.startswith(
+        "--cached: Use this option to unstage")
+    assert compose_answer("what does the --dry-run option do?", [GIT_RM]).text.startswith(
+        "-n, --dry-run: Don't actually remove any file(s).")
+
+
+def test_a_section_name_in_capitals_is_not_shown_as_a_term():
+    exit_status = Passage("doc-bzip2", "bzip2(1)", None, "EXIT STATUS\n\n"
+                          "The command exits with zero on success and one on failure", 0.8)
+    answer = compose_answer("what does the command exit with on failure?", [exit_status])
+    assert answer.text == "The command exits with zero on success and one on failure"
+
+
+@pytest.mark.parametrize("text, question, reply", [
+    ("## Installation\n\nRequirements: Python 3.9 or newer.\n\n"
+     "Install the package with pip install my_package\n\n## Usage\n\nImport it and call run().",
+     "how do I install the package?", "Install the package with pip install my_package"),
+    ("Port | Service\n\n5432 | database\n\n6379 | cache\n\n80 | web\n\n443 | secure web\n\n"
+     "Open these ports in the firewall.",
+     "which port does the database use?", "5432 | database"),
+    ("Setting: work_mem; Default: 4MB\n\nSetting: shared_buffers; Default: 128MB\n\n"
+     "Restart the server after changing them.",
+     "what is the default of work_mem?", "Setting: work_mem; Default: 4MB"),
+    ("Manual: https://git.example/a_b\n\nThe manual covers every command.",
+     "what does the manual cover?", "The manual covers every command."),
+], ids=["before-a-heading", "table-rows", "key-value-rows", "a-link"])
+def test_lines_that_look_like_terms_but_head_no_description_stay_text(text, question, reply):
+    shown = compose_answer(question, [Passage("doc", "Doc", None, text, 0.8)]).text
+    assert reply in shown and ": " + reply not in shown  # shown, and as text of its own
+
+
+def test_terms_do_not_push_a_reply_far_past_its_length():
+    things = [("colour", "painted before the housing dries"),
+              ("speed", "measured against the rack's clock"),
+              ("volume", "checked by the operator each shift"),
+              ("height", "adjusted with the crank in front"),
+              ("weight", "logged in the manifest of each crate")]
+    options = Passage("doc-opts", "tool(1)", None, "\n\n".join(
+        "-%s <%s-value>\n\n--widget-%s=<%s-value>\n\n--set-%s-of-the-widget\n\n"
+        "Sets the widget's %s, which is %s, and is kept until a later run sets it."
+        % (name[0], name, name, name, name, name, detail) for name, detail in things), 0.8)
+    answer = compose_answer("how do I set the widget's colour, speed, volume, height or "
+                            "weight?", [options], max_chars=600, max_sentences=5)
+    assert answer.text.count(": Sets the widget's") >= 3  # the terms are shown...
+    assert len(answer.text) <= 600 + 160  # ...within an allowance of their own
 
 
 def test_a_question_asking_for_an_option_prefers_the_sentence_that_names_one():

@@ -88,7 +88,8 @@ def test_the_app_database_works_on_postgresql(tmp_path, postgres_url):
         app.close()
 
 
-def test_vectors_made_before_0015_are_kept_and_a_second_model_can_sit_beside_them(tmp_path):
+def test_0015_keeps_vectors_of_named_models_and_a_second_model_can_sit_beside_them(tmp_path):
+    # 0014's ids were a file hash no process reads any more: those are left to be rebuilt.
     path = str(tmp_path / "botlite.db")
     old = dbmod.open_database("sqlite:///" + path)
     dbmod.migrate(old, target="0014_chunk_vectors")
@@ -96,6 +97,7 @@ def test_vectors_made_before_0015_are_kept_and_a_second_model_can_sit_beside_the
         old.execute_sql("pragma foreign_keys = off")  # a chunk without its bot and source
         old.execute_sql("insert into chunk (id, source_id, chatbot_id, bot, position, text) "
                         "values (7, 's', 'b', 'b', 0, 'hello')")
+        old.execute_sql("insert into chunk_vector values (8, 'b', '8199be6f699a395f', 2, x'09')")
         old.execute_sql("insert into chunk_vector values (7, 'b', 'old-model', 3, x'0102')")
         old.execute_sql("insert into vector_version values ('b', 3)")
     old.close()

@@ -63,6 +63,7 @@ MEANING_ONLY = 0.5       # hybrid retrieval: the cosine a passage sharing no wor
 #                          question needs to answer it at all
 CODE_WEIGHT = 0.15       # a question asking for a command: a sentence bringing code gains this
 CODE_ALLOWANCE = 900     # characters a reply may run past max_chars for the code it carries
+LABEL_ALLOWANCE = 160    # ...and for the terms its sentences describe
 MAX_CARRIED_ITEMS = 8    # list items an introducing sentence brings at most
 FENCE = "```"
 
@@ -206,6 +207,51 @@ def _as_heading(blocks: list[tuple[str, str, str]], index: int) -> tuple[str, st
     return blocks[index]
 
 
+def _labelled(blocks: list[tuple[str, str, str]]) -> list[tuple[str, str, str, str]]:
+    """``blocks`` with a label for each paragraph that describes the `_term`
+    lines right above it (or a heading's term, for the paragraph under it).
+    A run of more terms than `MAX_LABELS` is a table or a list, not the names of
+    one thing, and a line completing a sentence that ends in ":" is what that
+    sentence introduces: both stay text."""
+    out: list[tuple[str, str, str, str]] = []
+    pending: list[tuple[str, tuple | None]] = []  # (term, its block if it is to be shown)
+    table = False  # in a run of term-like lines too long to name one thing
+
+    def release() -> None:
+        out.extend((*block, "") for _, block in pending if block is not None)
+        pending.clear()
+
+    for number, block in enumerate(blocks):
+        kind, marker, text = block
+        following = blocks[number + 1][0] if number + 1 < len(blocks) else None
+        introduced = bool(out) and out[-1][0] == "prose" and out[-1][2].rstrip().endswith(":") \
+            and not pending
+        term = _term(text, kind == "heading") \
+            if kind in ("prose", "heading") and following == "prose" and not introduced else None
+        if term is None or kind != "prose":
+            table = False
+        elif len(pending) == MAX_LABELS:
+            table = True
+        if kind == "heading":
+            release()
+            out.append((*block, ""))
+            if term:
+                pending.append((term, None))
+        elif kind == "prose" and term is not None and not table:
+            pending.append((term, block))
+        elif kind == "prose" and term is None and pending:
+            names = [name for name, _ in pending]
+            names = [name for index, name in enumerate(names)  # "f", then "int f(...)"
+                     if not any(name in other for other in names[index + 1:])]
+            pending.clear()
+            out.append((*block, ", ".join(names)))
+        else:
+            release()
+            out.append((*block, ""))
+    release()
+    return out
+
+
 def _is_boundary(text: str, end: re.Match) -> bool:
     rest = text[end.end():]
     if not rest or not (rest[0].isupper() or rest[0].isdigit() or rest[0] in "\"'“‘(["):
@@ -235,6 +281,9 @@ def _split_sentences(text: str) -> list[str]:
 _SECTION_NUMBER = re.compile(r"\d+(?:\.\d+)*\.?\s+")
 _ONE_NAME = re.compile(r"[a-z][\w.-]*")
 _SENTENCE_LIKE = re.compile(r"\w\w[.!?:;]$")
+_CODE_MARKS = "_=<>[]{}|$\\"
+# A table row ("Setting: work_mem; Default: 4MB", "5432 | database"), a URL: no term.
+_NOT_TERM = (": ", " | ", "://", "; ")
 MAX_TERM_CHARS = 100
 MAX_LABELS = 3  # "-D directory", "--pgdata=directory": the terms one description has
 
@@ -264,10 +313,13 @@ def _term(text: str, heading: bool = False) -> str | None:
     if numbered:
         text = text[numbered.end():]  # "3.3.1. BZ2_bzCompressInit"
     words = text.split()
-    if not words or len(text) > MAX_TERM_CHARS or len(words) > 12 or _SENTENCE_LIKE.search(text):
+    if not words or len(text) > MAX_TERM_CHARS or len(words) > 12 or \
+            _SENTENCE_LIKE.search(text) or any(mark in text for mark in _NOT_TERM):
         return None
-    if text.startswith("-") or any(mark in text for mark in "_=<>[]{}|$\\"):
-        return text
+    marked = any(mark in text for mark in _CODE_MARKS)
+    if text.startswith("-") or "[" in text or "<" in text or \
+            any(mark in words[0] for mark in _CODE_MARKS) or (marked and len(words) <= 3):
+        return text.rstrip(";").rstrip()  # "-D directory", "pop [<stash>]", "BZ2_bzRead"
     if heading:
         return None
     if len(words) == 1 and _ONE_NAME.fullmatch(text):
@@ -348,22 +400,11 @@ def _sentences(passages: Sequence[Passage], query: _QueryTerms) -> list[_Sentenc
         heading = query.found(passage.heading)
         blocks_in_section, previous_kind, position = 0, "", 0
         introducer: _Sentence | None = None  # the last sentence, if it ends in ":"
-        labels: list[str] = []  # the terms the next paragraph describes
-        blocks = _blocks(passage.text or "")
-        for number, (kind, marker, text) in enumerate(blocks):
-            described = number + 1 < len(blocks) and blocks[number + 1][0] in ("prose", "heading")
-            term = _term(text, kind == "heading") \
-                if kind in ("prose", "heading") and described else None
+        for kind, marker, text, label in _labelled(_blocks(passage.text or "")):
             if kind == "heading":
                 heading = query.found(text)
                 blocks_in_section, previous_kind, introducer = 0, kind, None
-                labels = [term] if term else []
                 continue
-            if term is not None:
-                labels = (labels + [term])[:MAX_LABELS]
-                introducer = None
-                continue
-            label, labels = ", ".join(labels) if kind == "prose" else "", []
             if kind == "code":
                 if introducer is not None and not introducer.code and not introducer.items:
                     introducer.code = text
@@ -384,9 +425,9 @@ def _sentences(passages: Sequence[Passage], query: _QueryTerms) -> list[_Sentenc
                 if not _ALNUM.search(piece):
                     continue
                 terms = query.found(piece)
+                if label:  # "what does --cached do?": the term is the sentence's subject
+                    terms |= query.found(label)
                 context = title | heading
-                if label:  # the term described counts like a heading
-                    context |= query.found(label)
                 if piece.rstrip().endswith(":"):
                     # "In such a case, do this:" is about what the sentence before said.
                     context |= before
@@ -594,8 +635,10 @@ def _choose(ranked: Sequence[_Sentence], max_chars: int,
             max_sentences: int) -> tuple[list[_Sentence], str]:
     """The best sentences that fit, and the text they make."""
     def fits(sentences: list[_Sentence]) -> bool:
-        carried = sum(len(s.code) + len(s.label) for s in sentences)  # code is extra
-        return len(_render(sentences)) <= max_chars + min(carried, CODE_ALLOWANCE)
+        carried = sum(len(s.code) for s in sentences)
+        labels = sum(len(s.label) + 2 for s in sentences if s.label)
+        return len(_render(sentences)) <= \
+            max_chars + min(carried, CODE_ALLOWANCE) + min(labels, LABEL_ALLOWANCE)
 
     chosen = [ranked[0]]
     if not fits(chosen):
