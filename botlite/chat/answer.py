@@ -571,7 +571,7 @@ _ASKS_FOR_CODE = frozenset("""
 """.split())
 
 
-def asks_for_code(query: str) -> bool:
+def _asks_for_code(query: str) -> bool:
     return not _ASKS_FOR_CODE.isdisjoint(normalise(query).split())
 
 
@@ -679,7 +679,7 @@ def compose_answer(query: str, passages: Sequence[Passage], max_chars: int = 600
         if focused:
             sentences = focused + [s for s in sentences if s.carried and s not in focused]
     weights = _idf(sentences, query_terms)
-    ranked = [s for s in _rank(sentences, passages, weights, asks_for_code(query))
+    ranked = [s for s in _rank(sentences, passages, weights, _asks_for_code(query))
               if not _restates(s, query_terms)]
     if not ranked:
         return _by_meaning(sentences, passages, max_chars, max_sentences)
