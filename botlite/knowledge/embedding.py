@@ -26,8 +26,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -96,9 +98,6 @@ STALE_WORK_S = 3600
 
 
 def _remove_stale_work(cache_dir) -> None:
-    import shutil
-    import time
-
     for entry in os.scandir(cache_dir):
         if entry.name.startswith(".quantizing-") and entry.is_dir():
             try:
